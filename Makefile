@@ -1,0 +1,40 @@
+# Two commands matter: `make demo` (the main job) and `make test`. Both set up .venv on their own,
+# idempotently: the install step re-runs only when setup.cfg or constraints.txt change.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.skd-installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
+export OMP_NUM_THREADS ?= 1
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: install test test-fast demo bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) setup.cfg constraints.txt
+	$(PIP) install -q --upgrade pip setuptools wheel
+	# torch first, from the local CPU wheel; the constraint keeps it for everything after
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[dev,bench]'
+	rm -f $(VENV)/.skd-installed-*
+	touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+demo: $(STAMP)
+	$(PY) -m skd_flair demo
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.bench_structs
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

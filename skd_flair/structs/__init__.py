@@ -1,0 +1,5 @@
+"""Exact inference over structures in pure torch (no Flair): log-partition, marginals, decoding."""
+from ._checks import StructureInputError
+from .linear_chain import LinearChainCRF
+
+__all__ = ["StructureInputError", "LinearChainCRF"]
