@@ -1,5 +1,6 @@
 """Exact inference over structures in pure torch (no Flair): log-partition, marginals, decoding."""
 from ._checks import StructureInputError
+from .dependency import DependencyTree
 from .linear_chain import LinearChainCRF
 
-__all__ = ["StructureInputError", "LinearChainCRF"]
+__all__ = ["StructureInputError", "LinearChainCRF", "DependencyTree"]
