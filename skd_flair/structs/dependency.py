@@ -71,9 +71,9 @@ def _laplacian_marginals(scores, valid, lengths, single_root):
     word_valid = ~pad
     col_err = (marg[:, :, 1:].sum(1) - 1).abs().masked_fill(~word_valid, 0).amax(1)
     ok = (info == 0) & (sign > 0) & torch.isfinite(log_z) & torch.isfinite(marg).flatten(1).all(1)
-    ok &= (marg.flatten(1).amin(1) > -1e-7) & (col_err < 1e-7)
+    ok &= (marg.flatten(1).amin(1) > -1e-10) & (col_err < 1e-10)
     if single_root:
-        ok &= (marg[:, 0].sum(1) - 1).abs() < 1e-7
+        ok &= (marg[:, 0].sum(1) - 1).abs() < 1e-10
     return log_z, marg.clamp(min=0.0), ok
 
 

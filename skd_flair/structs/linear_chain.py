@@ -205,6 +205,13 @@ class LinearChainCRF:
         return self._cache["unary"]
 
     @property
+    def log_marginals(self) -> torch.Tensor:
+        """``[B, N, L]`` log P(y_t = j) (0 on padding, -inf for impossible labels), differentiable; stays
+        finite where exp would underflow, so cross-entropies against it never see log 0 by rounding."""
+        alpha, beta, log_z = self._forward_backward()
+        return (alpha + beta - log_z.view(-1, 1, 1)).masked_fill(~self.mask.unsqueeze(-1), 0.0)
+
+    @property
     def pairwise_marginals(self) -> torch.Tensor:
         """``[B, N-1, L, L]`` with ``[b, t, i, j] = P(y_t = i, y_{t+1} = j)``; zero past length - 1."""
         if "pairwise" not in self._cache:

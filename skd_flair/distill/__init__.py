@@ -1,0 +1,21 @@
+"""KD objectives and the maps between factorizations, in pure torch (no Flair)."""
+from .labels import SPECIAL_LABELS, LabelMismatchError, align_labels
+from .losses import (crf_posterior_loss, crf_sequence_loss, crf_structural_loss, token_cross_entropy,
+                     token_sequence_loss)
+from .maps import (arcs_to_offset_tags, chain_to_chain, chain_to_tokens, register_map, to_student,
+                   tokens_to_chain, tokens_to_tokens)
+from .objectives import OBJECTIVES, KDObjective, PosteriorKD, StructuralKD, TokenKD, TopKKD
+from .schedules import MIX_SCHEDULES, AnnealedMix, ConstantMix, mix_losses
+from .scores import ChainScores, TreeScores
+from .targets import ArcMarginals, ChainMarginals, SequenceTargets, TokenMarginals
+from .temperature import temper
+
+__all__ = [
+    "SPECIAL_LABELS", "LabelMismatchError", "align_labels",
+    "crf_structural_loss", "token_cross_entropy", "crf_posterior_loss", "crf_sequence_loss", "token_sequence_loss",
+    "to_student", "register_map", "chain_to_chain", "chain_to_tokens", "tokens_to_chain", "tokens_to_tokens",
+    "arcs_to_offset_tags",
+    "OBJECTIVES", "KDObjective", "StructuralKD", "TokenKD", "PosteriorKD", "TopKKD",
+    "MIX_SCHEDULES", "ConstantMix", "AnnealedMix", "mix_losses",
+    "ChainScores", "TreeScores", "ChainMarginals", "TokenMarginals", "SequenceTargets", "ArcMarginals", "temper",
+]
