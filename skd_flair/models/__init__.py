@@ -1,0 +1,4 @@
+"""Flair models that teach and learn by structural KD (importing this registers them with Flair's loaders)."""
+from .tagger import KD_TARGETS, UNLABELLED, DistillableTagger, is_unlabelled
+
+__all__ = ["DistillableTagger", "KD_TARGETS", "UNLABELLED", "is_unlabelled"]

@@ -1,0 +1,62 @@
+"""Flair glue: embeddings and corpora built from configuration (``embeddings.py``, ``corpora.py``), teacher
+annotation and the trainer plugin that drives KD.
+
+The two helpers below are shared by the modules of this package and import nothing heavy."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+CACHE_ENV = "SKD_FLAIR_CACHE"
+
+
+def cache_dir(sub: Optional[str] = None) -> Path:
+    """skd_flair's own cache folder: ``$SKD_FLAIR_CACHE`` or ``~/.cache/skd_flair`` (created on demand)."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "skd_flair").expanduser()
+    path = root / sub if sub else root
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def atomic_path(target: Union[str, Path]) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; on success it is renamed onto `target` in one step, on any
+    error it is removed. An interrupted write therefore never leaves a partial `target` that a later run
+    would take for a finished one."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the finished file the usual mode
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def check_required(registry, spec, where: str, provided=()) -> None:
+    """ConfigError naming the keys that `spec`'s factory requires but `spec` lacks (``Registry.build`` only
+    checks unknown keys; a missing one would surface as a bare TypeError)."""
+    import inspect
+    from collections.abc import Mapping
+
+    from ..registry import ConfigError
+
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if not isinstance(spec, Mapping) or spec.get("type") not in registry.names():
+        return  # Registry.build reports these
+    params = inspect.signature(registry.get(spec["type"])).parameters.values()
+    missing = [p.name for p in params
+               if p.default is inspect.Parameter.empty and p.name not in spec and p.name not in provided
+               and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    if missing:
+        raise ConfigError(f"{where} (type '{spec['type']}'): missing required key(s) {', '.join(missing)}")

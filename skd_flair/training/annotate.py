@@ -1,0 +1,154 @@
+"""Running a teacher once over a corpus and keeping its targets for a student.
+
+The teacher runs in eval mode without an autograd graph, its marginals are taken in float64 by the KD
+objective and mapped onto the student's substructures, and the result is cached on disk (see `cache`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Union
+
+import flair
+import torch
+from flair.data import Sentence
+from tqdm import tqdm
+
+from ..distill import KDObjective, OBJECTIVES
+from ..distill.batching import split_targets
+from ..registry import ConfigError
+from .cache import TargetCache, compress, corpus_digest, decompress, digest, fingerprint_model, sentence_key
+
+log = logging.getLogger("skd_flair")
+
+__all__ = ["TeacherTargets", "annotate", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("SKD_FLAIR_CACHE", Path.home() / ".cache" / "skd_flair")) / "targets"
+
+
+class TeacherTargets:
+    """A teacher's targets for a set of sentences, in one student's label space, looked up by sentence."""
+
+    def __init__(self, entries: Dict[str, dict], labels: Sequence[str], student_is_crf: bool, objective: dict,
+                 key: str = "", stats: Optional[dict] = None):
+        self.entries = entries
+        self.labels = list(labels)
+        self.student_is_crf = student_is_crf
+        self.objective = objective
+        self.key = key
+        self.stats = stats or {}
+
+    def __len__(self):
+        return len(self.entries)
+
+    def __contains__(self, sentence) -> bool:
+        return sentence_key(sentence) in self.entries
+
+    def piece(self, sentence: Sentence) -> dict:
+        """The sentence's targets, decompressed (see distill.batching for the layout)."""
+        key = sentence_key(sentence)
+        if key not in self.entries:
+            raise KeyError(f"no teacher targets for sentence {sentence.to_tokenized_string()[:80]!r}: annotate every "
+                           "training sentence (including unlabelled ones) with the same teacher before training")
+        return decompress(self.entries[key])
+
+    def build_objective(self) -> KDObjective:
+        return OBJECTIVES.build(self.objective, where="teacher targets")
+
+
+def _student_space(student):
+    labels = getattr(student, "label_names", None)
+    if labels is None:
+        labels = student.label_dictionary.get_items()
+    return list(labels), bool(getattr(student, "use_crf", False))
+
+
+def _batches(sentences: List[Sentence], size: int) -> Iterable[List[Sentence]]:
+    for i in range(0, len(sentences), size):
+        yield sentences[i:i + size]
+
+
+def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[KDObjective, dict, str] = "structural",
+             cache_dir: Union[str, Path, None] = None, batch_size: int = 32, threshold: float = 1e-7,
+             progress: bool = True, shard_every: int = 2000) -> TeacherTargets:
+    """Targets of `teacher` for every sentence, in `student`'s substructure space.
+
+    Args:
+        teacher: a model with ``teacher_scores(sentences)`` (a `DistillableTagger`, a parser, a span model).
+        sentences: the student's training sentences, labelled and unlabelled.
+        student: the student model (its label dictionary and whether it is a CRF decide the targets).
+        objective: a KD objective or its config; its temperature and map are part of the targets.
+        cache_dir: where targets are cached (None: ``$SKD_FLAIR_CACHE/targets``, by default under
+            ``~/.cache/skd_flair``); ``False`` disables caching.
+        threshold: probabilities below this are not stored (see `cache`).
+        shard_every: sentences between flushes of partial results (an interrupted run resumes from them).
+    """
+    if not isinstance(objective, KDObjective):
+        objective = OBJECTIVES.build(objective, where="objective")
+    if not hasattr(teacher, "teacher_scores"):
+        raise ConfigError(f"{type(teacher).__name__} cannot teach: it has no teacher_scores(sentences) method")
+    sentences = [s for s in sentences]
+    empty = [i for i, s in enumerate(sentences) if len(s) == 0]
+    if empty:
+        raise ValueError(f"cannot annotate empty sentences (positions {empty[:10]})")
+    labels, student_is_crf = _student_space(student)
+    keys = [sentence_key(s) for s in sentences]
+    config = objective.config()
+    key = digest("skd-targets", fingerprint_model(teacher), corpus_digest(keys), config, labels, student_is_crf,
+                 threshold)
+    cache = TargetCache(cache_dir or default_cache_dir(), key) if cache_dir is not False else None
+    if cache is not None:
+        stored = cache.load()
+        if stored is not None:
+            log.info(f"teacher targets: cache hit {cache.path} ({len(stored['entries'])} sentences)")
+            return TeacherTargets(stored["entries"], labels, student_is_crf, config, key, stored.get("stats"))
+    entries: Dict[str, dict] = cache.load_partial() if cache is not None else {}
+    if entries:
+        log.info(f"teacher targets: resuming, {len(entries)} sentences already annotated")
+    todo, seen = [], set(entries)
+    for sentence, k in zip(sentences, keys):
+        if k not in seen:
+            seen.add(k)
+            todo.append(sentence)
+    todo.sort(key=len, reverse=True)  # similar lengths batch together; results do not depend on it
+    pending: Dict[str, dict] = {}
+    dropped = 0.0
+    start = time.time()
+    bar = tqdm(total=len(todo), desc="teacher targets", unit="sent", disable=not progress or not todo)
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        for batch in _batches(todo, batch_size):
+            for s in batch:
+                s.clear_embeddings()  # never let a student's cached embeddings reach the teacher
+            with torch.no_grad():
+                scores = teacher.teacher_scores(batch)
+                targets = objective.targets(scores, labels, student_is_crf)
+            for s, piece in zip(batch, split_targets(targets)):
+                pending[sentence_key(s)] = compress(piece, threshold)
+                s.clear_embeddings()  # ... nor the teacher's reach the student
+            if getattr(targets, "dropped_mass", None) is not None:
+                dropped = max(dropped, float(targets.dropped_mass.max()))
+            bar.update(len(batch))
+            if cache is not None and len(pending) >= shard_every:
+                cache.save_shard(pending)
+                entries.update(pending)
+                pending = {}
+    finally:
+        teacher.train(was_training)
+        bar.close()
+    entries.update(pending)
+    elapsed = time.time() - start
+    stats = {"sentences": len(todo), "seconds": elapsed, "max_dropped_mass": dropped,
+             "device": str(flair.device)}
+    if todo:
+        log.info(f"teacher targets: {len(todo)} sentences in {elapsed:.1f}s ({len(todo) / max(elapsed, 1e-9):.1f} "
+                 f"sentences/s)")
+    if cache is not None:
+        cache.save({"entries": entries, "labels": labels, "objective": config, "stats": stats})
+    return TeacherTargets(entries, labels, student_is_crf, config, key, stats)

@@ -1,0 +1,118 @@
+"""The Flair TrainerPlugin that drives knowledge distillation inside `ModelTrainer.train` / `fine_tune`."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Union
+
+from flair.trainers.plugins import TrainerPlugin
+
+from ..distill import MIX_SCHEDULES, AnnealedMix
+from ..distill.labels import LabelMismatchError
+from ..models.tagger import KD_TARGETS, is_unlabelled
+from .annotate import TeacherTargets
+
+log = logging.getLogger("flair")
+
+__all__ = ["DistillationPlugin"]
+
+_COLUMNS = ["EPOCH", "LAMBDA", "GOLD_LOSS", "KD_LOSS", "KL_PER_TOKEN", "TEACHER_ENTROPY", "ARGMAX_AGREEMENT"]
+
+
+class DistillationPlugin(TrainerPlugin):
+    """Feeds each training batch its cached teacher targets and sets the KD/gold mixing weight.
+
+    Args:
+        targets: the teacher's targets for the training sentences (`annotate`).
+        mix: a schedule (``ConstantMix``, ``AnnealedMix``) or its config; lambda weights the KD loss.
+        log_file: name of the per-epoch KD log written next to Flair's loss.tsv.
+
+    Per epoch it logs the gold and KD losses (per token) separately, the mean per-token KL from the
+    teacher's token marginals to the student's, the teacher's mean token entropy and how often the two
+    agree on a token's best label.
+    """
+
+    def __init__(self, targets: TeacherTargets, mix: Union[dict, str, object, None] = None,
+                 log_file: Optional[str] = "kd_loss.tsv"):
+        super().__init__()
+        self.targets = targets
+        if mix is None:
+            mix = AnnealedMix(1.0)
+        elif isinstance(mix, (dict, str)):
+            mix = MIX_SCHEDULES.build(mix, where="mix")
+        self.mix = mix
+        self.log_file = log_file
+        self.base_path: Optional[Path] = None
+        self.history = []
+        self._reset()
+
+    def _reset(self):
+        self.sums = {"kd_loss": 0.0, "gold_loss": 0.0, "kl_sum": 0.0, "teacher_entropy_sum": 0.0, "agree": 0,
+                     "tokens": 0, "labelled_tokens": 0}
+        self.weight = None
+
+    @TrainerPlugin.hook
+    def after_setup(self, base_path=None, **kw):
+        model = self.model
+        if not hasattr(model, "kd_objective"):
+            raise TypeError(f"{type(model).__name__} cannot learn from a teacher; use a skd_flair model")
+        if bool(getattr(model, "use_crf", False)) != self.targets.student_is_crf:
+            raise LabelMismatchError("the teacher targets were made for a "
+                                     f"{'CRF' if self.targets.student_is_crf else 'MaxEnt'} student")
+        labels = list(getattr(model, "label_names", model.label_dictionary.get_items()))
+        if labels != self.targets.labels:
+            raise LabelMismatchError(f"the teacher targets were made for labels {self.targets.labels}, but the "
+                                     f"student has {labels}: annotate with this student")
+        model.kd_objective = self.targets.build_objective()
+        # Flair caches embeddings on tokens by name: a teacher's (kept on dev/test sentences by its own
+        # training or annotation) must not be mistaken for the student's
+        for sentence in self.trainer.corpus.get_all_sentences():
+            sentence.clear_embeddings()
+        self.base_path = Path(base_path) if base_path is not None else None
+        log.info(f"KD: {model.kd_objective} on {len(self.targets)} sentences, mix {self.mix}")
+
+    @TrainerPlugin.hook
+    def before_training_epoch(self, epoch, **kw):
+        self._reset()
+
+    @TrainerPlugin.hook
+    def before_training_batch(self, batch_no, batch, total_number_of_batches, epoch, **kw):
+        progress = (epoch - 1) + batch_no / max(total_number_of_batches, 1)
+        self.weight = self.mix(progress)
+        self.model.kd_weight = self.weight
+        for sentence in batch:
+            sentence.add_metadata(KD_TARGETS, self.targets.piece(sentence))
+
+    @TrainerPlugin.hook
+    def after_training_batch(self, batch, **kw):
+        stats = getattr(self.model, "kd_stats", {}) or {}
+        for key in ("kd_loss", "gold_loss", "kl_sum", "teacher_entropy_sum", "agree", "tokens"):
+            self.sums[key] += stats.get(key, 0)
+        self.sums["labelled_tokens"] += sum(len(s) for s in batch if not is_unlabelled(s))
+        for sentence in batch:  # dense targets only live for their batch
+            sentence._metadata.pop(KD_TARGETS, None)
+
+    @TrainerPlugin.hook
+    def after_training_epoch(self, epoch, **kw):
+        s = self.sums
+        tokens = max(s["tokens"], 1)
+        row = {"EPOCH": epoch, "LAMBDA": self.weight if self.weight is not None else float("nan"),
+               "GOLD_LOSS": s["gold_loss"] / max(s["labelled_tokens"], 1), "KD_LOSS": s["kd_loss"] / tokens,
+               "KL_PER_TOKEN": s["kl_sum"] / tokens, "TEACHER_ENTROPY": s["teacher_entropy_sum"] / tokens,
+               "ARGMAX_AGREEMENT": s["agree"] / tokens}
+        self.history.append(row)
+        log.info("KD epoch {EPOCH}: lambda {LAMBDA:.4f} - gold loss {GOLD_LOSS:.4f} - KD loss {KD_LOSS:.4f} - "
+                 "KL/token {KL_PER_TOKEN:.4f} - teacher entropy {TEACHER_ENTROPY:.4f} - argmax agreement "
+                 "{ARGMAX_AGREEMENT:.4f}".format(**row))
+        if self.base_path is not None and self.log_file:
+            path = self.base_path / self.log_file
+            new = not path.exists() or epoch == 1
+            with open(path, "w" if new else "a") as f:
+                if new:
+                    f.write("\t".join(_COLUMNS) + "\n")
+                f.write("\t".join(f"{row[c]:.6f}" if isinstance(row[c], float) else str(row[c]) for c in _COLUMNS)
+                        + "\n")
+
+    def get_state(self):
+        return {**super().get_state(), "mix": repr(self.mix), "targets_key": self.targets.key}
+

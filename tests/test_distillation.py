@@ -1,0 +1,200 @@
+"""KD through Flair's own ModelTrainer: every case and baseline, the teacher cache, bad pairings."""
+import logging
+
+import pytest
+import torch
+from flair.trainers import ModelTrainer
+
+from skd_flair.distill import LabelMismatchError
+from skd_flair.models import UNLABELLED, DistillableTagger
+from skd_flair.training.annotate import annotate
+from skd_flair.training.cache import TargetCache, compress, decompress
+from skd_flair.training.plugin import DistillationPlugin
+from tests import toy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return toy.corpus(n_train=40)
+
+
+def train(model, corpus, path, epochs=1, plugins=(), fine_tune=False):
+    trainer = ModelTrainer(model, corpus)
+    kwargs = dict(max_epochs=epochs, mini_batch_size=8, plugins=list(plugins), save_final_model=True)
+    if fine_tune:
+        return trainer.fine_tune(path, learning_rate=1e-2, **kwargs)
+    return trainer.train(path, learning_rate=0.1, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def teachers(corpus, tmp_path_factory):
+    out = {}
+    for crf in (True, False):
+        model = toy.tagger(corpus, use_crf=crf, hidden=16, dim=16, seed=3)
+        train(model, corpus, tmp_path_factory.mktemp("teacher"), epochs=2)
+        out[crf] = model
+    return out
+
+
+CASES = [  # teacher CRF?, student CRF?, objective
+    (True, True, {"type": "structural", "temperature": 2.0}),  # 1a
+    (True, False, {"type": "structural", "temperature": 2.0}),  # 2a
+    (False, True, {"type": "structural"}),  # 3
+    (True, True, {"type": "structural", "temperature": 2.0, "temperature_mode": "global"}),
+    (True, True, {"type": "token", "temperature": 2.0}),
+    (True, False, {"type": "token"}),
+    (True, True, {"type": "posterior"}),
+    (False, True, {"type": "posterior"}),
+    (True, True, {"type": "topk", "k": 3}),
+    (True, False, {"type": "topk", "k": 3, "weighted": True}),
+]
+
+
+@pytest.mark.parametrize("teacher_crf, student_crf, objective", CASES)
+def test_every_case_and_baseline_trains_through_model_trainer(corpus, teachers, tmp_path, teacher_crf, student_crf,
+                                                              objective):
+    student = toy.tagger(corpus, use_crf=student_crf, seed=4)
+    targets = annotate(teachers[teacher_crf], corpus.train, student, objective, progress=False)
+    assert len(targets) == len({tuple(t.text for t in s) for s in corpus.train})
+    plugin = DistillationPlugin(targets, mix={"type": "annealed", "factor": 10.0})
+    result = train(student, corpus, tmp_path, epochs=2, plugins=[plugin])
+    assert "test_score" in result
+    rows = (tmp_path / "kd_loss.tsv").read_text().strip().splitlines()
+    assert rows[0].split("\t")[:4] == ["EPOCH", "LAMBDA", "GOLD_LOSS", "KD_LOSS"] and len(rows) == 3
+    values = [float(x) for x in rows[2].split("\t")]
+    assert all(v == v for v in values)  # no NaN
+    assert 0.0 < plugin.history[0]["LAMBDA"] < 1.0  # annealed within the first epoch
+    assert plugin.history[1]["KD_LOSS"] > -1e-6 or objective["type"] == "structural"
+    loaded = DistillableTagger.load(tmp_path / "final-model.pt")
+    assert loaded.kd_objective.config()["type"] == objective["type"]
+
+
+def test_fine_tune_path_with_kd(corpus, teachers, tmp_path):
+    student = toy.tagger(corpus, use_crf=True, seed=5)
+    targets = annotate(teachers[True], corpus.train, student, "structural", progress=False)
+    train(student, corpus, tmp_path, epochs=1, plugins=[DistillationPlugin(targets, mix={"type": "constant",
+                                                                                           "weight": 0.5})],
+          fine_tune=True)
+    assert (tmp_path / "kd_loss.tsv").exists()
+
+
+def test_unlabelled_sentences_learn_from_the_teacher_alone(teachers, tmp_path):
+    corpus = toy.corpus(n_train=30, seed=11)
+    for s in corpus.train:
+        s.add_metadata(UNLABELLED, True)
+        for label in list(s.get_labels("ner")):
+            s.remove_labels("ner")
+    student = toy.tagger(toy.corpus(n_train=40), use_crf=True, seed=6)  # same tags as the teacher
+    targets = annotate(teachers[True], corpus.train, student, "structural", progress=False)
+    plugin = DistillationPlugin(targets)
+    train(student, corpus, tmp_path, epochs=2, plugins=[plugin])
+    assert plugin.history[-1]["GOLD_LOSS"] == 0.0 and plugin.history[-1]["KD_LOSS"] > 0
+
+
+def test_cache_hit_miss_and_damage(corpus, teachers, tmp_path, caplog):
+    teacher = teachers[True]
+    student = toy.tagger(corpus, use_crf=True, seed=7)
+    first = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
+    files = list(tmp_path.glob("*.pt"))
+    assert len(files) == 1
+
+    calls = []
+    original = type(teacher).teacher_scores
+
+    def counting(self, sentences):
+        calls.append(len(sentences))
+        return original(self, sentences)
+
+    type(teacher).teacher_scores = counting
+    try:
+        again = annotate(teacher, list(corpus.train)[::-1], student, "structural", cache_dir=tmp_path, progress=False)
+        assert calls == [] and again.key == first.key  # order does not matter: a hit
+        # a changed corpus, temperature or teacher is a miss
+        annotate(teacher, list(corpus.train)[:20], student, "structural", cache_dir=tmp_path, progress=False)
+        assert sum(calls) == 20
+        annotate(teacher, corpus.train, student, {"type": "structural", "temperature": 2.0}, cache_dir=tmp_path,
+                 progress=False)
+        assert sum(calls) == 60
+        with torch.no_grad():
+            teacher.linear.bias[0] += 0.01
+        changed = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
+        assert changed.key != first.key and sum(calls) == 100
+        with torch.no_grad():
+            teacher.linear.bias[0] -= 0.01
+        # a truncated file and a corrupted file are detected and recomputed
+        path = TargetCache(tmp_path, first.key).path
+        path.write_bytes(path.read_bytes()[:200])
+        with caplog.at_level(logging.WARNING, logger="skd_flair"):
+            redone = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
+        assert "unreadable" in caplog.text and sum(calls) == 140
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
+        assert sum(calls) == 180
+    finally:
+        type(teacher).teacher_scores = original
+    for s in corpus.train:
+        a, b = first.piece(s), redone.piece(s)
+        assert torch.allclose(a["pairwise"], b["pairwise"], atol=1e-6)
+
+
+def test_interrupted_annotation_resumes_from_its_shards(corpus, teachers, tmp_path):
+    teacher = teachers[True]
+    student = toy.tagger(corpus, use_crf=True, seed=8)
+    original = type(teacher).teacher_scores
+    seen = []
+
+    def failing(self, sentences):
+        if len(seen) >= 2:
+            raise KeyboardInterrupt
+        seen.append(len(sentences))
+        return original(self, sentences)
+
+    type(teacher).teacher_scores = failing
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, batch_size=8, shard_every=8,
+                     progress=False)
+    finally:
+        type(teacher).teacher_scores = original
+    assert len(list(tmp_path.glob("*.partial/shard-*.pt"))) == 2
+    done = []
+    type(teacher).teacher_scores = lambda self, s: (done.append(len(s)), original(self, s))[1]
+    try:
+        targets = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, batch_size=8,
+                           progress=False)
+    finally:
+        type(teacher).teacher_scores = original
+    assert sum(done) == len(targets) - 16 and not list(tmp_path.glob("*.partial"))
+
+
+def test_compressed_targets_are_exact_to_the_threshold():
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(7, 5, 5, generator=g, dtype=torch.float64) * 6, dim=-1)
+    piece = {"kind": "chain", "unary": p[:, 0], "pairwise": p[:6]}
+    back = decompress(compress(piece, threshold=1e-7))
+    assert (back["pairwise"].double() - p[:6]).abs().max() <= 1e-7
+    exact = decompress(compress(piece, threshold=0.0))
+    assert (exact["pairwise"].double() - p[:6]).abs().max() < 1e-7  # float32 rounding only
+
+
+def test_tag_dictionary_mismatch_is_a_clear_error(corpus, teachers, tmp_path):
+    other = toy.corpus(types={"Anna": "PER", "Berlin": "GPE", "Bob": "PER"})
+    student = toy.tagger(other, use_crf=True)
+    with pytest.raises(LabelMismatchError, match="GPE|LOC"):
+        annotate(teachers[True], corpus.train, student, "structural", progress=False)
+    right = toy.tagger(corpus, use_crf=True)
+    targets = annotate(teachers[True], corpus.train, right, "structural", progress=False)
+    with pytest.raises(LabelMismatchError, match="MaxEnt|CRF"):
+        train(toy.tagger(corpus, use_crf=False), corpus, tmp_path, plugins=[DistillationPlugin(targets)])
+
+
+def test_teacher_and_student_embeddings_never_leak(corpus, teachers, tmp_path):
+    # teacher and student embeddings share Flair's name "one-hot-text" but differ in size
+    student = toy.tagger(corpus, use_crf=True, dim=5, seed=9)
+    assert student.embeddings.name == teachers[True].embeddings.name
+    targets = annotate(teachers[True], corpus.train, student, "structural", progress=False)
+    train(student, corpus, tmp_path, epochs=1, plugins=[DistillationPlugin(targets)])
