@@ -46,12 +46,17 @@ class Registry:
 
 
 def check_keys(factory: Callable[..., Any], kwargs: Mapping[str, Any], where: str, extra=()) -> None:
-    """Raise ConfigError naming every key that `factory` does not accept."""
+    """Raise ConfigError naming every key that `factory` does not accept, or requires and did not get."""
     params = inspect.signature(factory).parameters
+    named = {n: p for n, p in params.items()
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    missing = [n for n, p in named.items() if p.default is inspect.Parameter.empty and n not in kwargs
+               and n not in extra and n != "self"]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    allowed = {n for n, p in params.items()
-               if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
-    unknown = sorted(set(kwargs) - allowed - set(extra))
+    unknown = sorted(set(kwargs) - set(named) - set(extra))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed - set(extra)))}")
+        allowed = ", ".join(sorted(set(named) - set(extra)))
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")

@@ -1,4 +1,5 @@
 """Flair models that teach and learn by structural KD (importing this registers them with Flair's loaders)."""
+from .fasttext import FastTextSubwordEmbeddings
 from .tagger import KD_TARGETS, UNLABELLED, DistillableTagger, is_unlabelled
 
-__all__ = ["DistillableTagger", "KD_TARGETS", "UNLABELLED", "is_unlabelled"]
+__all__ = ["DistillableTagger", "FastTextSubwordEmbeddings", "KD_TARGETS", "UNLABELLED", "is_unlabelled"]

@@ -41,22 +41,3 @@ def atomic_path(target: Union[str, Path]) -> Iterator[Path]:
         if tmp_path.exists():
             tmp_path.unlink()
 
-
-def check_required(registry, spec, where: str, provided=()) -> None:
-    """ConfigError naming the keys that `spec`'s factory requires but `spec` lacks (``Registry.build`` only
-    checks unknown keys; a missing one would surface as a bare TypeError)."""
-    import inspect
-    from collections.abc import Mapping
-
-    from ..registry import ConfigError
-
-    if isinstance(spec, str):
-        spec = {"type": spec}
-    if not isinstance(spec, Mapping) or spec.get("type") not in registry.names():
-        return  # Registry.build reports these
-    params = inspect.signature(registry.get(spec["type"])).parameters.values()
-    missing = [p.name for p in params
-               if p.default is inspect.Parameter.empty and p.name not in spec and p.name not in provided
-               and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
-    if missing:
-        raise ConfigError(f"{where} (type '{spec['type']}'): missing required key(s) {', '.join(missing)}")

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..distill import KDObjective, OBJECTIVES
 from ..distill.batching import split_targets
 from ..registry import ConfigError
+from . import cache_dir
 from .cache import TargetCache, compress, corpus_digest, decompress, digest, fingerprint_model, sentence_key
 
 log = logging.getLogger("skd_flair")
@@ -26,9 +27,7 @@ __all__ = ["TeacherTargets", "annotate", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("SKD_FLAIR_CACHE", Path.home() / ".cache" / "skd_flair")) / "targets"
+    return cache_dir("targets")
 
 
 class TeacherTargets:

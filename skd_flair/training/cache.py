@@ -17,12 +17,12 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
 import torch
+
+from . import atomic_path
 
 log = logging.getLogger("skd_flair")
 
@@ -105,20 +105,8 @@ def _atomic_save(obj, path: Path):
     payload = io.BytesIO()
     torch.save(obj, payload)
     data = payload.getvalue()
-    wrapped = io.BytesIO()
-    torch.save({"format": FORMAT, "checksum": hashlib.sha256(data).hexdigest(), "payload": data}, wrapped)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(wrapped.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "checksum": hashlib.sha256(data).hexdigest(), "payload": data}, tmp)
 
 
 def _checked_load(path: Path):

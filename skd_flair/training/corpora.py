@@ -1,0 +1,553 @@
+"""Corpora from configuration.
+
+``load_corpus(spec)`` turns ``{"type": ..., ...}`` into a ``flair.data.Corpus`` built with Flair's own readers.
+
+Registered types (``CORPORA.names()``):
+
+=======  ==============================================================================================
+column   CoNLL column files through ``ColumnCorpus``, checked first: a missing folder or file, or a line
+         whose column count differs from ``column_format``, is a ConfigError naming the file and line;
+         ``-DOCSTART-`` sentences dropped (default) or kept as Flair document boundaries; an optional
+         per-token prefix such as WikiANN's ``en:`` stripped into a cleaned copy in the cache
+ud       CoNLL-U treebanks through Flair's ``UniversalDependenciesDataset`` (the reader behind
+         ``UniversalDependenciesCorpus``): multiword ranges and empty nodes skipped, heads kept in
+         ``Token.head_id``, relations as the ``dependency`` label; lines checked first
+flair    a Flair dataset class by name (``CONLL_03``, ``WNUT_17``, ``UD_ENGLISH``, ...) with ``kwargs``;
+         these download when the user has internet
+text     unlabelled sentences for KD on raw text: one whitespace-tokenised sentence a line
+         (``format: plain``), or the token column of a column file with its labels dropped
+=======  ==============================================================================================
+
+Every type also takes ``sample_train`` / ``sample_dev`` / ``sample_test`` (keep the first k sentences of the
+split, after missing splits are sampled; 0 drops the split), ``sample_missing_splits`` (Flair's: a missing dev or
+test split is a random 10% of train) and ``seed`` (the seed of that random split, so a corpus is always the same).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import flair.datasets
+from flair.data import Corpus, Sentence
+from flair.datasets import ColumnCorpus, FlairDatapointDataset
+from flair.datasets.base import find_train_dev_test_files
+from flair.datasets.treebanks import UniversalDependenciesDataset
+from torch.utils.data import Dataset, Subset
+
+from ..models.tagger import UNLABELLED
+from ..registry import ConfigError, Registry, check_keys
+from . import atomic_path, cache_dir
+
+log = logging.getLogger("skd_flair")
+
+CORPORA = Registry("corpus")
+register_corpus = CORPORA.register
+
+DOCSTART = "-DOCSTART-"
+DEFAULT_SEED = 42
+SPLITS = ("train", "dev", "test")
+_CLEAN_VERSION = "1"  # bump when the cleaned-copy format changes, so old cache entries are not reused
+
+
+def load_corpus(spec: Union[Mapping[str, Any], str]) -> Corpus:
+    """Build a Flair ``Corpus`` from ``{"type": <registered type>, ...}``."""
+    return CORPORA.build(spec, where="corpus")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# shared pieces
+
+
+def _where(kind: str) -> str:
+    return f"corpus (type '{kind}')"
+
+
+def _existing_dir(value: Any, key: str, where: str) -> Path:
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise ConfigError(f"{where}: '{key}' must be a folder path, got {value!r}")
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ConfigError(f"{where}: {key} '{path}' does not exist")
+    if not path.is_dir():
+        raise ConfigError(f"{where}: {key} '{path}' is not a folder")
+    return path
+
+
+def _split_files(folder: Optional[Path], files: Dict[str, Optional[str]], autofind: bool,
+                 where: str) -> Dict[str, Optional[Path]]:
+    """Resolve train/dev/test files (relative to `folder` when given); explicit files must exist. With no
+    explicit train file and `autofind`, Flair's own rule finds them by name (train/dev/test/testa/testb)."""
+    for split, name in files.items():
+        if name is not None and not isinstance(name, (str, Path)):
+            raise ConfigError(f"{where}: {split}_file must be a file name or path, got {name!r}")
+    resolved: Dict[str, Optional[Path]] = {}
+    for split, name in files.items():
+        if name is None:
+            resolved[split] = None
+            continue
+        path = (folder / name if folder is not None else Path(name)).expanduser().absolute()
+        if not path.is_file():
+            raise ConfigError(f"{where}: {split}_file '{path}' does not exist" if not path.exists()
+                              else f"{where}: {split}_file '{path}' is not a file")
+        resolved[split] = path
+    if folder is not None and resolved["train"] is None and autofind:
+        dev, test, train = find_train_dev_test_files(folder, None, None, None, True)
+        resolved = {"train": train, "dev": resolved["dev"] or dev, "test": resolved["test"] or test}
+    if not any(resolved.values()):
+        raise ConfigError(f"{where}: no train, dev or test file given or found"
+                          + (f" in '{folder}'" if folder is not None else ""))
+    return {split: Path(p).absolute() if p is not None else None for split, p in resolved.items()}
+
+
+def _check_sample(value: Any, key: str, where: str) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: {key} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _first(dataset: Optional[Dataset], k: Optional[int]) -> Optional[Dataset]:
+    if dataset is None or k is None:
+        return dataset
+    if k == 0:
+        return None
+    return Subset(dataset, list(range(min(k, len(dataset)))))
+
+
+def _finish(where: str, train: Optional[Dataset], dev: Optional[Dataset], test: Optional[Dataset], name: str,
+            sample_missing_splits: Union[bool, str], seed: Optional[int], sample_train: Optional[int],
+            sample_dev: Optional[int], sample_test: Optional[int]) -> Corpus:
+    """Sample missing splits (seeded), then keep the first k sentences of each split."""
+    ks = [_check_sample(v, f"sample_{s}", where) for v, s in zip((sample_train, sample_dev, sample_test), SPLITS)]
+    splits = [d if d is not None and len(d) > 0 else None for d in (train, dev, test)]
+    if not any(splits):
+        raise ConfigError(f"{where}: the corpus '{name}' has no sentences")
+    corpus = Corpus(*splits, name=name, sample_missing_splits=sample_missing_splits, random_seed=seed)
+    splits = [_first(d, k) for d, k in zip((corpus.train, corpus.dev, corpus.test), ks)]
+    if not any(d is not None and len(d) > 0 for d in splits):
+        raise ConfigError(f"{where}: sampling left the corpus '{name}' with no sentences")
+    return Corpus(*splits, name=name, sample_missing_splits=False)
+
+
+def _is_docstart(sentence: Sentence, token: str) -> bool:
+    return len(sentence) == 1 and sentence[0].text == token
+
+
+def drop_docstart_sentences(dataset: Optional[Dataset], token: str = DOCSTART) -> Optional[Dataset]:
+    """The dataset without its one-token `token` sentences. For in-memory data the neighbours of a removed
+    sentence are unlinked, so Flair's context features (``use_context``) stop at document boundaries."""
+    if dataset is None:
+        return None
+    sentences = [dataset[i] for i in range(len(dataset))]
+    marks = [_is_docstart(s, token) for s in sentences]
+    if not any(marks):
+        return dataset
+    for i, is_doc in enumerate(marks):
+        if is_doc:
+            if i > 0 and sentences[i - 1]._next_sentence is sentences[i]:
+                sentences[i - 1]._next_sentence = None
+            if i + 1 < len(sentences) and sentences[i + 1]._previous_sentence is sentences[i]:
+                sentences[i + 1]._previous_sentence = None
+    keep = [i for i, is_doc in enumerate(marks) if not is_doc]
+    for i in keep:
+        sentences[i]._has_context = True
+    return Subset(dataset, keep)
+
+
+def _column_format(value: Any, where: str) -> Dict[int, str]:
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = [(i, v) for i, v in enumerate(value) if v is not None]
+    else:
+        raise ConfigError(f"{where}: column_format must be a mapping {{column: name}} or a list of names, "
+                          f"got {value!r}")
+    fmt: Dict[int, str] = {}
+    for key, name in items:
+        try:
+            column = int(key)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: column_format key {key!r} is not a column number") from None
+        if column < 0:
+            raise ConfigError(f"{where}: column_format key {key!r} is negative")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}: column_format[{key!r}] must be a non-empty name, got {name!r}")
+        if name in fmt.values():
+            raise ConfigError(f"{where}: column_format names '{name}' twice")
+        fmt[column] = name
+    if not fmt:
+        raise ConfigError(f"{where}: column_format is empty")
+    return fmt
+
+
+def _compile(delimiter: str, where: str) -> "re.Pattern[str]":
+    try:
+        return re.compile(delimiter)
+    except re.error as err:
+        raise ConfigError(f"{where}: column_delimiter {delimiter!r} is not a valid regular expression: {err}") from err
+
+
+def check_column_file(path: Path, n_columns: int, exact: bool = True, column_delimiter: str = r"\s+",
+                      comment_symbol: Optional[str] = None, encoding: str = "utf-8", skip_first_line: bool = False,
+                      docstart: Optional[str] = DOCSTART, text_column: int = 0, where: str = "corpus") -> int:
+    """Check every token line of a column file the way Flair's ``ColumnDataset`` splits it
+    (``re.split(column_delimiter, line.rstrip())``): it must have `n_columns` fields (at least that many when
+    not `exact`) and a non-empty token. Returns the number of sentences; raises ConfigError naming file and line."""
+    pattern = _compile(column_delimiter, where)
+    sentences, in_sentence = 0, False
+    try:
+        with open(path, encoding=encoding) as handle:
+            for lineno, line in enumerate(handle, 1):
+                if lineno == 1 and skip_first_line:
+                    continue
+                if not line.strip():
+                    in_sentence = False
+                    continue
+                if comment_symbol is not None and line.startswith(comment_symbol):
+                    continue
+                fields = pattern.split(line.rstrip())
+                is_doc = docstart is not None and (
+                    fields[0] == docstart or (len(fields) > text_column and fields[text_column] == docstart))
+                if not is_doc:
+                    if len(fields) < n_columns or (exact and len(fields) != n_columns):
+                        raise ConfigError(
+                            f"{where}: {path}, line {lineno}: expected {n_columns} columns (column_format declares "
+                            f"columns 0..{n_columns - 1}), found {len(fields)}: {line.rstrip()!r}"
+                            + ("; set allow_extra_columns: true to ignore extra columns"
+                               if exact and len(fields) > n_columns else ""))
+                    if not fields[text_column]:
+                        raise ConfigError(f"{where}: {path}, line {lineno}: empty token in column {text_column}: "
+                                          f"{line.rstrip()!r}")
+                if not in_sentence:
+                    sentences += 1
+                    in_sentence = True
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where}: {path} is not valid {encoding} text ({err}); set 'encoding'") from err
+    return sentences
+
+
+def _field_span(body: str, pattern: "re.Pattern[str]", column: int) -> Optional[Tuple[int, int]]:
+    """(start, end) of field `column` of `body` split by `pattern`, or None when the line has fewer fields."""
+    start, index = 0, 0
+    for match in pattern.finditer(body):
+        if match.end() == match.start():
+            continue
+        if index == column:
+            return start, match.start()
+        start, index = match.end(), index + 1
+    return (start, len(body)) if index == column else None
+
+
+def strip_prefix_copy(path: Path, prefix: str, text_column: int = 0, column_delimiter: str = r"\s+",
+                      comment_symbol: Optional[str] = None, encoding: str = "utf-8",
+                      skip_first_line: bool = False) -> Path:
+    """A copy of column file `path` whose tokens (column `text_column`) lose a leading `prefix` (WikiANN's
+    ``en:``), written once into ``cache_dir('corpora')`` under a key of the file's content and the options;
+    the copy is written under a temporary name and renamed when complete. Everything else is kept byte for byte."""
+    data = path.read_bytes()
+    options = repr((_CLEAN_VERSION, prefix, text_column, column_delimiter, comment_symbol, encoding, skip_first_line))
+    key = hashlib.sha1(data + options.encode("utf-8")).hexdigest()[:20]
+    target = cache_dir("corpora") / key / path.name
+    if target.exists():
+        return target
+    pattern = re.compile(column_delimiter)
+    out: List[str] = []
+    stripped = tokens = 0
+    for lineno, line in enumerate(data.decode(encoding).splitlines(keepends=True), 1):
+        body = line.rstrip("\r\n")
+        if (lineno == 1 and skip_first_line) or not body.strip() or (
+                comment_symbol is not None and line.startswith(comment_symbol)):
+            out.append(line)
+            continue
+        tokens += 1
+        span = _field_span(body, pattern, text_column)
+        if span is not None and body[span[0]:span[1]].startswith(prefix) and span[1] - span[0] > len(prefix):
+            body = body[:span[0]] + body[span[0] + len(prefix):]
+            stripped += 1
+        out.append(body + line[len(line.rstrip("\r\n")):])
+    if stripped == 0:
+        log.warning("strip_prefix %r: no token of %s starts with it", prefix, path)
+    with atomic_path(target) as tmp:
+        tmp.write_text("".join(out), encoding=encoding)
+    log.info("strip_prefix %r: %d of %d tokens of %s stripped into %s", prefix, stripped, tokens, path, target)
+    return target
+
+
+def _prepared_column_files(where: str, files: Dict[str, Optional[Path]], fmt: Dict[int, str], exact: bool,
+                           column_delimiter: str, comment_symbol: Optional[str], encoding: str,
+                           skip_first_line: bool, docstart: Optional[str], strip_prefix: Optional[str]
+                           ) -> Dict[str, Optional[Path]]:
+    text_column = next((c for c, n in fmt.items() if n == "text"), 0)
+    n_columns = max(fmt) + 1
+    if strip_prefix is not None and (not isinstance(strip_prefix, str) or not strip_prefix):
+        raise ConfigError(f"{where}: strip_prefix must be a non-empty string such as 'en:', got {strip_prefix!r}")
+    prepared: Dict[str, Optional[Path]] = {}
+    for split, path in files.items():
+        if path is None:
+            prepared[split] = None
+            continue
+        count = check_column_file(path, n_columns, exact, column_delimiter, comment_symbol, encoding,
+                                  skip_first_line, docstart, text_column, where)
+        if count == 0:
+            raise ConfigError(f"{where}: {split}_file '{path}' holds no sentences")
+        if strip_prefix:
+            path = strip_prefix_copy(path, strip_prefix, text_column, column_delimiter, comment_symbol, encoding,
+                                     skip_first_line)
+        prepared[split] = path
+    return prepared
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# column
+
+
+@CORPORA.register("column")
+def column(
+    data_folder: str,
+    column_format: Union[Mapping[Any, str], Sequence[Optional[str]]],
+    train_file: Optional[str] = None,
+    dev_file: Optional[str] = None,
+    test_file: Optional[str] = None,
+    autofind_splits: bool = True,
+    column_delimiter: str = r"\s+",
+    comment_symbol: Optional[str] = None,
+    encoding: str = "utf-8",
+    skip_first_line: bool = False,
+    docstart: Optional[str] = DOCSTART,
+    drop_docstart: bool = True,
+    strip_prefix: Optional[str] = None,
+    allow_extra_columns: bool = False,
+    label_name_map: Optional[Dict[str, str]] = None,
+    in_memory: bool = True,
+    name: Optional[str] = None,
+    sample_missing_splits: Union[bool, str] = True,
+    sample_train: Optional[int] = None,
+    sample_dev: Optional[int] = None,
+    sample_test: Optional[int] = None,
+    seed: Optional[int] = DEFAULT_SEED,
+) -> Corpus:
+    """CoNLL column files through Flair's ``ColumnCorpus``.
+
+    `column_format` maps column numbers to names (``{0: text, 1: ner}``, or the list ``[text, ner]``). Every
+    token line must have exactly ``max(column)+1`` columns (at least, with `allow_extra_columns`).
+    `docstart` lines (``-DOCSTART-``) are dropped as sentences when `drop_docstart`, else kept as Flair document
+    boundaries. `strip_prefix` removes a per-token prefix (``en:``). `comment_symbol` is off by default, unlike
+    Flair's ``"# "``, which silently drops a ``#`` token of a space-separated file."""
+    where = _where("column")
+    fmt = _column_format(column_format, where)
+    folder = _existing_dir(data_folder, "data_folder", where)
+    files = _split_files(folder, {"train": train_file, "dev": dev_file, "test": test_file}, autofind_splits, where)
+    files = _prepared_column_files(where, files, fmt, not allow_extra_columns, column_delimiter, comment_symbol,
+                                   encoding, skip_first_line, docstart, strip_prefix)
+    flair_corpus = ColumnCorpus(
+        folder, fmt, train_file=files["train"], dev_file=files["dev"], test_file=files["test"],
+        autofind_splits=False, name=name or str(folder), comment_symbol=comment_symbol,
+        column_delimiter=column_delimiter, encoding=encoding, skip_first_line=skip_first_line,
+        document_separator_token=docstart, label_name_map=label_name_map, in_memory=in_memory,
+        sample_missing_splits=False)
+    splits = [flair_corpus.train, flair_corpus.dev, flair_corpus.test]
+    if drop_docstart and docstart:
+        splits = [drop_docstart_sentences(d, docstart) for d in splits]
+    return _finish(where, *splits, name=name or str(folder), sample_missing_splits=sample_missing_splits,
+                   seed=seed, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ud
+
+
+def check_conllu_file(path: Path, where: str = "corpus") -> int:
+    """Check a CoNLL-U file: 10 tab-separated fields a line, IDs that are integers, ranges (``3-4``) or empty
+    nodes (``8.1``), integer heads on word lines. Returns the number of sentences; ConfigError names file and line."""
+    sentences, in_sentence = 0, False
+    id_pattern = re.compile(r"^(\d+|\d+-\d+|\d+\.\d+)$")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for lineno, line in enumerate(handle, 1):
+                body = line.rstrip("\r\n")
+                if not body.strip():
+                    in_sentence = False
+                    continue
+                if body.startswith("#"):
+                    continue
+                fields = body.split("\t")
+                if len(fields) != 10:
+                    raise ConfigError(f"{where}: {path}, line {lineno}: a CoNLL-U token line has 10 tab-separated "
+                                      f"columns, found {len(fields)}: {body!r}")
+                if not id_pattern.match(fields[0]):
+                    raise ConfigError(f"{where}: {path}, line {lineno}: bad token ID {fields[0]!r}")
+                if fields[0].isdigit() and not fields[6].isdigit():
+                    raise ConfigError(f"{where}: {path}, line {lineno}: HEAD {fields[6]!r} is not an integer")
+                if not in_sentence:
+                    sentences += 1
+                    in_sentence = True
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where}: {path} is not valid UTF-8 ({err})") from err
+    return sentences
+
+
+@CORPORA.register("ud")
+def ud(
+    data_folder: str,
+    train_file: Optional[str] = None,
+    dev_file: Optional[str] = None,
+    test_file: Optional[str] = None,
+    autofind_splits: bool = True,
+    in_memory: bool = True,
+    split_multiwords: bool = True,
+    name: Optional[str] = None,
+    sample_missing_splits: Union[bool, str] = True,
+    sample_train: Optional[int] = None,
+    sample_dev: Optional[int] = None,
+    sample_test: Optional[int] = None,
+    seed: Optional[int] = DEFAULT_SEED,
+) -> Corpus:
+    """A CoNLL-U treebank read by Flair's ``UniversalDependenciesDataset`` (as ``UniversalDependenciesCorpus``
+    does, but with a seeded split when dev or test is missing). Tokens carry ``head_id`` (1-based, 0 = root) and
+    the labels ``dependency``, ``upos``, ``pos``, ``lemma`` and the features. Keep `split_multiwords` on: with it
+    off Flair does not renumber heads."""
+    where = _where("ud")
+    folder = _existing_dir(data_folder, "data_folder", where)
+    files = _split_files(folder, {"train": train_file, "dev": dev_file, "test": test_file}, autofind_splits, where)
+    datasets: List[Optional[Dataset]] = []
+    for split in SPLITS:
+        path = files[split]
+        if path is None:
+            datasets.append(None)
+            continue
+        if check_conllu_file(path, where) == 0:
+            raise ConfigError(f"{where}: {split}_file '{path}' holds no sentences")
+        datasets.append(UniversalDependenciesDataset(path, in_memory=in_memory, split_multiwords=split_multiwords))
+    return _finish(where, *datasets, name=name or str(folder), sample_missing_splits=sample_missing_splits,
+                   seed=seed, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# flair
+
+
+@CORPORA.register("flair")
+def flair_dataset(
+    dataset: str,
+    kwargs: Optional[Mapping[str, Any]] = None,
+    docstart: Optional[str] = DOCSTART,
+    drop_docstart: bool = True,
+    sample_train: Optional[int] = None,
+    sample_dev: Optional[int] = None,
+    sample_test: Optional[int] = None,
+    seed: Optional[int] = DEFAULT_SEED,
+) -> Corpus:
+    """A dataset class of ``flair.datasets`` by name (``CONLL_03``, ``WNUT_17``, ``UD_ENGLISH``, ...), built with
+    `kwargs` (e.g. ``{base_path: ...}``); Flair downloads it when it can. `seed` is unused here (Flair's classes
+    split missing splits themselves); it is accepted so every corpus type takes the same common keys."""
+    where = _where("flair")
+    cls = getattr(flair.datasets, str(dataset), None) if isinstance(dataset, str) else None
+    if not isinstance(cls, type) or not issubclass(cls, Corpus):
+        raise ConfigError(f"{where}: '{dataset}' is not a corpus class of flair.datasets (e.g. CONLL_03, WNUT_17, "
+                          f"UD_ENGLISH)")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise ConfigError(f"{where}: kwargs must be a mapping of {dataset} arguments, got {kwargs!r}")
+    kwargs = dict(kwargs or {})
+    check_keys(cls.__init__, kwargs, f"{where}: kwargs of {dataset}")
+    try:
+        corpus = cls(**kwargs)
+    except ConfigError:
+        raise
+    except (OSError, ValueError, RuntimeError, AssertionError, KeyError) as err:
+        raise ConfigError(f"{where}: building flair.datasets.{dataset} failed (it downloads its data unless the "
+                          f"files are already in its base_path): {type(err).__name__}: {err}") from err
+    splits = [corpus.train, corpus.dev, corpus.test]
+    if drop_docstart and docstart:
+        splits = [drop_docstart_sentences(d, docstart) for d in splits]
+    return _finish(where, *splits, name=getattr(corpus, "name", str(dataset)), sample_missing_splits=False,
+                   seed=seed, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# text
+
+
+def _plain_sentences(path: Path, encoding: str, comment_symbol: Optional[str], docstart: Optional[str],
+                     drop_docs: bool, strip_prefix: Optional[str], where: str) -> List[Sentence]:
+    sentences: List[Sentence] = []
+    try:
+        with open(path, encoding=encoding) as handle:
+            for line in handle:
+                if comment_symbol is not None and line.startswith(comment_symbol):
+                    continue
+                tokens = line.split()
+                if not tokens or (drop_docs and docstart is not None and tokens == [docstart]):
+                    continue
+                if strip_prefix:
+                    tokens = [t[len(strip_prefix):] if t.startswith(strip_prefix) and len(t) > len(strip_prefix)
+                              else t for t in tokens]
+                sentences.append(Sentence(tokens))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where}: {path} is not valid {encoding} text ({err}); set 'encoding'") from err
+    if not sentences:
+        raise ConfigError(f"{where}: '{path}' holds no sentences")
+    return sentences
+
+
+@CORPORA.register("text")
+def text(
+    train_file: Optional[str] = None,
+    dev_file: Optional[str] = None,
+    test_file: Optional[str] = None,
+    data_folder: Optional[str] = None,
+    format: str = "plain",
+    text_column: int = 0,
+    column_delimiter: str = r"\s+",
+    comment_symbol: Optional[str] = None,
+    encoding: str = "utf-8",
+    docstart: Optional[str] = DOCSTART,
+    drop_docstart: bool = True,
+    strip_prefix: Optional[str] = None,
+    name: Optional[str] = None,
+    sample_missing_splits: Union[bool, str] = False,
+    sample_train: Optional[int] = None,
+    sample_dev: Optional[int] = None,
+    sample_test: Optional[int] = None,
+    seed: Optional[int] = DEFAULT_SEED,
+) -> Corpus:
+    """Unlabelled sentences for KD on raw text. ``format: plain``: one sentence a line, split on whitespace.
+    ``format: column``: the `text_column` of a column file (blank lines between sentences), other columns
+    dropped. Files are paths, relative to `data_folder` when it is given. No split is sampled by default."""
+    where = _where("text")
+    if format not in ("plain", "column"):
+        raise ConfigError(f"{where}: format must be 'plain' or 'column', got {format!r}")
+    if isinstance(text_column, bool) or not isinstance(text_column, int) or text_column < 0:
+        raise ConfigError(f"{where}: text_column must be a non-negative integer, got {text_column!r}")
+    folder = _existing_dir(data_folder, "data_folder", where) if data_folder is not None else None
+    if train_file is None and dev_file is None and test_file is None:
+        raise ConfigError(f"{where}: give at least one of train_file, dev_file, test_file")
+    files = _split_files(folder, {"train": train_file, "dev": dev_file, "test": test_file}, False, where)
+    corpus_name = name or str(folder or files["train"] or files["dev"] or files["test"])
+    if format == "plain":
+        if strip_prefix is not None and (not isinstance(strip_prefix, str) or not strip_prefix):
+            raise ConfigError(f"{where}: strip_prefix must be a non-empty string such as 'en:', got {strip_prefix!r}")
+        datasets = [FlairDatapointDataset(_plain_sentences(files[s], encoding, comment_symbol, docstart,
+                                                           drop_docstart, strip_prefix, where))
+                    if files[s] is not None else None for s in SPLITS]
+    else:
+        fmt = {text_column: "text"}
+        files = _prepared_column_files(where, files, fmt, False, column_delimiter, comment_symbol, encoding,
+                                       False, docstart, strip_prefix)
+        some = next(p for p in files.values() if p is not None)
+        flair_corpus = ColumnCorpus(
+            some.parent, fmt, train_file=files["train"], dev_file=files["dev"], test_file=files["test"],
+            autofind_splits=False, name=corpus_name, comment_symbol=comment_symbol,
+            column_delimiter=column_delimiter, encoding=encoding, document_separator_token=docstart,
+            sample_missing_splits=False)
+        datasets = [flair_corpus.train, flair_corpus.dev, flair_corpus.test]
+        if drop_docstart and docstart:
+            datasets = [drop_docstart_sentences(d, docstart) for d in datasets]
+    for dataset in datasets:  # no gold labels: these sentences learn from a teacher alone
+        for sentence in dataset or ():
+            sentence.add_metadata(UNLABELLED, True)
+    return _finish(where, *datasets, name=corpus_name, sample_missing_splits=sample_missing_splits, seed=seed,
+                   sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
