@@ -2,5 +2,6 @@
 from ._checks import StructureInputError
 from .dependency import DependencyTree
 from .linear_chain import LinearChainCRF
+from .spans import LabelledSpans
 
-__all__ = ["StructureInputError", "LinearChainCRF", "DependencyTree"]
+__all__ = ["StructureInputError", "LinearChainCRF", "DependencyTree", "LabelledSpans"]
