@@ -1,0 +1,130 @@
+"""``skd-flair`` / ``python -m skd_flair``: train, distil, annotate, evaluate, predict, time, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import List, Optional
+
+import yaml
+
+from .registry import ConfigError
+
+log = logging.getLogger("skd_flair")
+
+
+def _overrides(parser: argparse.ArgumentParser):
+    parser.add_argument("-o", "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a configuration value, e.g. -o trainer.max_epochs=3 (repeatable)")
+
+
+def _corpus_spec(args):
+    from .training.pipeline import load_config
+
+    if args.corpus:
+        spec = yaml.safe_load(args.corpus) if not os.path.isfile(args.corpus) else yaml.safe_load(open(args.corpus))
+        return spec
+    if args.config:
+        config = load_config(args.config)
+        if "corpus" not in config:
+            raise ConfigError(f"{args.config} has no corpus section")
+        return config["corpus"]
+    raise ConfigError("give --corpus (YAML/JSON text or file) or --config (a configuration with a corpus)")
+
+
+def _print(result):
+    print(json.dumps(result, indent=2, default=str))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skd-flair", description="Structural knowledge distillation for Flair.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", aliases=["train-teacher"], help="train a model (a teacher, or a student without KD)")
+    p.add_argument("config")
+    _overrides(p)
+
+    p = sub.add_parser("distill", help="distil a teacher into a student (annotates and caches teacher targets)")
+    p.add_argument("config")
+    _overrides(p)
+
+    p = sub.add_parser("annotate", help="compute and cache the teacher targets of a distillation configuration")
+    p.add_argument("config")
+    _overrides(p)
+
+    for name, text in (("evaluate", "evaluate a saved model on a corpus split"),
+                       ("speed", "prediction speed (sentences/s) of saved models on a corpus split")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--model", required=True, action="append", help="model file or hub id (repeatable for speed)")
+        p.add_argument("--type", default="tagger", help="model type (tagger, parser, dependency_tagger, span_ner)")
+        p.add_argument("--config", help="a configuration whose corpus section to use")
+        p.add_argument("--corpus", help="a corpus spec as YAML/JSON text or file")
+        p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+        p.add_argument("--batch-size", type=int, default=32)
+
+    p = sub.add_parser("predict", help="tag the sentences of a file")
+    p.add_argument("--model", required=True)
+    p.add_argument("--type", default="tagger")
+    p.add_argument("--input", required=True, help="one sentence a line (plain) or a column file (column)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--format", default="plain", choices=["plain", "column"])
+    p.add_argument("--batch-size", type=int, default=32)
+
+    p = sub.add_parser("demo", help="the main job on the bundled data: teacher, student without and with KD")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--fresh", action="store_true", help="retrain everything instead of reusing finished steps")
+    return parser
+
+
+def run(args) -> Optional[dict]:
+    from .training import pipeline
+
+    if args.command in ("train", "train-teacher"):
+        return pipeline.train_model(pipeline.load_config(args.config, args.overrides))
+    if args.command == "distill":
+        return pipeline.distill(pipeline.load_config(args.config, args.overrides))
+    if args.command == "annotate":
+        return pipeline.annotate_only(pipeline.load_config(args.config, args.overrides))
+    if args.command == "evaluate":
+        return pipeline.evaluate_model({"path": args.model[0], "type": args.type}, _corpus_spec(args), args.split,
+                                       batch_size=args.batch_size)
+    if args.command == "speed":
+        from .training.corpora import load_corpus
+        from .training.models import load_model
+
+        corpus = load_corpus(_corpus_spec(args))
+        data = list(getattr(corpus, args.split))
+        return {m: pipeline.measure_speed(load_model({"path": m, "type": args.type}, where="model"), data,
+                                          args.batch_size) for m in args.model}
+    if args.command == "predict":
+        n = pipeline.predict_file({"path": args.model, "type": args.type}, args.input, args.output, args.format,
+                                  args.batch_size)
+        return {"sentences": n, "output": args.output}
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.out, fresh=args.fresh)
+    raise AssertionError(args.command)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        result = run(args)
+    except ConfigError as error:
+        print(f"skd-flair: error: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"skd-flair: error: {error}", file=sys.stderr)
+        return 2
+    if result is not None and args.command != "demo":
+        _print({k: v for k, v in result.items() if k != "config"} if isinstance(result, dict) else result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

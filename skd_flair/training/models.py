@@ -1,0 +1,85 @@
+"""Models from configuration: ``{"type": "tagger", ...}`` builds a new model, ``teacher: {path: ...}`` loads one."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+from flair.data import Corpus, Dictionary
+
+from ..models import DistillableTagger
+from ..registry import ConfigError, Registry
+from .embeddings import build_embeddings
+
+__all__ = ["MODELS", "MODEL_CLASSES", "build_model", "load_model", "span_types_of"]
+
+MODELS = Registry("model")
+# model type name -> the class whose `load` reads its saved files (hub ids included)
+MODEL_CLASSES: Dict[str, type] = {"tagger": DistillableTagger}
+
+
+def span_types_of(model) -> Dictionary:
+    """The entity types a BIO/BIOES tagger predicts, as a span-label dictionary (its tags' suffixes)."""
+    types = Dictionary(add_unk=False)
+    for tag in model.label_dictionary.get_items():
+        if tag[:2] in ("B-", "I-", "E-", "S-"):
+            types.add_item(tag[2:])
+    types.span_labels = True
+    return types
+
+
+def _tag_dictionary(source: str, corpus: Corpus, tag_type: str, teacher) -> Dictionary:
+    if source == "teacher":
+        if teacher is None:
+            raise ConfigError("model.tag_dictionary: 'teacher' needs a teacher")
+        if getattr(teacher, "predict_spans", False):
+            return span_types_of(teacher)
+        items = [t for t in teacher.label_dictionary.get_items() if t not in ("<START>", "<STOP>")]
+        d = Dictionary(add_unk="<unk>" in items)
+        for item in items:
+            if item != "<unk>":
+                d.add_item(item)
+        return d
+    if source == "corpus":
+        return corpus.make_label_dictionary(tag_type, add_unk=False)
+    raise ConfigError(f"model.tag_dictionary must be 'corpus' or 'teacher', got {source!r}")
+
+
+@MODELS.register("tagger")
+def tagger(tag_type: str, embeddings, corpus: Corpus, teacher=None, tag_dictionary: str = "corpus",
+           use_crf: bool = True, hidden_size: int = 256, rnn_layers: int = 1, bidirectional: bool = True,
+           rnn_type: str = "LSTM", use_rnn: bool = True, tag_format: str = "BIOES", dropout: float = 0.0,
+           word_dropout: float = 0.05, locked_dropout: float = 0.5, reproject_embeddings: bool = True,
+           kd_objective: Optional[Mapping[str, Any]] = None) -> DistillableTagger:
+    """A BiLSTM(-CRF) `DistillableTagger`; its tags come from the corpus or (``tag_dictionary: teacher``, for
+    students trained on unlabelled text) from the teacher."""
+    return DistillableTagger(build_embeddings(embeddings, corpus), _tag_dictionary(tag_dictionary, corpus, tag_type,
+                                                                                   teacher),
+                             tag_type, use_crf=use_crf, hidden_size=hidden_size, rnn_layers=rnn_layers,
+                             bidirectional=bidirectional, rnn_type=rnn_type, use_rnn=use_rnn, tag_format=tag_format,
+                             dropout=dropout, word_dropout=word_dropout, locked_dropout=locked_dropout,
+                             reproject_embeddings=reproject_embeddings, kd_objective=kd_objective)
+
+
+def build_model(spec: Mapping[str, Any], corpus: Corpus, teacher=None):
+    return MODELS.build(spec, where="model", corpus=corpus, teacher=teacher)
+
+
+def load_model(spec: Union[str, Mapping[str, Any]], where: str = "teacher"):
+    """Load a saved model: ``{"path": <local file or hub id>, "type": "tagger"}`` or just the path string."""
+    if isinstance(spec, (str, Path)):
+        spec = {"path": str(spec)}
+    if not isinstance(spec, Mapping) or "path" not in spec:
+        raise ConfigError(f"{where}: expected a path or hub id, or a mapping with 'path' (and 'type'), got {spec!r}")
+    unknown = set(spec) - {"path", "type"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: path, type")
+    kind = spec.get("type", "tagger")
+    if kind not in MODEL_CLASSES:
+        raise ConfigError(f"{where}: unknown model type {kind!r}; known: {', '.join(sorted(MODEL_CLASSES))}")
+    path = str(spec["path"])
+    if path.endswith(".pt") and not Path(path).exists():  # anything else may be a hub id
+        raise ConfigError(f"{where}: model file {path} does not exist")
+    try:
+        return MODEL_CLASSES[kind].load(path)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{where}: cannot load {path!r} ({error})") from error

@@ -1,0 +1,268 @@
+"""Whole jobs from one configuration: train a model, distil a student, evaluate, predict, time.
+
+A configuration (YAML or dict) has these sections::
+
+    seed: 1
+    corpus: {type: column, data_folder: ..., column_format: {0: text, 1: ner}}
+    unlabelled: {type: text, train_file: ...}       # optional: more training text, teacher targets only
+    teacher: {path: out/teacher/best-model.pt}      # distil only: local file or hub id (+ type)
+    model: {type: tagger, tag_type: ner, use_crf: true, embeddings: [{type: glove}, {type: char}]}
+    kd: {objective: {type: structural, temperature: 2}, mix: {type: annealed, factor: 1}}
+    trainer: {base_path: out/student, method: train, max_epochs: 20, learning_rate: 0.1}
+
+Every job writes ``results.json`` into ``trainer.base_path``.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import flair
+import torch
+import yaml
+from flair.data import Corpus, Sentence
+from flair.trainers import ModelTrainer
+from torch.utils.data import ConcatDataset
+
+from ..registry import ConfigError
+from .annotate import annotate
+from .corpora import load_corpus
+from .models import build_model, load_model
+from .plugin import DistillationPlugin
+
+log = logging.getLogger("skd_flair")
+
+__all__ = ["load_config", "train_model", "distill", "annotate_only", "evaluate_model", "predict_file", "measure_speed",
+           "SECTIONS"]
+
+SECTIONS = ("seed", "corpus", "unlabelled", "teacher", "model", "kd", "trainer", "name")
+KD_KEYS = ("objective", "mix", "cache_dir", "batch_size", "threshold")
+OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
+
+
+def _parse_override(text: str):
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def load_config(source: Union[str, Path, Mapping[str, Any]], overrides: Sequence[str] = ()) -> Dict[str, Any]:
+    """Read a YAML file (or take a dict), apply ``a.b=value`` overrides and check the section names."""
+    if isinstance(source, Mapping):
+        config = copy.deepcopy(dict(source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} does not exist")
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
+        if not isinstance(config, dict):
+            raise ConfigError(f"{path}: a configuration must be a mapping of sections")
+    for text in overrides:
+        keys, value = _parse_override(text)
+        node = config
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {key} is not a section")
+        node[keys[-1]] = value
+    unknown = sorted(set(config) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown configuration section(s) {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}")
+    return config
+
+
+def _require(config: Mapping[str, Any], *sections: str):
+    missing = [s for s in sections if s not in config]
+    if missing:
+        raise ConfigError(f"configuration lacks section(s) {', '.join(missing)}")
+
+
+def _trainer_arguments(method: str) -> set:
+    trainer = ModelTrainer.__dict__
+    names = set(inspect.signature(trainer[method]).parameters) | set(inspect.signature(trainer["train_custom"])
+                                                                    .parameters)
+    return names - {"self", "kwargs", "plugins", "base_path"}
+
+
+def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List) -> Dict[str, Any]:
+    spec = dict(spec)
+    if "base_path" not in spec:
+        raise ConfigError("trainer: missing required key base_path")
+    base_path = Path(spec.pop("base_path"))
+    method = spec.pop("method", "train")
+    if method not in ("train", "fine_tune"):
+        raise ConfigError(f"trainer.method must be 'train' or 'fine_tune', got {method!r}")
+    optimizer_kwargs = spec.pop("optimizer_kwargs", {}) or {}
+    if isinstance(spec.get("optimizer"), str):
+        if spec["optimizer"] not in OPTIMIZERS:
+            raise ConfigError(f"trainer.optimizer must be one of {', '.join(OPTIMIZERS)}, got {spec['optimizer']!r}")
+        spec["optimizer"] = OPTIMIZERS[spec["optimizer"]]
+    if "main_evaluation_metric" in spec:
+        spec["main_evaluation_metric"] = tuple(spec["main_evaluation_metric"])
+    unknown = sorted(set(spec) - _trainer_arguments(method))
+    if unknown:
+        raise ConfigError(f"trainer: unknown key(s) {', '.join(unknown)} for ModelTrainer.{method} "
+                          "(optimizer arguments go under trainer.optimizer_kwargs)")
+    trainer = ModelTrainer(model, corpus)
+    start = time.time()
+    result = getattr(trainer, method)(base_path, plugins=plugins, **spec, **optimizer_kwargs)
+    return {"test_score": result.get("test_score"), "train_seconds": time.time() - start, "base_path": str(base_path)}
+
+
+def _set_seed(config):
+    if config.get("seed") is not None:
+        flair.set_seed(int(config["seed"]))
+
+
+def _write_results(base_path: Union[str, Path], results: Dict[str, Any]):
+    path = Path(base_path) / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def train_model(config) -> Dict[str, Any]:
+    """Train a model (a teacher, or a student without KD) from a configuration."""
+    config = load_config(config)
+    _require(config, "corpus", "model", "trainer")
+    _set_seed(config)
+    corpus = load_corpus(config["corpus"])
+    model = build_model(config["model"], corpus)
+    results = _run_trainer(model, corpus, config["trainer"], plugins=[])
+    results.update({"config": config, "kd": None})
+    _write_results(results["base_path"], results)
+    return results
+
+
+def _training_corpus(corpus: Corpus, unlabelled: Optional[Corpus]) -> Corpus:
+    if unlabelled is None or unlabelled.train is None:
+        return corpus
+    return Corpus(ConcatDataset([corpus.train, unlabelled.train]), corpus.dev, corpus.test, name=corpus.name,
+                  sample_missing_splits=False)
+
+
+def _distillation_setup(config, needs_trainer: bool):
+    """(training corpus, student, teacher targets) of a distillation configuration."""
+    _require(config, "corpus", "teacher", "model", "kd", *(("trainer",) if needs_trainer else ()))
+    kd = dict(config["kd"] or {})
+    unknown = sorted(set(kd) - set(KD_KEYS))
+    if unknown:
+        raise ConfigError(f"kd: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KD_KEYS)}")
+    _set_seed(config)
+    corpus = load_corpus(config["corpus"])
+    unlabelled = load_corpus(config["unlabelled"]) if config.get("unlabelled") else None
+    teacher = load_model(config["teacher"])
+    train_corpus = _training_corpus(corpus, unlabelled)
+    student = build_model(config["model"], corpus, teacher=teacher)
+    targets = annotate(teacher, list(train_corpus.train), student, kd.get("objective", "structural"),
+                       cache_dir=kd.get("cache_dir"), batch_size=kd.get("batch_size", 32),
+                       threshold=kd.get("threshold", 1e-7))
+    return train_corpus, student, targets, kd
+
+
+def distill(config) -> Dict[str, Any]:
+    """Distil a teacher into a student: annotate (cached), then train with the DistillationPlugin."""
+    config = load_config(config)
+    train_corpus, student, targets, kd = _distillation_setup(config, needs_trainer=True)
+    plugin = DistillationPlugin(targets, mix=kd.get("mix"))
+    results = _run_trainer(student, train_corpus, config["trainer"], plugins=[plugin])
+    results.update({"config": config, "kd": {"targets_key": targets.key, "annotation": targets.stats,
+                                             "history": plugin.history}})
+    _write_results(results["base_path"], results)
+    return results
+
+
+def annotate_only(config) -> Dict[str, Any]:
+    """Compute (or find cached) the teacher targets of a distillation configuration."""
+    _, _, targets, _ = _distillation_setup(load_config(config), needs_trainer=False)
+    return {"sentences": len(targets), "key": targets.key, "stats": targets.stats}
+
+
+def _split(corpus: Corpus, split: str):
+    data = getattr(corpus, split, None)
+    if data is None:
+        raise ConfigError(f"the corpus has no {split} split")
+    return data
+
+
+def evaluate_model(model_spec, corpus_spec, split: str = "test", gold_label_type: Optional[str] = None,
+                   batch_size: int = 32) -> Dict[str, Any]:
+    """Evaluate a saved model on a split; returns the main score and Flair's detailed report."""
+    model = load_model(model_spec, where="model")
+    corpus = load_corpus(corpus_spec)
+    result = model.evaluate(_split(corpus, split), gold_label_type=gold_label_type or model.label_type,
+                            mini_batch_size=batch_size)
+    scores = {"/".join(k) if isinstance(k, tuple) else str(k): v for k, v in result.scores.items()}
+    return {"main_score": result.main_score, "scores": scores, "detailed": result.detailed_results}
+
+
+def _read_sentences(path: Path, fmt: str) -> List[Sentence]:
+    if fmt == "plain":
+        return [Sentence(line.split()) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if fmt == "column":
+        sentences, tokens = [], []
+        for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+            if line.strip():
+                tokens.append(line.split()[0])
+            elif tokens:
+                sentences.append(Sentence(tokens))
+                tokens = []
+        return sentences
+    raise ConfigError(f"input format must be 'plain' or 'column', got {fmt!r}")
+
+
+def _bioes(sentence: Sentence, label_type: str) -> List[str]:
+    tags = ["O"] * len(sentence)
+    for span in sentence.get_spans(label_type):
+        idx = [t.idx - 1 for t in span]
+        if len(idx) == 1:
+            tags[idx[0]] = "S-" + span.tag
+        else:
+            tags[idx[0]], tags[idx[-1]] = "B-" + span.tag, "E-" + span.tag
+            for i in idx[1:-1]:
+                tags[i] = "I-" + span.tag
+    return tags
+
+
+def predict_file(model_spec, input_path, output_path, input_format: str = "plain", batch_size: int = 32) -> int:
+    """Tag every sentence of a file; write ``token TAB tag`` lines (BIOES for span taggers), blank between
+    sentences. Returns the number of sentences."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_file():
+        raise ConfigError(f"input file {input_path} does not exist")
+    model = load_model(model_spec, where="model")
+    sentences = _read_sentences(input_path, input_format)
+    model.predict(sentences, mini_batch_size=batch_size)
+    lines = []
+    for sentence in sentences:
+        if getattr(model, "predict_spans", False):
+            tags = _bioes(sentence, model.label_type)
+        else:
+            tags = [token.get_label(model.label_type, "O").value for token in sentence]
+        lines += [f"{token.text}\t{tag}" for token, tag in zip(sentence, tags)] + [""]
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    output_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(sentences)
+
+
+def measure_speed(model, sentences: Iterable[Sentence], batch_size: int = 32, repeats: int = 1) -> float:
+    """Prediction throughput (sentences/s) from raw text: fresh sentences, embeddings computed and dropped per
+    batch as in deployment; one warm-up batch is not timed."""
+    texts = [[t.text for t in s] for s in sentences]
+    was_training = model.training
+    model.eval()
+    model.predict([Sentence(t) for t in texts[:batch_size]], mini_batch_size=batch_size)
+    best = float("inf")
+    for _ in range(repeats):
+        fresh = [Sentence(t) for t in texts]
+        start = time.perf_counter()
+        model.predict(fresh, mini_batch_size=batch_size, embedding_storage_mode="none")
+        best = min(best, time.perf_counter() - start)
+    model.train(was_training)
+    return len(texts) / best

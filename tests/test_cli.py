@@ -1,0 +1,107 @@
+"""The configuration-driven jobs and the skd-flair command line, on a tiny corpus written to disk."""
+import json
+
+import pytest
+import yaml
+
+from skd_flair.cli import main
+from skd_flair.registry import ConfigError
+from skd_flair.training.pipeline import distill, load_config, train_model
+from tests import toy
+
+pytestmark = pytest.mark.slow
+
+
+def write_column(path, sentences):
+    lines = []
+    for s in sentences:
+        tags = ["O"] * len(s)
+        for span in s.get_spans("ner"):
+            idx = [t.idx - 1 for t in span]
+            tags[idx[0]] = "B-" + span.tag
+            for i in idx[1:]:
+                tags[i] = "I-" + span.tag
+        lines += [f"{t.text} {tag}" for t, tag in zip(s, tags)] + [""]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for split, n, seed in (("train", 40, 0), ("dev", 10, 1), ("test", 10, 2)):
+        write_column(root / f"{split}.txt", toy.sentences(n, seed))
+    (root / "raw.txt").write_text("\n".join(" ".join(t.text for t in s) for s in toy.sentences(15, 9)) + "\n")
+    return root
+
+
+def config(data, out, **extra):
+    base = {
+        "seed": 1,
+        "corpus": {"type": "column", "data_folder": str(data), "column_format": {0: "text", 1: "ner"}},
+        "model": {"type": "tagger", "tag_type": "ner", "use_crf": True, "hidden_size": 8,
+                  "embeddings": [{"type": "onehot", "embedding_length": 8, "min_freq": 1}]},
+        "trainer": {"base_path": str(out), "max_epochs": 1, "mini_batch_size": 8},
+    }
+    base.update(extra)
+    return base
+
+
+@pytest.fixture(scope="module")
+def teacher(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    train_model(config(data, out))
+    return out / "final-model.pt"
+
+
+def test_train_distill_and_results_files(data, teacher, tmp_path):
+    cfg = config(data, tmp_path / "student", teacher={"path": str(teacher)},
+                 unlabelled={"type": "text", "train_file": str(data / "raw.txt")},
+                 kd={"objective": {"type": "structural", "temperature": 2.0}, "mix": {"type": "constant", "weight": 0.5}})
+    result = distill(cfg)
+    saved = json.loads((tmp_path / "student" / "results.json").read_text())
+    unique = {tuple(t.text for t in s) for s in toy.sentences(40, 0) + toy.sentences(15, 9)}
+    assert saved["kd"]["annotation"]["sentences"] == len(unique) and "test_score" in saved
+    assert result["kd"]["history"][0]["LAMBDA"] == 0.5
+
+
+def test_command_line_end_to_end(data, teacher, tmp_path, capsys):
+    cfg_path = tmp_path / "kd.yaml"
+    cfg_path.write_text(yaml.safe_dump(config(data, tmp_path / "s", teacher={"path": str(teacher)},
+                                              kd={"objective": "structural"})))
+    assert main(["annotate", str(cfg_path)]) == 0
+    assert main(["distill", str(cfg_path), "-o", "trainer.max_epochs=1", "-o", "model.use_crf=false"]) == 0
+    model = tmp_path / "s" / "final-model.pt"
+    assert main(["evaluate", "--model", str(model), "--config", str(cfg_path)]) == 0
+    assert "main_score" in capsys.readouterr().out
+    raw = data / "raw.txt"
+    assert main(["predict", "--model", str(model), "--input", str(raw), "--output", str(tmp_path / "p.tsv")]) == 0
+    lines = (tmp_path / "p.tsv").read_text().split("\n\n")
+    assert len([b for b in lines if b.strip()]) == 15
+    assert main(["speed", "--model", str(model), "--model", str(teacher), "--config", str(cfg_path)]) == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"extra_section": {}}, "unknown configuration section"),
+    ({"trainer": {"base_path": "x", "max_epoch": 3}}, "unknown key.*max_epoch"),
+    ({"kd": {"objectiv": "structural"}}, "kd: unknown key"),
+    ({"teacher": {"path": "missing/teacher.pt"}}, "does not exist"),
+    ({"corpus": {"type": "column", "data_folder": "/nonexistent/folder", "column_format": {0: "text"}}},
+     "/nonexistent/folder"),
+    ({"model": {"type": "tagger", "tag_type": "ner", "embeddings": [{"type": "onehot", "dim": 3}]}}, "dim"),
+    ({"kd": {"objective": {"type": "structural", "temperatur": 2}}}, "temperatur"),
+])
+def test_bad_configurations_name_the_key_or_path(data, teacher, tmp_path, change, message):
+    cfg = config(data, tmp_path, teacher={"path": str(teacher)}, kd={"objective": "structural"})
+    cfg.update(change)
+    with pytest.raises(ConfigError, match=message):
+        distill(cfg)
+
+
+def test_command_line_reports_errors_without_a_traceback(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nothing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("corpus: {type: column}\n")
+    assert main(["train", str(bad), "-o", "nonsense"]) == 2
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(bad, ["nonsense"])
