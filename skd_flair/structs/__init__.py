@@ -2,6 +2,7 @@
 from ._checks import StructureInputError
 from .dependency import DependencyTree
 from .linear_chain import LinearChainCRF
+from .second_order import SiblingTree
 from .spans import LabelledSpans
 
-__all__ = ["StructureInputError", "LinearChainCRF", "DependencyTree", "LabelledSpans"]
+__all__ = ["StructureInputError", "LinearChainCRF", "DependencyTree", "LabelledSpans", "SiblingTree"]

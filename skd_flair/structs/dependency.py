@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import StructureInputError, as_lengths, check_scores, check_shape
+from .eisner import eisner_argmax, eisner_log_partition, eisner_log_partition_and_marginals
 from .mst import max_spanning_tree
 
 __all__ = ["DependencyTree", "arc_mask"]
@@ -144,10 +145,7 @@ class _TreeLogPartition(torch.autograd.Function):
 
 def _tree_inference(scores, valid, lengths, single_root, projective):
     if projective:
-        from .eisner import eisner_log_partition, eisner_marginals
-
-        return (eisner_log_partition(scores, lengths, single_root),
-                eisner_marginals(scores, lengths, single_root))
+        return eisner_log_partition_and_marginals(scores, lengths, single_root)
     return _nonprojective(scores, valid, lengths, single_root)
 
 
@@ -184,8 +182,6 @@ class DependencyTree:
         scores = self._work_scores()
         if torch.is_grad_enabled() and self.arc_scores.requires_grad:
             if self.projective:
-                from .eisner import eisner_log_partition
-
                 return eisner_log_partition(self.arc_scores, self.lengths, self.single_root)
             log_z = _TreeLogPartition.apply(scores, self.valid, self.lengths, self.single_root, False)
             return log_z.to(self.arc_scores.dtype)
@@ -210,8 +206,6 @@ class DependencyTree:
         """``[B, N+1]`` heads of the best tree (``heads[b, d]`` for d = 1..n; -1 at 0 and on padding)."""
         if "argmax" not in self._cache:
             if self.projective:
-                from .eisner import eisner_argmax
-
                 heads = eisner_argmax(self.arc_scores.detach(), self.lengths, self.single_root)
             else:
                 heads = self._mst()
