@@ -7,6 +7,7 @@ from .maps import (arcs_to_offset_tags, chain_to_chain, chain_to_tokens, registe
 from .objectives import OBJECTIVES, KDObjective, PosteriorKD, StructuralKD, TokenKD, TopKKD
 from .schedules import MIX_SCHEDULES, AnnealedMix, ConstantMix, mix_losses
 from .scores import ChainScores, TreeScores
+from .span_scores import SpanScores, SpanTokenMarginals
 from .targets import ArcMarginals, ChainMarginals, SequenceTargets, TokenMarginals
 from .temperature import temper
 
@@ -17,5 +18,5 @@ __all__ = [
     "arcs_to_offset_tags",
     "OBJECTIVES", "KDObjective", "StructuralKD", "TokenKD", "PosteriorKD", "TopKKD",
     "MIX_SCHEDULES", "ConstantMix", "AnnealedMix", "mix_losses",
-    "ChainScores", "TreeScores", "ChainMarginals", "TokenMarginals", "SequenceTargets", "ArcMarginals", "temper",
+    "ChainScores", "TreeScores", "SpanScores", "SpanTokenMarginals", "ChainMarginals", "TokenMarginals", "SequenceTargets", "ArcMarginals", "temper",
 ]

@@ -6,7 +6,9 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 from flair.data import Corpus, Dictionary
 
-from ..models import DistillableTagger
+import copy
+
+from ..models import BiaffineSpanTagger, DistillableTagger
 from ..registry import ConfigError, Registry
 from .embeddings import build_embeddings
 
@@ -14,7 +16,7 @@ __all__ = ["MODELS", "MODEL_CLASSES", "build_model", "load_model", "span_types_o
 
 MODELS = Registry("model")
 # model type name -> the class whose `load` reads its saved files (hub ids included)
-MODEL_CLASSES: Dict[str, type] = {"tagger": DistillableTagger}
+MODEL_CLASSES: Dict[str, type] = {"tagger": DistillableTagger, "span_ner": BiaffineSpanTagger}
 
 
 def span_types_of(model) -> Dictionary:
@@ -31,6 +33,8 @@ def _tag_dictionary(source: str, corpus: Corpus, tag_type: str, teacher) -> Dict
     if source == "teacher":
         if teacher is None:
             raise ConfigError("model.tag_dictionary: 'teacher' needs a teacher")
+        if isinstance(teacher, BiaffineSpanTagger):
+            return copy.deepcopy(teacher.label_dictionary)  # already the entity types
         if getattr(teacher, "predict_spans", False):
             return span_types_of(teacher)
         items = [t for t in teacher.label_dictionary.get_items() if t not in ("<START>", "<STOP>")]
@@ -58,6 +62,20 @@ def tagger(tag_type: str, embeddings, corpus: Corpus, teacher=None, tag_dictiona
                              bidirectional=bidirectional, rnn_type=rnn_type, use_rnn=use_rnn, tag_format=tag_format,
                              dropout=dropout, word_dropout=word_dropout, locked_dropout=locked_dropout,
                              reproject_embeddings=reproject_embeddings, kd_objective=kd_objective)
+
+
+@MODELS.register("span_ner")
+def span_ner(tag_type: str, embeddings, corpus: Corpus, teacher=None, tag_dictionary: str = "corpus",
+             max_width: Optional[int] = None, objective: str = "span", hidden_size: int = 200, rnn_layers: int = 1,
+             mlp_size: int = 150, reproject_embeddings: bool = True, dropout: float = 0.0, word_dropout: float = 0.05,
+             locked_dropout: float = 0.5, mlp_dropout: float = 0.2) -> BiaffineSpanTagger:
+    """A biaffine span NER model (NER as parsing, Yu et al. 2020): the teacher of case 4."""
+    return BiaffineSpanTagger(build_embeddings(embeddings, corpus),
+                              _tag_dictionary(tag_dictionary, corpus, tag_type, teacher), tag_type,
+                              max_width=max_width, objective=objective, hidden_size=hidden_size,
+                              rnn_layers=rnn_layers, mlp_size=mlp_size, reproject_embeddings=reproject_embeddings,
+                              dropout=dropout, word_dropout=word_dropout, locked_dropout=locked_dropout,
+                              mlp_dropout=mlp_dropout)
 
 
 def build_model(spec: Mapping[str, Any], corpus: Corpus, teacher=None):
