@@ -36,7 +36,7 @@ demo: $(STAMP)
 	$(PY) -m skd_flair demo
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.bench_structs
+	$(PY) -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,6 +1,6 @@
 """Projective dependency trees on CPU, one thread: skd_flair vs torch-struct 0.5 vs supar 1.1.4.
 
-    python benchmarks/bench_trees_projective.py [--batch 32 --min-len 20 --max-len 40 --reps 15] [--no-memory]
+    python -m benchmarks.bench_trees_projective [--batch 32 --min-len 20 --max-len 40 --reps 15] [--no-memory]
 
 Cases (single root; mixed lengths in one padded batch, one sentence at the maximum length):
 
@@ -20,21 +20,10 @@ the system, so the resident set follows the live tensors), after a warm-up on a 
 """
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import subprocess
-import sys
-import time
-import warnings
-
 import torch
-
-warnings.filterwarnings("ignore")
 
 CASES = ["1o marginals", "1o train", "1o argmax", "2o marginals", "2o train", "2o argmax"]
 LIBS = ["skd_flair", "torch-struct", "supar"]
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def make_inputs(batch: int, min_len: int, max_len: int, dtype: torch.dtype, seed: int = 0):
@@ -124,47 +113,6 @@ def supar(case):
 CONTENDERS = {"skd_flair": ours, "torch-struct": torch_struct, "supar": supar}
 
 
-# ------------------------------------------------------------------------------------------ measuring
-def time_it(fn, args, reps: int):
-    fn(*args)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3, statistics.median(times) * 1e3
-
-
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {key} in /proc/self/status")
-
-
-def measure_memory_here(case: str, lib: str, dtype: str, batch: int, min_len: int, max_len: int) -> float:
-    """Peak resident growth (MiB) of one run in this (fresh) process (Linux: resets the high-water mark)."""
-    torch.set_num_threads(1)
-    fn = CONTENDERS[lib](case)
-    fn(*make_inputs(2, 3, 4, DTYPES[dtype]))  # warm-up: lazy imports, kernels, small caches
-    args = make_inputs(batch, min_len, max_len, DTYPES[dtype])
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current resident set
-    base = _status_kib("VmRSS")
-    out = fn(*args)
-    del out
-    return (_status_kib("VmHWM") - base) / 1024.0
-
-
-def memory_in_subprocess(case, lib, dtype, opts) -> float:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, os.path.abspath(__file__), "--measure", case, lib, dtype, "--batch", str(opts.batch),
-           "--min-len", str(opts.min_len), "--max-len", str(opts.max_len)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def agreement(case, ref, other, lengths) -> str:
     if "argmax" in case:
         words = (torch.arange(ref.shape[1]) >= 1) & (torch.arange(ref.shape[1]).unsqueeze(0) <= lengths.unsqueeze(1))
@@ -173,46 +121,9 @@ def agreement(case, ref, other, lengths) -> str:
     return f"|dlogZ| {float((ref.double() - other.double()).abs().max()):.1e}"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--min-len", type=int, default=20)
-    parser.add_argument("--max-len", type=int, default=40)
-    parser.add_argument("--reps", type=int, default=15)
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--cases", nargs="*", default=CASES, choices=CASES)
-    parser.add_argument("--measure", nargs=3, metavar=("CASE", "LIB", "DTYPE"), help=argparse.SUPPRESS)
-    opts = parser.parse_args()
-    if opts.measure:
-        print(measure_memory_here(*opts.measure, opts.batch, opts.min_len, opts.max_len))
-        return
-    torch.set_num_threads(1)
-    print(f"B={opts.batch}, lengths {opts.min_len}..{opts.max_len}, one thread, torch {torch.__version__}; "
-          f"ms = min (median) of {opts.reps}; mem = peak resident growth of one run, MiB")
-    header = f"{'case':<14}{'dtype':<9}" + "".join(f"{lib:>26}" for lib in LIBS) + f"{'speed-up':>10}  check"
-    print(header)
-    print("-" * len(header))
-    for case in opts.cases:
-        for dtype in DTYPES:
-            args = make_inputs(opts.batch, opts.min_len, opts.max_len, DTYPES[dtype])
-            cells, best_other, results = [], None, {}
-            for lib in LIBS:
-                fn = CONTENDERS[lib](case)
-                if fn is None:
-                    cells.append(f"{'-':>26}")
-                    continue
-                results[lib] = fn(*args)
-                fastest, median = time_it(fn, args, opts.reps)
-                mem = "" if opts.no_memory else f" {memory_in_subprocess(case, lib, dtype, opts):6.1f}M"
-                cells.append(f"{fastest:9.2f} ({median:7.2f}){mem:>8}")
-                if lib != "skd_flair":
-                    best_other = fastest if best_other is None else min(best_other, fastest)
-                else:
-                    ours_ms = fastest
-            checks = ", ".join(f"{lib}: {agreement(case, results['skd_flair'], r, args[2])}"
-                               for lib, r in results.items() if lib != "skd_flair")
-            print(f"{case:<14}{dtype:<9}" + "".join(cells) + f"{best_other / ours_ms:9.1f}x  {checks}")
-
-
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from benchmarks.harness import main
+
+    main(sys.modules[__name__])

@@ -102,7 +102,7 @@ def test_score_log_prob_and_expected_score():
         assert tree.expected_score(q)[b].item() == pytest.approx(want.item(), abs=1e-10)
 
 
-def test_float32_input_is_computed_in_float64_and_returned_in_float32():
+def test_float32_agrees_with_float64():
     scores = random_scores(5)
     tree32 = DependencyTree(scores.float(), torch.tensor(LENGTHS))
     assert tree32.marginals.dtype == torch.float32 and tree32.log_partition.dtype == torch.float32
@@ -118,26 +118,27 @@ def test_no_graph_under_no_grad():
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2 ** 31 - 1), scale=st.sampled_from([1.0, 100.0, 1e4]), single_root=st.booleans())
-def test_property_finite_normalised_well_formed(seed, scale, single_root):
+@given(seed=st.integers(0, 2 ** 31 - 1), scale=st.sampled_from([1.0, 100.0, 1e4]), single_root=st.booleans(),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_property_finite_normalised_well_formed(seed, scale, single_root, dtype):
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, 9, (3,), generator=g)
     n = int(lengths.max())
-    scores = (torch.rand(3, n + 1, n + 1, generator=g, dtype=torch.float64) * 2 - 1) * scale
+    scores = ((torch.rand(3, n + 1, n + 1, generator=g, dtype=torch.float64) * 2 - 1) * scale).to(dtype)
     tree = DependencyTree(scores, lengths, single_root=single_root)
     assert torch.isfinite(tree.log_partition).all() and torch.isfinite(tree.marginals).all()
+    tol = 1e-8 if dtype == torch.float64 else 2e-4
     word = (torch.arange(n + 1) <= lengths.unsqueeze(1)) & (torch.arange(n + 1) > 0)
-    torch.testing.assert_close(tree.marginals.sum(1), word.double(), atol=1e-8, rtol=0)
+    torch.testing.assert_close(tree.marginals.sum(1), word.to(dtype), atol=tol, rtol=0)
     if single_root:
-        torch.testing.assert_close(tree.marginals[:, 0].sum(1), torch.ones(3, dtype=torch.float64), atol=1e-8,
-                                   rtol=0)
+        torch.testing.assert_close(tree.marginals[:, 0].sum(1), torch.ones(3, dtype=dtype), atol=tol, rtol=0)
     for b, length in enumerate(lengths.tolist()):
         heads = tuple(tree.argmax[b, 1:length + 1].tolist())
         assert brute.is_tree(heads) and all(0 <= h <= length for h in heads)
         if single_root:
             assert sum(h == 0 for h in heads) == 1
     # the decoded tree scores no more than log Z
-    assert (tree.score(tree.argmax) <= tree.log_partition + 1e-9 * scale).all()
+    assert (tree.score(tree.argmax) <= tree.log_partition + (1e-9 if dtype == torch.float64 else 1e-5) * n * scale).all()
 
 
 @pytest.mark.parametrize("kwargs, message", [
