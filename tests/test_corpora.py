@@ -259,6 +259,12 @@ def test_text_corpora(tmp_path):
     from skd_flair.models import is_unlabelled
 
     assert all(is_unlabelled(s) for s in corpus.train) and all(is_unlabelled(s) for s in corpus.dev)
+    rest = load_corpus({"type": "text", "format": "column", "data_folder": str(WIKIANN), "train_file": "train.txt",
+                        "skip_train": 50})
+    assert len(rest.train) == 350 and rest.train[0].to_tokenized_string() != corpus.train[0].to_tokenized_string()
+    labelled = load_corpus({"type": "column", "data_folder": str(WIKIANN), "column_format": {0: "text", 1: "ner"},
+                            "sample_train": 50})
+    assert {s.to_tokenized_string() for s in labelled.train}.isdisjoint(s.to_tokenized_string() for s in rest.train)
     with pytest.raises(ConfigError, match="format must be"):
         load_corpus({"type": "text", "train_file": str(plain), "format": "conll"})
     with pytest.raises(ConfigError, match="at least one of"):

@@ -19,7 +19,8 @@ text     unlabelled sentences for KD on raw text: one whitespace-tokenised sente
 =======  ==============================================================================================
 
 Every type also takes ``sample_train`` / ``sample_dev`` / ``sample_test`` (keep the first k sentences of the
-split, after missing splits are sampled; 0 drops the split), ``sample_missing_splits`` (Flair's: a missing dev or
+split, after missing splits are sampled; 0 drops the split), ``skip_train`` (drop the first k training sentences
+first: with ``sample_train: k`` elsewhere, the rest of a training file becomes unlabelled text), ``sample_missing_splits`` (Flair's: a missing dev or
 test split is a random 10% of train) and ``seed`` (the seed of that random split, so a corpus is always the same).
 """
 from __future__ import annotations
@@ -118,10 +119,18 @@ def _first(dataset: Optional[Dataset], k: Optional[int]) -> Optional[Dataset]:
     return Subset(dataset, list(range(min(k, len(dataset)))))
 
 
+def _skip(dataset: Optional[Dataset], k: Optional[int]) -> Optional[Dataset]:
+    if dataset is None or not k:
+        return dataset
+    return Subset(dataset, list(range(min(k, len(dataset)), len(dataset))))
+
+
 def _finish(where: str, train: Optional[Dataset], dev: Optional[Dataset], test: Optional[Dataset], name: str,
-            sample_missing_splits: Union[bool, str], seed: Optional[int], sample_train: Optional[int],
-            sample_dev: Optional[int], sample_test: Optional[int]) -> Corpus:
-    """Sample missing splits (seeded), then keep the first k sentences of each split."""
+            sample_missing_splits: Union[bool, str], seed: Optional[int], skip_train: Optional[int],
+            sample_train: Optional[int], sample_dev: Optional[int], sample_test: Optional[int]) -> Corpus:
+    """Sample missing splits (seeded), drop the first `skip_train` training sentences (e.g. those another
+    configuration uses as labelled data), then keep the first k sentences of each split."""
+    train = _skip(train, _check_sample(skip_train, "skip_train", where))
     ks = [_check_sample(v, f"sample_{s}", where) for v, s in zip((sample_train, sample_dev, sample_test), SPLITS)]
     splits = [d if d is not None and len(d) > 0 else None for d in (train, dev, test)]
     if not any(splits):
@@ -325,6 +334,7 @@ def column(
     in_memory: bool = True,
     name: Optional[str] = None,
     sample_missing_splits: Union[bool, str] = True,
+    skip_train: Optional[int] = None,
     sample_train: Optional[int] = None,
     sample_dev: Optional[int] = None,
     sample_test: Optional[int] = None,
@@ -353,7 +363,8 @@ def column(
     if drop_docstart and docstart:
         splits = [drop_docstart_sentences(d, docstart) for d in splits]
     return _finish(where, *splits, name=name or str(folder), sample_missing_splits=sample_missing_splits,
-                   seed=seed, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
+                   seed=seed, skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev,
+                   sample_test=sample_test)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -401,6 +412,7 @@ def ud(
     split_multiwords: bool = True,
     name: Optional[str] = None,
     sample_missing_splits: Union[bool, str] = True,
+    skip_train: Optional[int] = None,
     sample_train: Optional[int] = None,
     sample_dev: Optional[int] = None,
     sample_test: Optional[int] = None,
@@ -423,7 +435,8 @@ def ud(
             raise ConfigError(f"{where}: {split}_file '{path}' holds no sentences")
         datasets.append(UniversalDependenciesDataset(path, in_memory=in_memory, split_multiwords=split_multiwords))
     return _finish(where, *datasets, name=name or str(folder), sample_missing_splits=sample_missing_splits,
-                   seed=seed, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
+                   seed=seed, skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev,
+                   sample_test=sample_test)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -436,6 +449,7 @@ def flair_dataset(
     kwargs: Optional[Mapping[str, Any]] = None,
     docstart: Optional[str] = DOCSTART,
     drop_docstart: bool = True,
+    skip_train: Optional[int] = None,
     sample_train: Optional[int] = None,
     sample_dev: Optional[int] = None,
     sample_test: Optional[int] = None,
@@ -464,7 +478,8 @@ def flair_dataset(
     if drop_docstart and docstart:
         splits = [drop_docstart_sentences(d, docstart) for d in splits]
     return _finish(where, *splits, name=getattr(corpus, "name", str(dataset)), sample_missing_splits=False,
-                   seed=seed, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
+                   seed=seed, skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev,
+                   sample_test=sample_test)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -509,6 +524,7 @@ def text(
     strip_prefix: Optional[str] = None,
     name: Optional[str] = None,
     sample_missing_splits: Union[bool, str] = False,
+    skip_train: Optional[int] = None,
     sample_train: Optional[int] = None,
     sample_dev: Optional[int] = None,
     sample_test: Optional[int] = None,
@@ -550,4 +566,4 @@ def text(
         for sentence in dataset or ():
             sentence.add_metadata(UNLABELLED, True)
     return _finish(where, *datasets, name=corpus_name, sample_missing_splits=sample_missing_splits, seed=seed,
-                   sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
+                   skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
