@@ -105,3 +105,30 @@ def test_command_line_reports_errors_without_a_traceback(tmp_path, capsys):
     assert main(["train", str(bad), "-o", "nonsense"]) == 2
     with pytest.raises(ConfigError, match="section.key=value"):
         load_config(bad, ["nonsense"])
+
+
+UD = __import__("pathlib").Path(__file__).resolve().parents[1] / "resources" / "data" / "ud_en_ewt"
+
+
+def test_parser_and_span_teachers_through_configurations(tmp_path, data):
+    small = {"type": "onehot", "embedding_length": 8, "min_freq": 1}
+    ud = {"type": "ud", "data_folder": str(UD), "sample_train": 30, "sample_dev": 10, "sample_test": 10}
+    trainer = {"max_epochs": 1, "mini_batch_size": 8}
+    train_model({"corpus": ud, "model": {"type": "parser", "embeddings": [small], "hidden_size": 8, "lstm_layers": 1,
+                                         "arc_mlp": 8, "rel_mlp": 8, "projective": True},
+                 "trainer": {**trainer, "base_path": str(tmp_path / "parser")}})
+    result = distill({"corpus": ud, "teacher": {"path": str(tmp_path / "parser" / "final-model.pt"), "type": "parser"},
+                      "model": {"type": "dependency_tagger", "embeddings": [small], "hidden_size": 8, "rnn_layers": 1},
+                      "kd": {"objective": {"type": "structural", "arc_marginals": "tree"}},
+                      "trainer": {**trainer, "base_path": str(tmp_path / "sl")}})
+    assert result["kd"]["annotation"]["sentences"] == 30
+    corpus = {"type": "column", "data_folder": str(data), "column_format": {0: "text", 1: "ner"}}
+    train_model({"corpus": corpus, "model": {"type": "span_ner", "tag_type": "ner", "embeddings": [small],
+                                             "hidden_size": 8, "mlp_size": 8, "max_width": 4},
+                 "trainer": {**trainer, "base_path": str(tmp_path / "spans")}})
+    result = distill({"corpus": corpus, "teacher": {"path": str(tmp_path / "spans" / "final-model.pt"),
+                                                    "type": "span_ner"},
+                      "model": {"type": "tagger", "tag_type": "ner", "use_crf": False, "hidden_size": 8,
+                                "embeddings": [small]},
+                      "kd": {"objective": "structural"}, "trainer": {**trainer, "base_path": str(tmp_path / "st")}})
+    assert result["kd"]["history"]

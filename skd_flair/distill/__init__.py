@@ -6,6 +6,7 @@ from .maps import (arcs_to_offset_tags, chain_to_chain, chain_to_tokens, registe
                    tokens_to_chain, tokens_to_tokens)
 from .objectives import OBJECTIVES, KDObjective, PosteriorKD, StructuralKD, TokenKD, TopKKD
 from .schedules import MIX_SCHEDULES, AnnealedMix, ConstantMix, mix_losses
+from .mean_field import MeanFieldTreeScores
 from .scores import ChainScores, TreeScores
 from .span_scores import SpanScores, SpanTokenMarginals
 from .targets import ArcMarginals, ChainMarginals, SequenceTargets, TokenMarginals
@@ -18,5 +19,5 @@ __all__ = [
     "arcs_to_offset_tags",
     "OBJECTIVES", "KDObjective", "StructuralKD", "TokenKD", "PosteriorKD", "TopKKD",
     "MIX_SCHEDULES", "ConstantMix", "AnnealedMix", "mix_losses",
-    "ChainScores", "TreeScores", "SpanScores", "SpanTokenMarginals", "ChainMarginals", "TokenMarginals", "SequenceTargets", "ArcMarginals", "temper",
+    "ChainScores", "TreeScores", "MeanFieldTreeScores", "SpanScores", "SpanTokenMarginals", "ChainMarginals", "TokenMarginals", "SequenceTargets", "ArcMarginals", "temper",
 ]

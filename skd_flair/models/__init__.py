@@ -1,7 +1,9 @@
 """Flair models that teach and learn by structural KD (importing this registers them with Flair's loaders)."""
+from .dependency_tagger import DependencyTagger
 from .fasttext import FastTextSubwordEmbeddings
+from .parser import BiaffineParser
 from .span_ner import BiaffineSpanTagger
 from .tagger import KD_TARGETS, UNLABELLED, DistillableTagger, is_unlabelled
 
-__all__ = ["BiaffineSpanTagger", "DistillableTagger", "FastTextSubwordEmbeddings", "KD_TARGETS", "UNLABELLED",
+__all__ = ["BiaffineParser", "BiaffineSpanTagger", "DependencyTagger", "DistillableTagger", "FastTextSubwordEmbeddings", "KD_TARGETS", "UNLABELLED",
            "is_unlabelled"]

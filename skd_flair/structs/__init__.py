@@ -2,7 +2,8 @@
 from ._checks import StructureInputError
 from .dependency import DependencyTree
 from .linear_chain import LinearChainCRF
+from .mean_field import mean_field_arc_marginals
 from .second_order import SiblingTree
 from .spans import LabelledSpans
 
-__all__ = ["StructureInputError", "LinearChainCRF", "DependencyTree", "LabelledSpans", "SiblingTree"]
+__all__ = ["StructureInputError", "LinearChainCRF", "DependencyTree", "LabelledSpans", "SiblingTree", "mean_field_arc_marginals"]

@@ -53,6 +53,9 @@ def fingerprint_model(model: torch.nn.Module) -> str:
                  if tensor.numel() else b"")
     for name in getattr(model, "label_names", []) or []:
         h.update(name.encode())
+    config = getattr(model, "teacher_config", None)  # inference settings that change targets, not weights
+    if callable(config):
+        h.update(json.dumps(config(), sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 

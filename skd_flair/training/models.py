@@ -8,7 +8,8 @@ from flair.data import Corpus, Dictionary
 
 import copy
 
-from ..models import BiaffineSpanTagger, DistillableTagger
+from ..models import BiaffineParser, BiaffineSpanTagger, DependencyTagger, DistillableTagger
+from ..models.dependency_tagger import DEFAULT_TAG_TYPE, encode_corpus, make_tag_dictionary
 from ..registry import ConfigError, Registry
 from .embeddings import build_embeddings
 
@@ -16,7 +17,8 @@ __all__ = ["MODELS", "MODEL_CLASSES", "build_model", "load_model", "span_types_o
 
 MODELS = Registry("model")
 # model type name -> the class whose `load` reads its saved files (hub ids included)
-MODEL_CLASSES: Dict[str, type] = {"tagger": DistillableTagger, "span_ner": BiaffineSpanTagger}
+MODEL_CLASSES: Dict[str, type] = {"tagger": DistillableTagger, "span_ner": BiaffineSpanTagger,
+                                  "parser": BiaffineParser, "dependency_tagger": DependencyTagger}
 
 
 def span_types_of(model) -> Dictionary:
@@ -76,6 +78,37 @@ def span_ner(tag_type: str, embeddings, corpus: Corpus, teacher=None, tag_dictio
                               rnn_layers=rnn_layers, mlp_size=mlp_size, reproject_embeddings=reproject_embeddings,
                               dropout=dropout, word_dropout=word_dropout, locked_dropout=locked_dropout,
                               mlp_dropout=mlp_dropout)
+
+
+@MODELS.register("parser")
+def parser(embeddings, corpus: Corpus, teacher=None, relation_type: str = "dependency", hidden_size: int = 400,
+           lstm_layers: int = 3, arc_mlp: int = 500, rel_mlp: int = 100, dropout: float = 0.33, objective: str = "crf",
+           projective: bool = False, second_order: bool = False, sibling_mlp: int = 100, inference: str = "exact",
+           mfvi_iterations: int = 3, single_root: bool = True, root_relation: Optional[str] = "root",
+           main_metric: str = "las") -> BiaffineParser:
+    """A biaffine dependency parser (first or second order): the teacher of cases 1b and 2b."""
+    relations = corpus.make_label_dictionary(relation_type, add_unk=True)
+    return BiaffineParser(build_embeddings(embeddings, corpus), relations, relation_type=relation_type,
+                          hidden_size=hidden_size, lstm_layers=lstm_layers, arc_mlp=arc_mlp, rel_mlp=rel_mlp,
+                          dropout=dropout, objective=objective, projective=projective, second_order=second_order,
+                          sibling_mlp=sibling_mlp, inference=inference, mfvi_iterations=mfvi_iterations,
+                          single_root=single_root, root_relation=root_relation, main_metric=main_metric)
+
+
+@MODELS.register("dependency_tagger")
+def dependency_tagger(embeddings, corpus: Corpus, teacher=None, tag_type: str = DEFAULT_TAG_TYPE,
+                      relation_type: str = "dependency", repair: str = "mst", root_relation: Optional[str] = "root",
+                      main_metric: str = "las", hidden_size: int = 800, rnn_layers: int = 2, dropout: float = 0.0,
+                      word_dropout: float = 0.05, locked_dropout: float = 0.5,
+                      reproject_embeddings: bool = True) -> DependencyTagger:
+    """Dependency parsing as sequence labelling (tags ``"{h - i}_{rel}"``): the student of cases 1b and 2b.
+    Every split of the corpus gets its offset tags; the dictionary is the training split's."""
+    encode_corpus(corpus, tag_type, relation_type)
+    tags = make_tag_dictionary(corpus, tag_type, relation_type)
+    return DependencyTagger(build_embeddings(embeddings, corpus), tags, tag_type, repair=repair,
+                            relation_type=relation_type, root_relation=root_relation, main_metric=main_metric,
+                            hidden_size=hidden_size, rnn_layers=rnn_layers, dropout=dropout, word_dropout=word_dropout,
+                            locked_dropout=locked_dropout, reproject_embeddings=reproject_embeddings)
 
 
 def build_model(spec: Mapping[str, Any], corpus: Corpus, teacher=None):
