@@ -74,7 +74,7 @@ def _batches(sentences: List[Sentence], size: int) -> Iterable[List[Sentence]]:
 
 def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[KDObjective, dict, str] = "structural",
              cache_dir: Union[str, Path, None] = None, batch_size: int = 32, threshold: float = 1e-7,
-             progress: bool = True, shard_every: int = 2000) -> TeacherTargets:
+             progress: bool = True, shard_every: int = 2000, clear_embeddings: bool = True) -> TeacherTargets:
     """Targets of `teacher` for every sentence, in `student`'s substructure space.
 
     Args:
@@ -86,6 +86,9 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
             ``~/.cache/skd_flair``); ``False`` disables caching.
         threshold: probabilities below this are not stored (see `cache`).
         shard_every: sentences between flushes of partial results (an interrupted run resumes from them).
+        clear_embeddings: drop every embedding from the sentences before and after the teacher sees them, so
+            none leaks between teacher and student. Pass False only to annotate several objectives in a row
+            with the teacher's embeddings kept (the DistillationPlugin clears them before the student trains).
     """
     if not isinstance(objective, KDObjective):
         objective = OBJECTIVES.build(objective, where="objective")
@@ -123,14 +126,16 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
     teacher.eval()
     try:
         for batch in _batches(todo, batch_size):
-            for s in batch:
-                s.clear_embeddings()  # never let a student's cached embeddings reach the teacher
+            if clear_embeddings:
+                for s in batch:
+                    s.clear_embeddings()  # never let a student's cached embeddings reach the teacher
             with torch.no_grad():
                 scores = teacher.teacher_scores(batch)
                 targets = objective.targets(scores, labels, student_is_crf)
             for s, piece in zip(batch, split_targets(targets)):
                 pending[sentence_key(s)] = compress(piece, threshold)
-                s.clear_embeddings()  # ... nor the teacher's reach the student
+                if clear_embeddings:
+                    s.clear_embeddings()  # ... nor the teacher's reach the student
             if getattr(targets, "dropped_mass", None) is not None:
                 dropped = max(dropped, float(targets.dropped_mass.max()))
             bar.update(len(batch))

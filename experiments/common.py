@@ -1,0 +1,37 @@
+"""Paths and measurements shared by the experiment scripts."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SKD_SHARED_DATA", REPO.parent / "shared" / "data"))
+RESULTS = REPO / "experiments" / "results"  # committed: one JSON per run
+RUNS = Path(os.environ.get("SKD_EXPERIMENT_RUNS", REPO / "experiments" / "runs"))  # models and logs, not committed
+CACHE = Path(os.environ.get("SKD_FLAIR_CACHE", Path.home() / ".cache" / "skd_flair"))
+
+
+def require_shared():
+    if not SHARED.is_dir():
+        raise SystemExit(f"the real data folder {SHARED} is absent; set SKD_SHARED_DATA to it")
+
+
+def write_json(path: Path, data: Dict[str, Any]):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def model_facts(model_file: Path, loader) -> Dict[str, float]:
+    """Size on disk (MB) and load time (s) of a saved model."""
+    start = time.perf_counter()
+    loader(str(model_file))
+    return {"model_mb": model_file.stat().st_size / 2 ** 20, "load_seconds": time.perf_counter() - start}

@@ -1,0 +1,179 @@
+"""Run experiment suites, resumably: ``python -m experiments.run SUITE [SUITE ...] [--seeds 1 2 3]``.
+
+Per suite, in one process: train (or reload) the teacher, keeping its embeddings on the training sentences;
+annotate the targets of every KD student while they are still there (cached on disk); then train every
+student for every seed. A run whose result JSON exists is skipped, so an interrupted suite resumes.
+Results: ``experiments/results/<suite>/*.json`` (committed); models and logs: ``experiments/runs/``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import flair
+import torch
+
+from skd_flair.training.annotate import annotate
+from skd_flair.training.corpora import load_corpus
+from skd_flair.training.models import MODEL_CLASSES, build_model
+from skd_flair.training.pipeline import _run_trainer, _training_corpus, measure_speed
+from skd_flair.training.plugin import DistillationPlugin
+
+from .common import CACHE, RESULTS, RUNS, model_facts, read_json, require_shared, write_json
+from .suites import SUITES, Student, Suite
+
+log = logging.getLogger("skd_flair")
+SPEED_SENTENCES = 200
+
+
+def _best(base: Path) -> Path:
+    best = base / "best-model.pt"
+    return best if best.exists() else base / "final-model.pt"
+
+
+def _scores(model, corpus, metric: str) -> Dict:
+    result = model.evaluate(corpus.test, gold_label_type=model.label_type, mini_batch_size=64)
+    scores = {"/".join(k) if isinstance(k, tuple) else str(k): v for k, v in result.scores.items()
+              if isinstance(v, (int, float))}
+    return {"main": result.main_score, **scores}
+
+
+def _facts(model, model_file: Path, kind: str, corpus) -> Dict:
+    test = list(corpus.test)[:SPEED_SENTENCES]
+    facts = model_facts(model_file, MODEL_CLASSES[kind].load)
+    facts["sentences_per_second"] = measure_speed(model, test, batch_size=32)
+    return facts
+
+
+class SuiteRunner:
+    def __init__(self, suite: Suite, seeds, only: Optional[List[str]] = None):
+        self.suite, self.seeds, self.only = suite, list(seeds), only
+        self.results = RESULTS / suite.name
+        self.corpora: Dict[str, object] = {}
+
+    def corpus(self, overrides: Dict = None):
+        spec = {**self.suite.corpus, **(overrides or {})}
+        key = repr(sorted(spec.items()))
+        if key not in self.corpora:
+            self.corpora[key] = load_corpus(spec)
+        return self.corpora[key]
+
+    def command(self, extra: str = "") -> str:
+        return f"python -m experiments.run {self.suite.name}{extra}"
+
+    # ------------------------------------------------------------------ teacher
+    def teacher(self):
+        owner = self.suite.teacher_from or self.suite.name
+        base = RUNS / owner / "teacher"
+        record = RESULTS / owner / "teacher.json"
+        kind = self.suite.teacher_type
+        if read_json(record) and _best(base).exists():
+            log.info(f"[{owner}] teacher: reusing {_best(base)}")
+            return MODEL_CLASSES[kind].load(str(_best(base)))
+        if owner != self.suite.name:
+            raise SystemExit(f"suite {self.suite.name} needs the teacher of suite {owner}: run that suite first")
+        corpus = self.corpus()
+        flair.set_seed(1)
+        model = build_model(self.suite.teacher, corpus)
+        start = time.time()
+        out = _run_trainer(model, corpus, {**self.suite.teacher_trainer, "base_path": str(base)}, plugins=[])
+        scores = _scores(model, corpus, self.suite.metric)
+        write_json(record, {"suite": owner, "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
+                            "test": scores, "train_seconds": time.time() - start, "sizes": self.sizes(corpus),
+                            **_facts(model, _best(base), kind, corpus), "config": {
+                                "corpus": self.suite.corpus, "model": self.suite.teacher,
+                                "trainer": self.suite.teacher_trainer}, "command": self.command(),
+                            "flair_test_score": out["test_score"]})
+        return model
+
+    @staticmethod
+    def sizes(corpus, unlabelled=None) -> Dict[str, int]:
+        return {"train": len(corpus.train), "unlabelled": len(unlabelled.train) if unlabelled else 0,
+                "dev": len(corpus.dev) if corpus.dev else 0, "test": len(corpus.test) if corpus.test else 0}
+
+    # ------------------------------------------------------------------ students
+    def wanted(self) -> List[Student]:
+        return [s for s in self.suite.students if not self.only or s.name in self.only]
+
+    def record_path(self, student: Student, seed: int) -> Path:
+        return self.results / f"{student.name}-seed{seed}.json"
+
+    def data(self, student: Student):
+        corpus = self.corpus(student.corpus)
+        unlabelled = load_corpus(student.unlabelled) if student.unlabelled else None
+        return corpus, unlabelled, _training_corpus(corpus, unlabelled)
+
+    def targets(self, teacher, student: Student, model, train_corpus):
+        return annotate(teacher, list(train_corpus.train), model, student.objective,
+                        cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False)
+
+    def run(self):
+        todo = [(s, seed) for s in self.wanted() for seed in self.seeds if not self.record_path(s, seed).exists()]
+        if not todo:
+            log.info(f"[{self.suite.name}] nothing to do")
+            return
+        teacher = self.teacher()
+        prepared = {}
+        for student, _ in todo:  # every annotation while the teacher's embeddings are on the sentences
+            if student.objective is not None and student.name not in prepared:
+                corpus, unlabelled, train_corpus = self.data(student)
+                stub = build_model(student.model, corpus, teacher=teacher)
+                prepared[student.name] = self.targets(teacher, student, stub, train_corpus)
+        teacher.cpu()
+        for student, seed in todo:
+            self.train_student(student, seed, prepared.get(student.name))
+
+    def train_student(self, student: Student, seed: int, targets):
+        corpus, unlabelled, train_corpus = self.data(student)
+        for sentence in train_corpus.get_all_sentences():
+            sentence.clear_embeddings()
+        flair.set_seed(seed)
+        model = build_model(student.model, corpus)
+        base = RUNS / self.suite.name / f"{student.name}-seed{seed}"
+        plugins = [DistillationPlugin(targets, mix=student.mix)] if targets is not None else []
+        trainer = {**self.suite.student_trainer, **student.trainer, "base_path": str(base)}
+        start = time.time()
+        out = _run_trainer(model, train_corpus, trainer, plugins=plugins)
+        record = {"suite": self.suite.name, "run": student.name, "role": "student", "method": student.method,
+                  "case": student.case, "seed": seed, "test": _scores(model, corpus, self.suite.metric),
+                  "train_seconds": time.time() - start, "sizes": self.sizes(corpus, unlabelled),
+                  "kd": None if targets is None else {"objective": student.objective, "mix": student.mix,
+                                                      "history": plugins[0].history},
+                  "config": {"corpus": {**self.suite.corpus, **student.corpus}, "unlabelled": student.unlabelled,
+                             "model": student.model, "trainer": trainer},
+                  "command": self.command(f" --only {student.name} --seeds {seed}"),
+                  "flair_test_score": out["test_score"]}
+        if seed == self.seeds[0]:
+            kind = student.model["type"]
+            record.update(_facts(model, _best(base), kind, corpus))
+        write_json(self.record_path(student, seed), record)
+        log.info(f"[{self.suite.name}] {student.name} seed {seed}: test {record['test']['main']:.4f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("suites", nargs="*", help=f"suites to run: {', '.join(SUITES)}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--only", nargs="+", help="only these student runs")
+    parser.add_argument("--list", action="store_true")
+    args = parser.parse_args(argv)
+    if args.list or not args.suites:
+        for name, suite in SUITES.items():
+            print(f"{name:14s} {suite.title} ({len(suite.students)} students)")
+        return
+    require_shared()
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for name in args.suites:
+        if name not in SUITES:
+            raise SystemExit(f"unknown suite {name}; known: {', '.join(SUITES)}")
+        suite = SUITES[name]
+        SuiteRunner(suite, args.seeds or suite.seeds, args.only).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

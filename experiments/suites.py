@@ -1,0 +1,180 @@
+"""The experiment suites: which teacher, which students, which data, at which size.
+
+Sizes are cut to fit this 2-core CPU machine (see README.md here): a suite's teacher is trained once, and
+every student of the suite is trained with the same data, epochs and seeds, so methods compare fairly.
+The full-scale configurations (the paper's embeddings by hub name, full data, GPU) are in
+``experiments/configs/full/``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from .common import CACHE, REPO, SHARED
+
+SEEDS = (1, 2, 3)
+
+
+@dataclass
+class Student:
+    name: str
+    model: Dict
+    objective: Optional[Dict] = None  # None: no KD
+    mix: Dict = field(default_factory=lambda: {"type": "annealed", "factor": 2.0})
+    corpus: Dict = field(default_factory=dict)  # overrides of the suite's labelled corpus (e.g. fewer sentences)
+    unlabelled: Optional[Dict] = None  # extra training text with teacher targets only
+    trainer: Dict = field(default_factory=dict)
+    method: str = "none"
+    case: str = ""
+
+
+@dataclass
+class Suite:
+    name: str
+    title: str
+    metric: str  # "f1" or "las"
+    corpus: Dict
+    teacher: Dict
+    teacher_trainer: Dict
+    students: List[Student]
+    student_trainer: Dict
+    teacher_from: Optional[str] = None  # reuse another suite's teacher (same corpus)
+    teacher_type: str = "tagger"
+    seeds: tuple = SEEDS
+
+
+def _shared(*parts) -> str:
+    return str(SHARED.joinpath(*parts))
+
+
+GLOVE = {"type": "glove"}
+CHAR = {"type": "char"}
+MINILM = {"type": "minilm", "fine_tune": False, "layers": "-1,-2,-3,-4", "layer_mean": True}
+E5 = {"type": "transformer", "model": _shared("models", "multilingual-e5-small-trimmed"), "fine_tune": False,
+      "layers": "-1,-2,-3,-4", "layer_mean": True, "name": "transformer-e5-small"}
+NEWS = [{"type": "flair", "model": _shared("lm", "news-forward-fast.pt")},
+        {"type": "flair", "model": _shared("lm", "news-backward-fast.pt")}]
+EN_TEACHER = [MINILM, *NEWS, GLOVE]
+EN_STUDENT = [GLOVE, CHAR]
+
+CONLL03 = {"type": "column", "data_folder": _shared("ner", "conll03_en"),
+           "column_format": {0: "text", 1: "pos", 2: "np", 3: "ner"},
+           "sample_train": 2000, "sample_dev": 500, "sample_test": 1000}
+UNLABELLED_CONLL03 = {"type": "text", "format": "column", "data_folder": _shared("ner", "conll03_en"),
+                      "train_file": "train.txt", "skip_train": 2000, "sample_train": 2000}
+
+TAGGER_TRAINER = {"max_epochs": 25, "learning_rate": 0.1, "mini_batch_size": 32, "patience": 3}
+TEACHER_TRAINER = {"max_epochs": 30, "learning_rate": 0.1, "mini_batch_size": 32, "patience": 3,
+                   "embeddings_storage_mode": "cpu"}
+T = 2.0
+
+
+def _tagger(embeddings, crf=True, hidden=256):
+    return {"type": "tagger", "tag_type": "ner", "use_crf": crf, "hidden_size": hidden, "embeddings": embeddings}
+
+
+def _kd_students(embeddings, prefix="", corpus=None, unlabelled=None) -> List[Student]:
+    """The NER method grid: both student kinds, no KD and every KD method (posterior KD of a MaxEnt student
+    is structural KD of case 2a, so it is not run twice)."""
+    corpus = corpus or {}
+    crf, maxent = _tagger(embeddings, True), _tagger(embeddings, False)
+    out = []
+    for kind, model, case in (("crf", crf, "1a"), ("maxent", maxent, "2a")):
+        out.append(Student(f"{prefix}{kind}_none", model, None, corpus=corpus, method="none", case=case))
+        out.append(Student(f"{prefix}{kind}_structural", model, {"type": "structural", "temperature": T},
+                           corpus=corpus, unlabelled=unlabelled, method="structural", case=case))
+        out.append(Student(f"{prefix}{kind}_token", model, {"type": "token", "temperature": T}, corpus=corpus,
+                           unlabelled=unlabelled, method="token", case=case))
+        if kind == "crf":
+            out.append(Student(f"{prefix}{kind}_posterior", model, {"type": "posterior", "temperature": T},
+                               corpus=corpus, unlabelled=unlabelled, method="posterior", case=case))
+        out.append(Student(f"{prefix}{kind}_topk", model, {"type": "topk", "k": 10}, corpus=corpus,
+                           unlabelled=unlabelled, method="topk", case=case))
+    return out
+
+
+SUITES: Dict[str, Suite] = {}
+
+
+def _add(suite: Suite):
+    SUITES[suite.name] = suite
+
+
+_add(Suite(
+    name="ner_en", title="CoNLL-2003 English NER, cases 1a and 2a", metric="f1", corpus=CONLL03,
+    teacher=_tagger(EN_TEACHER), teacher_trainer=TEACHER_TRAINER, students=_kd_students(EN_STUDENT),
+    student_trainer=TAGGER_TRAINER))
+
+_add(Suite(
+    name="lowres_en", title="CoNLL-2003 English, 500 gold sentences + 1,500 unlabelled, cases 1a and 2a",
+    metric="f1", corpus=CONLL03, teacher=_tagger(EN_TEACHER), teacher_trainer=TEACHER_TRAINER,
+    teacher_from="ner_en",
+    students=_kd_students(EN_STUDENT, corpus={"sample_train": 500},
+                          unlabelled={**UNLABELLED_CONLL03, "skip_train": 500, "sample_train": 1500}),
+    student_trainer=TAGGER_TRAINER))
+
+# --------------------------------------------------------------------------------------------- case 4
+SPAN_TEACHER = {"type": "span_ner", "tag_type": "ner", "embeddings": EN_TEACHER, "max_width": 10,
+                "hidden_size": 200, "mlp_size": 150}
+_MAXENT = _tagger(EN_STUDENT, crf=False)
+_add(Suite(
+    name="case4_en", title="CoNLL-2003 English, NER-as-parsing span teacher to a MaxEnt BIOES student (case 4)",
+    metric="f1", corpus=CONLL03, teacher=SPAN_TEACHER, teacher_type="span_ner",
+    teacher_trainer={"max_epochs": 30, "learning_rate": 1e-3, "optimizer": "Adam", "mini_batch_size": 32,
+                     "patience": 3, "embeddings_storage_mode": "cpu"},
+    students=[Student("maxent_none", _MAXENT, None, method="none", case="4"),
+              Student("maxent_structural", _MAXENT, {"type": "structural", "temperature": T}, method="structural",
+                      case="4"),
+              Student("maxent_structural_unlabelled", _MAXENT, {"type": "structural", "temperature": T},
+                      unlabelled=UNLABELLED_CONLL03, method="structural+unlabelled", case="4")],
+    student_trainer=TAGGER_TRAINER))
+
+# --------------------------------------------------------------------------------------------- parsing
+EWT = {"type": "ud", "data_folder": _shared("ud", "en_ewt"), "sample_train": 2000, "sample_dev": 500,
+       "sample_test": 1000}
+PARSER_EMB = [E5, GLOVE]
+SL_STUDENT = {"type": "dependency_tagger", "embeddings": EN_STUDENT, "hidden_size": 400, "rnn_layers": 2}
+PARSER_TRAINER = {"max_epochs": 30, "learning_rate": 2e-3, "optimizer": "Adam", "mini_batch_size": 32,
+                  "patience": 3, "embeddings_storage_mode": "cpu", "optimizer_kwargs": {"betas": [0.9, 0.9]}}
+SL_TRAINER = {"max_epochs": 25, "learning_rate": 0.1, "mini_batch_size": 32, "patience": 3}
+
+
+def _sl_students(case: str, with_none: bool) -> List[Student]:
+    out = [Student("sl_none", SL_STUDENT, None, method="none", case=case)] if with_none else []
+    out.append(Student("sl_structural_tree", SL_STUDENT, {"type": "structural", "temperature": T,
+                                                          "arc_marginals": "tree"}, method="structural", case=case))
+    out.append(Student("sl_structural_local", SL_STUDENT, {"type": "structural", "temperature": T,
+                                                           "arc_marginals": "local"}, method="local", case=case))
+    return out
+
+
+_add(Suite(
+    name="parsing_1o", title="UD English-EWT, first-order biaffine teacher to parsing as sequence labelling (1b)",
+    metric="las", corpus=EWT, teacher_type="parser",
+    teacher={"type": "parser", "embeddings": PARSER_EMB, "hidden_size": 400, "lstm_layers": 3, "objective": "crf"},
+    teacher_trainer=PARSER_TRAINER, students=_sl_students("1b", True), student_trainer=SL_TRAINER))
+_add(Suite(
+    name="parsing_2o", title="UD English-EWT, second-order (sibling) teacher to parsing as sequence labelling (2b)",
+    metric="las", corpus=EWT, teacher_type="parser",
+    teacher={"type": "parser", "embeddings": PARSER_EMB, "hidden_size": 400, "lstm_layers": 3, "objective": "crf",
+             "projective": True, "second_order": True},
+    teacher_trainer=PARSER_TRAINER, students=_sl_students("2b", False), student_trainer=SL_TRAINER))
+
+
+def resource(*parts) -> str:
+    """A resource built by experiments/resources.py (char LMs, fastText vectors, data splits)."""
+    return str(CACHE.joinpath("experiments", *parts))
+
+
+# --------------------------------------------------------------------------------------------- smoke test
+_ONEHOT = [{"type": "onehot", "embedding_length": 16, "min_freq": 1}]
+_SMOKE_CORPUS = {"type": "column", "data_folder": str(REPO / "resources" / "data" / "wikiann_en"), "column_format": {0: "text", 1: "ner"},
+                 "sample_train": 60, "sample_dev": 20, "sample_test": 20}
+_add(Suite(
+    name="smoke", title="a one-minute check of the runner on the bundled slice (tiny models)", metric="f1",
+    corpus=_SMOKE_CORPUS, teacher=_tagger(_ONEHOT, hidden=16),
+    teacher_trainer={"max_epochs": 2, "mini_batch_size": 16, "embeddings_storage_mode": "cpu"},
+    students=[Student("crf_none", _tagger(_ONEHOT, hidden=8), None),
+              Student("crf_structural", _tagger(_ONEHOT, hidden=8), {"type": "structural", "temperature": T},
+                      method="structural", case="1a")],
+    student_trainer={"max_epochs": 1, "mini_batch_size": 16}, seeds=(1,)))

@@ -1,0 +1,30 @@
+"""The experiment runner and report on the smoke suite (bundled data, tiny models), in temporary folders."""
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
+    from experiments import report, run
+
+    monkeypatch.setattr(run, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(run, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(run, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(run, "require_shared", lambda: None)
+    run.main(["smoke"])
+    files = sorted(p.name for p in (tmp_path / "results" / "smoke").glob("*.json"))
+    assert files == ["crf_none-seed1.json", "crf_structural-seed1.json", "teacher.json"]
+    record = json.loads((tmp_path / "results" / "smoke" / "crf_structural-seed1.json").read_text())
+    assert record["kd"]["history"] and record["sentences_per_second"] > 0 and "--only crf_structural" in record["command"]
+    stamp = (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime
+    run.main(["smoke"])  # everything done: nothing is retrained
+    assert (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime == stamp
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(report, "OUT", tmp_path / "RESULTS.md")
+    monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
+    report.main()
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "crf_structural" in text and "structural KD (exact)" in text and (tmp_path / "plots").is_dir()
