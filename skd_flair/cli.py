@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     _overrides(p)
 
+    p = sub.add_parser("check", help="check a configuration's sections, types and keys without running anything")
+    p.add_argument("config")
+    _overrides(p)
+
     p = sub.add_parser("annotate", help="compute and cache the teacher targets of a distillation configuration")
     p.add_argument("config")
     _overrides(p)
@@ -86,6 +90,9 @@ def run(args) -> Optional[dict]:
         return pipeline.train_model(pipeline.load_config(args.config, args.overrides))
     if args.command == "distill":
         return pipeline.distill(pipeline.load_config(args.config, args.overrides))
+    if args.command == "check":
+        pipeline.check_config(pipeline.load_config(args.config, args.overrides))
+        return {"config": args.config, "valid": True}
     if args.command == "annotate":
         return pipeline.annotate_only(pipeline.load_config(args.config, args.overrides))
     if args.command == "evaluate":
@@ -122,7 +129,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"skd-flair: error: {error}", file=sys.stderr)
         return 2
     if result is not None and args.command != "demo":
-        _print({k: v for k, v in result.items() if k != "config"} if isinstance(result, dict) else result)
+        _print({k: v for k, v in result.items() if k != "config" or args.command == "check"}
+               if isinstance(result, dict) else result)
     return 0
 
 

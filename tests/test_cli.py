@@ -132,3 +132,20 @@ def test_parser_and_span_teachers_through_configurations(tmp_path, data):
                                 "embeddings": [small]},
                       "kd": {"objective": "structural"}, "trainer": {**trainer, "base_path": str(tmp_path / "st")}})
     assert result["kd"]["history"]
+
+
+def test_every_ready_configuration_is_valid():
+    from pathlib import Path
+
+    from skd_flair.training.pipeline import check_config
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(root.glob("resources/configs/**/*.yaml")) + sorted(root.glob("experiments/configs/**/*.yaml"))
+    assert len(files) >= 20
+    for path in files:
+        check_config(path)
+    with pytest.raises(ConfigError, match="temperatur"):
+        check_config({"kd": {"objective": {"type": "structural", "temperatur": 2}}})
+    with pytest.raises(ConfigError, match="embeddings\\[1\\]"):
+        check_config({"model": {"type": "tagger", "tag_type": "ner", "embeddings": [{"type": "glove"},
+                                                                                       {"type": "char", "dim": 2}]}})

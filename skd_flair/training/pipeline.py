@@ -37,7 +37,7 @@ from .plugin import DistillationPlugin
 
 log = logging.getLogger("skd_flair")
 
-__all__ = ["load_config", "train_model", "distill", "annotate_only", "evaluate_model", "predict_file", "measure_speed",
+__all__ = ["load_config", "check_config", "train_model", "distill", "annotate_only", "evaluate_model", "predict_file", "measure_speed",
            "SECTIONS"]
 
 SECTIONS = ("seed", "corpus", "unlabelled", "teacher", "model", "kd", "trainer", "name")
@@ -75,6 +75,55 @@ def load_config(source: Union[str, Path, Mapping[str, Any]], overrides: Sequence
     unknown = sorted(set(config) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"unknown configuration section(s) {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}")
+    return config
+
+
+def _check_component(registry, spec, where: str, extra=()):
+    from ..registry import check_keys
+
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    if not isinstance(spec, Mapping) or "type" not in spec:
+        raise ConfigError(f"{where}: expected a mapping with a 'type' key, got {spec!r}")
+    check_keys(registry.get(spec["type"]), {k: v for k, v in spec.items() if k != "type"}, where, extra)
+
+
+def check_config(config) -> Dict[str, Any]:
+    """Check every section's types and keys against the registries without building anything (no data or
+    model is loaded): a ready-made configuration with a typo fails here, not an hour into a run."""
+    from ..distill import MIX_SCHEDULES, OBJECTIVES
+    from .corpora import CORPORA
+    from .embeddings import EMBEDDINGS
+    from .models import MODELS
+
+    config = load_config(config)
+    for section in ("corpus", "unlabelled"):
+        if config.get(section):
+            _check_component(CORPORA, config[section], section)
+    if "model" in config:
+        model = dict(config["model"])
+        embeddings = model.get("embeddings", [])
+        for i, spec in enumerate(embeddings if isinstance(embeddings, list) else [embeddings]):
+            _check_component(EMBEDDINGS, spec, f"model.embeddings[{i}]", extra=("corpus",))
+        _check_component(MODELS, model, "model", extra=("corpus", "teacher"))
+    kd = config.get("kd") or {}
+    unknown = sorted(set(kd) - set(KD_KEYS))
+    if unknown:
+        raise ConfigError(f"kd: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KD_KEYS)}")
+    if kd.get("objective"):
+        _check_component(OBJECTIVES, kd["objective"], "kd.objective")
+    if kd.get("mix"):
+        _check_component(MIX_SCHEDULES, kd["mix"], "kd.mix")
+    if config.get("teacher") is not None:
+        teacher = config["teacher"]
+        if isinstance(teacher, Mapping) and set(teacher) - {"path", "type"}:
+            raise ConfigError(f"teacher: unknown key(s) {', '.join(sorted(set(teacher) - {'path', 'type'}))}")
+    if "trainer" in config:
+        trainer = dict(config["trainer"])
+        method = trainer.pop("method", "train")
+        unknown = sorted(set(trainer) - _trainer_arguments(method) - {"base_path", "optimizer_kwargs"})
+        if unknown:
+            raise ConfigError(f"trainer: unknown key(s) {', '.join(unknown)} for ModelTrainer.{method}")
     return config
 
 
