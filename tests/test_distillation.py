@@ -198,3 +198,31 @@ def test_teacher_and_student_embeddings_never_leak(corpus, teachers, tmp_path):
     assert student.embeddings.name == teachers[True].embeddings.name
     targets = annotate(teachers[True], corpus.train, student, "structural", progress=False)
     train(student, corpus, tmp_path, epochs=1, plugins=[DistillationPlugin(targets)])
+
+
+def _annotate_in_rank(rank, world, init_file, cache_dir, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        corpus = toy.corpus(n_train=12)
+        teacher = toy.tagger(corpus, seed=3)
+        student = toy.tagger(corpus, seed=4)
+        calls = []
+        original = type(teacher).teacher_scores
+        type(teacher).teacher_scores = lambda self, s: (calls.append(len(s)), original(self, s))[1]
+        targets = annotate(teacher, corpus.train, student, "structural", cache_dir=cache_dir, progress=False)
+        (out_dir / f"rank{rank}.txt").write_text(f"{sum(calls)} {len(targets)} {targets.key}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_processes_share_one_annotation(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_annotate_in_rank, args=(2, tmp_path / "init", tmp_path / "cache", tmp_path), nprocs=2)
+    rank0 = (tmp_path / "rank0.txt").read_text().split()
+    rank1 = (tmp_path / "rank1.txt").read_text().split()
+    assert int(rank0[0]) > 0 and rank1[0] == "0"  # only rank 0 ran the teacher
+    assert rank0[1:] == rank1[1:]

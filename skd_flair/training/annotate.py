@@ -104,11 +104,18 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
     key = digest("skd-targets", fingerprint_model(teacher), corpus_digest(keys), config, labels, student_is_crf,
                  threshold)
     cache = TargetCache(cache_dir or default_cache_dir(), key) if cache_dir is not False else None
+    distributed = _distributed() and cache is not None
+    if distributed and torch.distributed.get_rank() != 0:
+        torch.distributed.barrier()  # rank 0 annotates and saves; every other process reads its file
     if cache is not None:
         stored = cache.load()
         if stored is not None:
             log.info(f"teacher targets: cache hit {cache.path} ({len(stored['entries'])} sentences)")
+            if distributed and torch.distributed.get_rank() == 0:
+                torch.distributed.barrier()
             return TeacherTargets(stored["entries"], labels, student_is_crf, config, key, stored.get("stats"))
+        if distributed and torch.distributed.get_rank() != 0:
+            raise RuntimeError(f"rank 0 did not leave teacher targets at {cache.path}")
     entries: Dict[str, dict] = cache.load_partial() if cache is not None else {}
     if entries:
         log.info(f"teacher targets: resuming, {len(entries)} sentences already annotated")
@@ -155,4 +162,12 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
                  f"sentences/s)")
     if cache is not None:
         cache.save({"entries": entries, "labels": labels, "objective": config, "stats": stats})
+    if distributed:
+        torch.distributed.barrier()
     return TeacherTargets(entries, labels, student_is_crf, config, key, stats)
+
+
+def _distributed() -> bool:
+    """Inside Flair's launch_distributed (several processes): annotate once, in rank 0."""
+    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1)
