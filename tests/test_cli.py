@@ -149,3 +149,13 @@ def test_every_ready_configuration_is_valid():
     with pytest.raises(ConfigError, match="embeddings\\[1\\]"):
         check_config({"model": {"type": "tagger", "tag_type": "ner", "embeddings": [{"type": "glove"},
                                                                                        {"type": "char", "dim": 2}]}})
+
+
+def test_zero_shot_student_learns_from_unlabelled_text_alone(data, teacher, tmp_path):
+    cfg = config(data, tmp_path / "zs", teacher={"path": str(teacher)},
+                 unlabelled={"type": "text", "train_file": str(data / "raw.txt")}, kd={"objective": "structural"})
+    cfg["corpus"] = {**cfg["corpus"], "sample_train": 0}  # no gold training sentences at all
+    cfg["model"] = {**cfg["model"], "tag_dictionary": "teacher"}
+    result = distill(cfg)
+    history = result["kd"]["history"]
+    assert history[-1]["GOLD_LOSS"] == 0.0 and history[-1]["KD_LOSS"] > 0

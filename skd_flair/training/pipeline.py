@@ -190,10 +190,12 @@ def train_model(config) -> Dict[str, Any]:
 
 
 def _training_corpus(corpus: Corpus, unlabelled: Optional[Corpus]) -> Corpus:
+    """The labelled training sentences followed by the unlabelled ones (zero-shot: the labelled corpus may have
+    no training split at all, only dev and test)."""
     if unlabelled is None or unlabelled.train is None:
         return corpus
-    return Corpus(ConcatDataset([corpus.train, unlabelled.train]), corpus.dev, corpus.test, name=corpus.name,
-                  sample_missing_splits=False)
+    parts = [d for d in (corpus.train, unlabelled.train) if d is not None]
+    return Corpus(ConcatDataset(parts), corpus.dev, corpus.test, name=corpus.name, sample_missing_splits=False)
 
 
 def _distillation_setup(config, needs_trainer: bool):
