@@ -121,7 +121,7 @@ class SuiteRunner:
         for student, _ in todo:  # every annotation while the teacher's embeddings are on the sentences
             if student.objective is not None and student.name not in prepared:
                 corpus, unlabelled, train_corpus = self.data(student)
-                stub = build_model(student.model, corpus, teacher=teacher)
+                stub = build_model(student.model, train_corpus, teacher=teacher)
                 prepared[student.name] = self.targets(teacher, student, stub, train_corpus)
         teacher.cpu()
         for student, seed in todo:
@@ -132,7 +132,7 @@ class SuiteRunner:
         for sentence in train_corpus.get_all_sentences():
             sentence.clear_embeddings()
         flair.set_seed(seed)
-        model = build_model(student.model, corpus)
+        model = build_model(student.model, train_corpus, teacher=None)
         base = RUNS / self.suite.name / f"{student.name}-seed{seed}"
         plugins = [DistillationPlugin(targets, mix=student.mix)] if targets is not None else []
         trainer = {**self.suite.student_trainer, **student.trainer, "base_path": str(base)}

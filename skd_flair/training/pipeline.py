@@ -210,7 +210,7 @@ def _distillation_setup(config, needs_trainer: bool):
     unlabelled = load_corpus(config["unlabelled"]) if config.get("unlabelled") else None
     teacher = load_model(config["teacher"])
     train_corpus = _training_corpus(corpus, unlabelled)
-    student = build_model(config["model"], corpus, teacher=teacher)
+    student = build_model(config["model"], train_corpus, teacher=teacher)  # vocabularies see the unlabelled text too
     targets = annotate(teacher, list(train_corpus.train), student, kd.get("objective", "structural"),
                        cache_dir=kd.get("cache_dir"), batch_size=kd.get("batch_size", 32),
                        threshold=kd.get("threshold", 1e-7))
