@@ -33,35 +33,16 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_se
 
 from ..distill.span_scores import SpanScores
 from ..structs.spans import LabelledSpans
+from .layers import Biaffine
 from .tagger import is_unlabelled
 
 log = logging.getLogger("flair")
 
-__all__ = ["BiaffineSpanTagger", "Biaffine", "OBJECTIVES"]
+__all__ = ["BiaffineSpanTagger", "OBJECTIVES"]
 
 OBJECTIVES = ("span", "structured")
 
 GoldSpan = Tuple[int, int, int]  # start, end (inclusive, 0-based), type index (0-based, None excluded)
-
-
-class Biaffine(torch.nn.Module):
-    """``out[b, i, j, c] = [x_i; 1]^T U_c [y_j; 1]``: bilinear, both linear terms and a bias per class c."""
-
-    def __init__(self, in_size: int, num_classes: int):
-        super().__init__()
-        self.in_size, self.num_classes = in_size, num_classes
-        self.weight = torch.nn.Parameter(torch.empty(num_classes, in_size + 1, in_size + 1))
-        for c in range(num_classes):
-            torch.nn.init.xavier_uniform_(self.weight.data[c])
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([x, x.new_ones(x.shape[:-1] + (1,))], -1)
-        y = torch.cat([y, y.new_ones(y.shape[:-1] + (1,))], -1)
-        xu = torch.einsum("bik,ckl->bicl", x, self.weight)  # [B, N, C, d + 1]
-        return torch.einsum("bicl,bjl->bijc", xu, y)
-
-    def extra_repr(self):
-        return f"in_size={self.in_size}, num_classes={self.num_classes}"
 
 
 def _type_names(dictionary: Dictionary) -> List[str]:
@@ -127,7 +108,7 @@ class BiaffineSpanTagger(flair.nn.Classifier[Sentence]):
                                              torch.nn.Dropout(mlp_dropout))
         self.end_mlp = torch.nn.Sequential(torch.nn.Linear(size, mlp_size), torch.nn.LeakyReLU(0.1),
                                            torch.nn.Dropout(mlp_dropout))
-        self.biaffine = Biaffine(mlp_size, len(self.type_names) + 1)  # class 0: no entity
+        self.biaffine = Biaffine(mlp_size, len(self.type_names) + 1, init="xavier")  # class 0: no entity
         self.to(flair.device)
 
     # ------------------------------------------------------------------ Flair interface
@@ -158,7 +139,7 @@ class BiaffineSpanTagger(flair.nn.Classifier[Sentence]):
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             x, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=embedded.shape[1])
             x = self.locked_dropout(self.dropout(x))
-        return self.biaffine(self.start_mlp(x), self.end_mlp(x))
+        return self.biaffine(self.start_mlp(x), self.end_mlp(x)).permute(0, 2, 3, 1)  # [B, start, end, class]
 
     def span_logits(self, sentences: List[Sentence]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Embed sentences (any order) and return (logits ``[B, N, N, 1 + E]``, lengths)."""
