@@ -13,13 +13,13 @@ few sentences at T = 1 and at a local temperature (``w^(1/T)`` renormalised per 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from decimal import Decimal
-from typing import Callable, List, Sequence
+from typing import List, Sequence
 
 import torch
 
+from benchmarks.harness import time_rounds
 from skd_flair.distill import temper
 from skd_flair.distill.span_scores import SpanScores
 from skd_flair.structs.spans import LabelledSpans
@@ -81,21 +81,6 @@ def reference_token_marginals(scores: Sequence, n: int, num_types: int, max_widt
     return rows
 
 
-def _time(fn: Callable[[], object], repeats: int, round_seconds: float = 0.2) -> float:
-    """Median seconds per call over `repeats` rounds of about `round_seconds` each (after a warm-up)."""
-    fn()
-    t = time.perf_counter()
-    fn()
-    per_round = max(1, int(round_seconds / max(time.perf_counter() - t, 1e-6)))
-    rounds = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(per_round):
-            fn()
-        rounds.append((time.perf_counter() - t) / per_round)
-    return statistics.median(rounds)
-
-
 def run(n: int = 40, width: int = 10, types: int = 4, batch: int = 32, repeats: int = 7, reference_sentences: int = 8,
         check_sentences: int = 4, seed: int = 0) -> dict:
     torch.set_num_threads(1)
@@ -107,7 +92,7 @@ def run(n: int = 40, width: int = 10, types: int = 4, batch: int = 32, repeats: 
     scores = SpanScores(spans, lengths, names, max_width=width)
     assert scores.labels == LabelledSpans.bioes_tags(names)
 
-    ours_s = _time(lambda: scores.marginals(), repeats)
+    ours_s = time_rounds(lambda: scores.marginals(), repeats)
     table = spans.tolist()
     count = min(reference_sentences, batch)
     t = time.perf_counter()

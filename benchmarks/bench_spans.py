@@ -10,29 +10,14 @@ types as labels, no transitions) and the largest difference between the two.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 import warnings
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import torch
 
+from benchmarks.harness import time_rounds
 from skd_flair.structs.spans import LabelledSpans
-
-
-def _time(fn: Callable[[], object], repeats: int, round_seconds: float = 0.1) -> float:
-    """Median seconds per call over `repeats` rounds of about `round_seconds` each (after a warm-up)."""
-    fn()
-    t = time.perf_counter()
-    fn()
-    per_round = max(1, int(round_seconds / max(time.perf_counter() - t, 1e-6)))
-    rounds = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(per_round):
-            fn()
-        rounds.append((time.perf_counter() - t) / per_round)
-    return statistics.median(rounds)
 
 
 def torch_struct_potentials(scores: torch.Tensor, width: int) -> torch.Tensor:
@@ -86,7 +71,7 @@ def run(n: int = 40, width: int = 10, types: int = 4, batch: int = 32, repeats: 
         cases = [("log Z", log_z), ("log Z + token marginals", marginals), ("log Z + gradient", log_z_grad),
                  ("decode", decode)]
         for name, fn in cases:
-            seconds = _time(fn, repeats)
+            seconds = time_rounds(fn, repeats)
             rows.append(dict(dtype=label, case=name, ms=seconds * 1e3, sentences_per_s=batch / seconds))
         if not compare:
             continue

@@ -32,6 +32,21 @@ def time_it(fn, args, reps: int):
     return min(times) * 1e3, statistics.median(times) * 1e3
 
 
+def time_rounds(fn, repeats: int, round_seconds: float = 0.1) -> float:
+    """Median seconds per call over `repeats` rounds of about `round_seconds` each (after a warm-up)."""
+    fn()
+    t = time.perf_counter()
+    fn()
+    per_round = max(1, int(round_seconds / max(time.perf_counter() - t, 1e-6)))
+    rounds = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(per_round):
+            fn()
+        rounds.append((time.perf_counter() - t) / per_round)
+    return statistics.median(rounds)
+
+
 def _status_kib(key: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
-from pathlib import Path
 from typing import Dict, List
 
 from .common import RESULTS, REPO

@@ -81,7 +81,7 @@ def assert_heads_match(corpus_split, path: Path):
 
 
 def test_registered_types():
-    assert set(CORPORA.names()) >= {"column", "ud", "flair", "text"}
+    assert set(CORPORA.names()) >= {"column", "ud", "flair", "text", "concat"}
 
 
 def test_bundled_wikiann_slice():
@@ -271,6 +271,37 @@ def test_text_corpora(tmp_path):
         load_corpus({"type": "text"})
     with pytest.raises(ConfigError, match="holds no sentences"):
         load_corpus({"type": "text", "train_file": str(write(tmp_path / "empty.txt", "\n\n"))})
+
+
+def test_concat_corpus(tmp_path):
+    from torch.utils.data import ConcatDataset
+
+    first = {"type": "column", "data_folder": str(WIKIANN), "column_format": NER, "sample_train": 30,
+             "sample_dev": 10, "sample_test": 5}
+    only_train = {"type": "text", "format": "column", "data_folder": str(WIKIANN), "train_file": "train.txt",
+                  "skip_train": 100, "sample_train": 20}  # no dev, no test: those splits are skipped
+    third = {**first, "sample_train": 7, "sample_dev": 3, "sample_test": 0}  # test dropped: skipped as well
+    corpus = load_corpus({"type": "concat", "corpora": [first, only_train, third]})
+    assert isinstance(corpus.train, ConcatDataset)
+    assert (len(corpus.train), len(corpus.dev), len(corpus.test)) == (30 + 20 + 7, 10 + 3, 5)
+    parts = [load_corpus(spec) for spec in (first, only_train, third)]
+    expected = [s.to_tokenized_string() for part in parts for s in sentences(part.train)]
+    assert [s.to_tokenized_string() for s in sentences(corpus.train)] == expected  # members in the order given
+    assert [s.to_tokenized_string() for s in sentences(corpus.dev)] == \
+        [s.to_tokenized_string() for part in (parts[0], parts[2]) for s in sentences(part.dev)]
+    assert corpus.train[0].get_spans("ner") or any(s.get_spans("ner") for s in sentences(corpus.train)[:30])
+    from skd_flair.models import is_unlabelled
+
+    assert [is_unlabelled(s) for s in sentences(corpus.train)] == [False] * 30 + [True] * 20 + [False] * 7
+    assert set(corpus.make_label_dictionary("ner", add_unk=False).get_items()) == {"PER", "LOC", "ORG"}
+    # the common keys apply to the concatenation; a nested error names the member
+    small = load_corpus({"type": "concat", "corpora": [first, third], "sample_train": 32, "sample_test": 0})
+    assert (len(small.train), len(small.dev), small.test) == (32, 13, None)
+    with pytest.raises(ConfigError, match=r"corpora\[1\].*nothere"):
+        load_corpus({"type": "concat", "corpora": [first, {**first, "data_folder": str(tmp_path / "nothere")}]})
+    for bad in ([], first, "column", [1]):
+        with pytest.raises(ConfigError, match="corpora"):
+            load_corpus({"type": "concat", "corpora": bad})
 
 
 def test_flair_dataset_by_class_name(tmp_path, monkeypatch):

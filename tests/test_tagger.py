@@ -10,7 +10,6 @@ from flair.models import SequenceTagger
 from skd_flair.distill import OBJECTIVES
 from skd_flair.distill.batching import collate_targets, split_targets
 from skd_flair.models import KD_TARGETS, UNLABELLED, DistillableTagger
-from skd_flair.structs import LinearChainCRF
 from tests import brute, toy
 
 

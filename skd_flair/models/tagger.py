@@ -27,7 +27,6 @@ from tqdm import tqdm
 from ..distill import OBJECTIVES, ChainScores, KDObjective, mix_losses
 from ..distill.batching import collate_targets
 from ..distill.diagnostics import token_diagnostics
-from ..structs import LinearChainCRF
 
 log = logging.getLogger("flair")
 

@@ -16,6 +16,8 @@ flair    a Flair dataset class by name (``CONLL_03``, ``WNUT_17``, ``UD_ENGLISH`
          these download when the user has internet
 text     unlabelled sentences for KD on raw text: one whitespace-tokenised sentence a line
          (``format: plain``), or the token column of a column file with its labels dropped
+concat   several corpora (``corpora: [spec, ...]``, each any type) as one: each split is the concatenation
+         (``ConcatDataset``) of the members' splits, in the order given; a member without that split adds nothing
 =======  ==============================================================================================
 
 Every type also takes ``sample_train`` / ``sample_dev`` / ``sample_test`` (keep the first k sentences of the
@@ -36,7 +38,7 @@ from flair.data import Corpus, Sentence
 from flair.datasets import ColumnCorpus, FlairDatapointDataset
 from flair.datasets.base import find_train_dev_test_files
 from flair.datasets.treebanks import UniversalDependenciesDataset
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..models.tagger import UNLABELLED
 from ..registry import ConfigError, Registry, check_keys
@@ -566,4 +568,46 @@ def text(
         for sentence in dataset or ():
             sentence.add_metadata(UNLABELLED, True)
     return _finish(where, *datasets, name=corpus_name, sample_missing_splits=sample_missing_splits, seed=seed,
+                   skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# concat
+
+
+@CORPORA.register("concat")
+def concat(
+    corpora: Sequence[Mapping[str, Any]],
+    name: Optional[str] = None,
+    sample_missing_splits: Union[bool, str] = False,
+    skip_train: Optional[int] = None,
+    sample_train: Optional[int] = None,
+    sample_dev: Optional[int] = None,
+    sample_test: Optional[int] = None,
+    seed: Optional[int] = DEFAULT_SEED,
+) -> Corpus:
+    """Several corpora as one (e.g. the WikiANN training sets of several languages for one multilingual
+    teacher). Every member spec is built with :func:`load_corpus` (with its own sampling keys); then train, dev
+    and test are each the ``ConcatDataset`` of the members' splits, in the order given, skipping members that
+    lack the split. The common keys (``sample_train``, ...) then apply to the concatenation; no missing split is
+    sampled by default (each member samples its own)."""
+    where = _where("concat")
+    if isinstance(corpora, (str, bytes, Mapping)) or not isinstance(corpora, Sequence) or not corpora:
+        raise ConfigError(f"{where}: corpora must be a non-empty list of corpus specs, got {corpora!r}")
+    members: List[Corpus] = []
+    for i, spec in enumerate(corpora):
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where}: corpora[{i}] must be a corpus spec mapping with a 'type' key, got {spec!r}")
+        try:
+            members.append(CORPORA.build(spec, where=f"{where}, corpora[{i}]"))
+        except ConfigError as err:
+            message = str(err)
+            raise ConfigError(message if message.startswith(where) else f"{where}, corpora[{i}]: {message}") from err
+    splits: List[Optional[Dataset]] = []
+    for split in SPLITS:
+        parts = [getattr(member, split) for member in members]
+        parts = [d for d in parts if d is not None and len(d) > 0]
+        splits.append(ConcatDataset(parts) if parts else None)
+    corpus_name = name or "+".join(str(getattr(member, "name", "corpus")) for member in members)
+    return _finish(where, *splits, name=corpus_name, sample_missing_splits=sample_missing_splits, seed=seed,
                    skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)

@@ -33,13 +33,10 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-import flair
 from flair.data import Corpus, Dictionary, Sentence
 from flair.embeddings import (
     CharacterEmbeddings,
@@ -51,10 +48,9 @@ from flair.embeddings import (
     TransformerWordEmbeddings,
     WordEmbeddings,
 )
-from flair.embeddings.base import register_embeddings
 
 from ..registry import ConfigError, Registry
-from ..models.fasttext import FastTextSubwordEmbeddings, load_fasttext_vectors
+from ..models.fasttext import FastTextSubwordEmbeddings
 from . import atomic_path, cache_dir
 
 log = logging.getLogger("skd_flair")
