@@ -59,6 +59,37 @@ def trees(n: int, projective: bool, single_root: bool) -> List[Tuple[int, ...]]:
     return out
 
 
+def tree_score(s, heads) -> torch.Tensor:
+    """First-order score of a tree: heads[d-1] = head of word d, s[h, d] = arc score."""
+    return sum(s[h, d] for d, h in enumerate(heads, start=1))
+
+
+def tree_table(scores, lengths, projective: bool, single_root: bool):
+    """Per batch item: (trees, scores [T], log Z, arc marginals [N+1, N+1]) of a first-order tree model."""
+    out = []
+    for b, n in enumerate(lengths):
+        ts = trees(int(n), projective, single_root)
+        table = torch.stack([tree_score(scores[b], t) for t in ts])
+        p = torch.softmax(table, 0)
+        marg = torch.zeros(scores.shape[1:], dtype=scores.dtype)
+        for t, pt in zip(ts, p):
+            for d, h in enumerate(t, start=1):
+                marg[h, d] += pt
+        out.append((ts, table, torch.logsumexp(table, 0), marg))
+    return out
+
+
+def check_heads(heads, lengths, single_root: bool, projective: bool = True):
+    """Decoded heads [B, N+1] form well-formed trees (projective if asked) with the right root count."""
+    for b, n in enumerate(lengths):
+        t = tuple(heads[b, 1:n + 1].tolist())
+        assert heads[b, 0] == -1 and (heads[b, n + 1:] == -1).all()
+        assert all(0 <= h <= n and h != d for d, h in enumerate(t, start=1))
+        assert is_tree(t) and (is_projective(t) or not projective)
+        roots = sum(h == 0 for h in t)
+        assert roots == 1 if single_root else roots >= 1
+
+
 def span_sets(n: int, num_types: int, max_width: int) -> List[List[Tuple[int, int, int]]]:
     """Every set of non-overlapping labelled spans (start, end inclusive, type) over n tokens."""
     out = []

@@ -15,23 +15,11 @@ def random_scores(seed, lengths=LENGTHS, scale=1.0, dtype=torch.float64):
     return (torch.randn(len(lengths), n + 1, n + 1, generator=g, dtype=torch.float64) * scale).to(dtype)
 
 
-def tree_score(s, heads):
-    return sum(s[h, d] for d, h in enumerate(heads, start=1))
+tree_score = brute.tree_score
 
 
 def enumerated(scores, lengths, projective, single_root):
-    """Per item: (trees, log Z, marginals [N+1, N+1])."""
-    out = []
-    for b, n in enumerate(lengths):
-        ts = brute.trees(n, projective, single_root)
-        table = torch.stack([tree_score(scores[b], t) for t in ts])
-        p = torch.softmax(table, 0)
-        marg = torch.zeros(scores.shape[1:], dtype=scores.dtype)
-        for t, pt in zip(ts, p):
-            for d, h in enumerate(t, start=1):
-                marg[h, d] += pt
-        out.append((ts, table, torch.logsumexp(table, 0), marg))
-    return out
+    return brute.tree_table(scores, lengths, projective, single_root)
 
 
 @pytest.mark.parametrize("single_root", [True, False])

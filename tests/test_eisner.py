@@ -18,35 +18,12 @@ def random_scores(seed, lengths=LENGTHS, scale=1.0, dtype=torch.float64):
     return (torch.randn(len(lengths), n + 1, n + 1, generator=g, dtype=torch.float64) * scale).to(dtype)
 
 
-def tree_score(s, heads):
-    """Score of one tree (heads of words 1..n) under arc scores s [N+1, N+1]."""
-    return sum(s[h, d] for d, h in enumerate(heads, start=1))
+tree_score = brute.tree_score
+check_heads = brute.check_heads
 
 
 def enumerated(scores, lengths, single_root):
-    """Per batch item: (trees, scores [T], log Z, marginals [N+1, N+1]) over all projective trees."""
-    out = []
-    for b, n in enumerate(lengths):
-        ts = brute.trees(n, True, single_root)
-        table = torch.stack([tree_score(scores[b], t) for t in ts])
-        p = torch.softmax(table, 0)
-        marg = torch.zeros(scores.shape[1:], dtype=scores.dtype)
-        for t, pt in zip(ts, p):
-            for d, h in enumerate(t, start=1):
-                marg[h, d] += pt
-        out.append((ts, table, torch.logsumexp(table, 0), marg))
-    return out
-
-
-def check_heads(heads, lengths, single_root):
-    """The decoded heads are a well-formed projective tree with the right number of root children."""
-    for b, n in enumerate(lengths):
-        t = tuple(heads[b, 1:n + 1].tolist())
-        assert heads[b, 0] == -1 and (heads[b, n + 1:] == -1).all()
-        assert all(0 <= h <= n and h != d for d, h in enumerate(t, start=1))
-        assert brute.is_tree(t) and brute.is_projective(t)
-        roots = sum(h == 0 for h in t)
-        assert roots == 1 if single_root else roots >= 1
+    return brute.tree_table(scores, lengths, True, single_root)
 
 
 @pytest.mark.parametrize("single_root", [True, False])
