@@ -226,3 +226,37 @@ def test_distributed_processes_share_one_annotation(tmp_path):
     rank1 = (tmp_path / "rank1.txt").read_text().split()
     assert int(rank0[0]) > 0 and rank1[0] == "0"  # only rank 0 ran the teacher
     assert rank0[1:] == rank1[1:]
+
+
+def _train_in_rank(rank, world, tmp):
+    import flair
+    import flair.trainers.trainer as trainer_module
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/init", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        # Flair's multi-GPU path hands DDP a CUDA device index; on CPU (gloo) DDP takes none
+        trainer_module.DistributedDataParallel = lambda model, device_ids=None, **kw: DistributedDataParallel(model,
+                                                                                                              **kw)
+        flair.set_seed(1)  # Flair checks that every process holds the same corpus, by a seeded sample
+        corpus = toy.corpus(n_train=24)
+        teacher, student = toy.tagger(corpus, seed=3), toy.tagger(corpus, seed=4)
+        targets = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp / "cache", progress=False)
+        plugin = DistillationPlugin(targets)
+        ModelTrainer(student, corpus).train(tmp / "out", max_epochs=2, mini_batch_size=4, multi_gpu=True,
+                                            plugins=[plugin])
+        total = sum(float(p.detach().double().sum()) for p in student.parameters())
+        (tmp / f"rank{rank}.txt").write_text(f"{total!r} {len(plugin.history)}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_flairs_multi_gpu_path_trains_with_kd(tmp_path):
+    """Flair's launch_distributed / multi_gpu=True path (DistributedDataParallel), run on CPU with gloo."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_train_in_rank, args=(2, tmp_path), nprocs=2)
+    rank0, rank1 = ((tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1))
+    assert rank0 == rank1 and rank0[1] == "2"  # the same weights on both processes after training, 2 epochs of KD
