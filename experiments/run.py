@@ -55,8 +55,8 @@ class SuiteRunner:
         self.results = RESULTS / suite.name
         self.corpora: Dict[str, object] = {}
 
-    def corpus(self, overrides: Dict = None):
-        spec = {**self.suite.corpus, **(overrides or {})}
+    def corpus(self, overrides: Dict = None, spec: Dict = None):
+        spec = spec or {**self.suite.corpus, **(overrides or {})}
         key = repr(sorted(spec.items()))
         if key not in self.corpora:
             self.corpora[key] = load_corpus(spec)
@@ -103,7 +103,7 @@ class SuiteRunner:
         return self.results / f"{student.name}-seed{seed}.json"
 
     def data(self, student: Student):
-        corpus = self.corpus(student.corpus)
+        corpus = self.corpus(student.corpus, student.corpus_spec)
         unlabelled = load_corpus(student.unlabelled) if student.unlabelled else None
         return corpus, unlabelled, _training_corpus(corpus, unlabelled)
 
@@ -117,6 +117,7 @@ class SuiteRunner:
             log.info(f"[{self.suite.name}] nothing to do")
             return
         teacher = self.teacher()
+        self.transfer(teacher)
         prepared = {}
         for student, _ in todo:  # every annotation while the teacher's embeddings are on the sentences
             if student.objective is not None and student.name not in prepared:
@@ -125,14 +126,25 @@ class SuiteRunner:
                 prepared[student.name] = self.targets(teacher, student, stub, train_corpus)
         teacher.cpu()
         for student, seed in todo:
-            self.train_student(student, seed, prepared.get(student.name))
+            self.train_student(student, seed, prepared.get(student.name), teacher)
 
-    def train_student(self, student: Student, seed: int, targets):
+    def transfer(self, teacher):
+        """The teacher applied directly to another corpus (zero-shot: the student's language)."""
+        record = self.results / "teacher_transfer.json"
+        if self.suite.transfer is None or record.exists():
+            return
+        corpus = self.corpus(spec=self.suite.transfer)
+        write_json(record, {"suite": self.suite.name, "run": "teacher_transfer", "role": "teacher",
+                            "method": "teacher (applied directly)", "seed": 1, "test": _scores(teacher, corpus, "f1"),
+                            "sizes": self.sizes(corpus), "config": {"corpus": self.suite.transfer},
+                            "command": self.command()})
+
+    def train_student(self, student: Student, seed: int, targets, teacher):
         corpus, unlabelled, train_corpus = self.data(student)
         for sentence in train_corpus.get_all_sentences():
             sentence.clear_embeddings()
         flair.set_seed(seed)
-        model = build_model(student.model, train_corpus, teacher=None)
+        model = build_model(student.model, train_corpus, teacher=teacher)
         base = RUNS / self.suite.name / f"{student.name}-seed{seed}"
         plugins = [DistillationPlugin(targets, mix=student.mix)] if targets is not None else []
         trainer = {**self.suite.student_trainer, **student.trainer, "base_path": str(base)}
@@ -143,7 +155,8 @@ class SuiteRunner:
                   "train_seconds": time.time() - start, "sizes": self.sizes(corpus, unlabelled),
                   "kd": None if targets is None else {"objective": student.objective, "mix": student.mix,
                                                       "history": plugins[0].history},
-                  "config": {"corpus": {**self.suite.corpus, **student.corpus}, "unlabelled": student.unlabelled,
+                  "config": {"corpus": student.corpus_spec or {**self.suite.corpus, **student.corpus},
+                             "unlabelled": student.unlabelled,
                              "model": student.model, "trainer": trainer},
                   "command": self.command(f" --only {student.name} --seeds {seed}"),
                   "flair_test_score": out["test_score"]}

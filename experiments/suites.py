@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from .common import CACHE, REPO, SHARED
+from .common import REPO, SHARED
+from .resources import resource_path
 
 SEEDS = (1, 2, 3)
 
@@ -22,6 +23,7 @@ class Student:
     objective: Optional[Dict] = None  # None: no KD
     mix: Dict = field(default_factory=lambda: {"type": "annealed", "factor": 2.0})
     corpus: Dict = field(default_factory=dict)  # overrides of the suite's labelled corpus (e.g. fewer sentences)
+    corpus_spec: Optional[Dict] = None  # a different corpus altogether (zero-shot: another language)
     unlabelled: Optional[Dict] = None  # extra training text with teacher targets only
     trainer: Dict = field(default_factory=dict)
     method: str = "none"
@@ -41,6 +43,7 @@ class Suite:
     teacher_from: Optional[str] = None  # reuse another suite's teacher (same corpus)
     teacher_type: str = "tagger"
     seeds: tuple = SEEDS
+    transfer: Optional[Dict] = None  # also evaluate the teacher on this corpus (zero-shot: the target language)
 
 
 def _shared(*parts) -> str:
@@ -161,9 +164,6 @@ _add(Suite(
     teacher_trainer=PARSER_TRAINER, students=_sl_students("2b", False), student_trainer=SL_TRAINER))
 
 
-def resource(*parts) -> str:
-    """A resource built by experiments/resources.py (char LMs, fastText vectors, data splits)."""
-    return str(CACHE.joinpath("experiments", *parts))
 
 
 # --------------------------------------------------------------------------------------------- smoke test
@@ -178,3 +178,50 @@ _add(Suite(
               Student("crf_structural", _tagger(_ONEHOT, hidden=8), {"type": "structural", "temperature": T},
                       method="structural", case="1a")],
     student_trainer={"max_epochs": 1, "mini_batch_size": 16}, seeds=(1,)))
+
+
+# --------------------------------------------------------------------------------------------- other languages
+def _lang_teacher(lang):
+    return [E5, {"type": "flair", "model": resource_path(lang, "lm-forward")},
+            {"type": "flair", "model": resource_path(lang, "lm-backward")},
+            {"type": "fasttext", "embeddings": resource_path(lang, "fasttext"), "name": f"teacher-fasttext-{lang}"}]
+
+
+def _lang_student(lang):
+    return [{"type": "fasttext", "embeddings": resource_path(lang, "fasttext"), "name": f"fasttext-{lang}"}, CHAR]
+
+
+_SIZES = {"sample_train": 2000, "sample_dev": 500, "sample_test": 1000}
+for _lang, _corpus, _title in (
+        ("es", {"type": "column", "data_folder": _shared("ner", "conll02_es"),
+                "column_format": {0: "text", 1: "pos", 2: "ner"}, **_SIZES}, "CoNLL-2002 Spanish NER"),
+        ("nl", {"type": "column", "data_folder": _shared("ner", "conll02_nl"),
+                "column_format": {0: "text", 1: "pos", 2: "ner"}, **_SIZES}, "CoNLL-2002 Dutch NER"),
+        ("de", {"type": "column", "data_folder": _shared("ner", "wikiann", "de"),
+                "column_format": {0: "text", 1: "ner"}, "strip_prefix": "de:", **_SIZES}, "WikiANN German NER")):
+    _add(Suite(name=f"ner_{_lang}", title=f"{_title}, cases 1a and 2a", metric="f1", corpus=_corpus,
+               teacher=_tagger(_lang_teacher(_lang)), teacher_trainer=TEACHER_TRAINER,
+               students=_kd_students(_lang_student(_lang)), student_trainer=TAGGER_TRAINER))
+
+# --------------------------------------------------------------------------------------------- case 3
+_WIKIANN = {"type": "column", "column_format": {0: "text", 1: "ner"}, "sample_train": 2000, "sample_dev": 300,
+            "sample_test": 300}
+_PT = {"type": "column", "data_folder": resource_path(None, "wikiann_pt"), "column_format": {0: "text", 1: "ner"},
+       "sample_train": 0, "sample_dev": 500, "sample_test": 1000}
+_PT_TEXT = {"type": "text", "format": "column", "data_folder": resource_path(None, "wikiann_pt"),
+            "train_file": "train.txt", "sample_train": 3000}
+_PT_CRF = {**_tagger(_lang_student("pt")), "tag_dictionary": "teacher"}
+_PT_MAXENT = {**_tagger(_lang_student("pt"), crf=False), "tag_dictionary": "teacher"}
+_ZS = dict(corpus_spec=_PT, unlabelled=_PT_TEXT, mix={"type": "constant", "weight": 1.0}, case="3")
+_add(Suite(
+    name="zeroshot_pt", title="Zero-shot Portuguese WikiANN: a multilingual MaxEnt teacher (en+de+nl) to a CRF student "
+                              "trained on unlabelled Portuguese text only (case 3)",
+    metric="f1", teacher_type="tagger",
+    corpus={"type": "concat", "corpora": [{**_WIKIANN, "data_folder": resource_path(None, f"wikiann_{lang}")}
+                                          for lang in ("en", "de", "nl")]},
+    teacher={**_tagger([E5], crf=False), "hidden_size": 256}, teacher_trainer=TEACHER_TRAINER, transfer=_PT,
+    students=[Student("crf_structural", _PT_CRF, {"type": "structural"}, method="structural", **_ZS),
+              Student("crf_posterior", _PT_CRF, {"type": "posterior"}, method="posterior", **_ZS),
+              Student("crf_token", _PT_CRF, {"type": "token"}, method="token", **_ZS),
+              Student("maxent_structural", _PT_MAXENT, {"type": "structural"}, method="structural", **_ZS)],
+    student_trainer=TAGGER_TRAINER))
