@@ -7,6 +7,11 @@ Results: ``experiments/results/<suite>/*.json`` (committed); models and logs: ``
 """
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model here is local; never wait on a hub
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import argparse
 import logging
 import sys
