@@ -159,3 +159,12 @@ def test_batches_without_complete_targets_are_refused(corpus):
     bare[0].add_metadata(UNLABELLED, True)
     with pytest.raises(ValueError, match="unlabelled"):
         model.forward_loss(bare)
+
+
+def test_empty_sentences_have_no_loss_and_no_prediction(corpus):
+    model = toy.tagger(corpus)
+    batch = toy.sentences(3, seed=8)
+    with_empty = toy.sentences(3, seed=8) + [Sentence([])]
+    assert model.eval().forward_loss(with_empty)[0].item() == pytest.approx(model.forward_loss(batch)[0].item())
+    assert model.forward_loss([Sentence([])])[1] == 0
+    model.predict([Sentence([]), Sentence(["Anna"])])

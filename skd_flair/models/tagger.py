@@ -137,6 +137,7 @@ class DistillableTagger(SequenceTagger):
         return nll.masked_fill(~scores.mask, 0.0).sum(1)
 
     def forward_loss(self, sentences: List[Sentence]):
+        sentences = [s for s in sentences if len(s) > 0]  # an empty sentence has no structure and no loss
         if len(sentences) == 0:
             return torch.tensor(0.0, dtype=torch.float, device=flair.device, requires_grad=True), 0
         sentences = sorted(sentences, key=len, reverse=True)
