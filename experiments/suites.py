@@ -116,6 +116,13 @@ _add(Suite(
                           unlabelled={**UNLABELLED_CONLL03, "skip_train": 500, "sample_train": 1500}),
     student_trainer=TAGGER_TRAINER))
 
+_add(Suite(
+    name="ner_en_long", title="CoNLL-2003 English, case 1a trained 2.4 times longer (60 epochs, patience 5)",
+    metric="f1", corpus=CONLL03, teacher=_tagger(EN_TEACHER), teacher_trainer=TEACHER_TRAINER,
+    teacher_from="ner_en",
+    students=[s for s in _kd_students(EN_STUDENT) if s.name in ("crf_none", "crf_structural")],
+    student_trainer={**TAGGER_TRAINER, "max_epochs": 60, "patience": 5}))
+
 # --------------------------------------------------------------------------------------------- case 4
 SPAN_TEACHER = {"type": "span_ner", "tag_type": "ner", "embeddings": EN_TEACHER, "max_width": 10,
                 "hidden_size": 200, "mlp_size": 150}
