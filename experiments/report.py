@@ -33,7 +33,7 @@ def load() -> Dict[str, List[dict]]:
 def _student_kind(run: dict) -> str:
     name = run["run"]
     if run["role"] == "teacher":
-        return "teacher"
+        return "-"
     for prefix in ("crf", "maxent", "sl"):
         if name.startswith(prefix):
             return {"crf": "CRF", "maxent": "MaxEnt", "sl": "MaxEnt (offset tags)"}[prefix]
@@ -95,15 +95,26 @@ def suite_table(name: str, runs: List[dict]) -> List[str]:
 
 
 def speed_table(all_runs: Dict[str, List[dict]]) -> List[str]:
-    lines = ["| suite | model | sentences/s (CPU, 1 thread) | size on disk (MB) | load time (s) | speed-up over teacher |",
-             "|---|---|---|---|---|---|"]
+    """One row per suite and model kind (every student of a kind has the same architecture, so their speeds
+    differ only by measurement noise: the median is shown, with the range)."""
+    lines = ["| suite | model | runs timed | sentences/s (CPU, 1 thread), median (range) | size on disk (MB) | "
+             "load time (s) | speed-up over the teacher |", "|---|---|---|---|---|---|---|"]
     for name, runs in all_runs.items():
-        timed = [r for r in runs if "sentences_per_second" in r]
-        teacher = next((r for r in timed if r["role"] == "teacher"), None)
-        for run in sorted(timed, key=lambda r: (r["role"] != "teacher", r["run"])):
-            ratio = f"{run['sentences_per_second'] / teacher['sentences_per_second']:.1f}x" if teacher else "-"
-            lines.append(f"| {name} | {run['run']} | {run['sentences_per_second']:.1f} | {run['model_mb']:.1f} | "
-                         f"{run['load_seconds']:.2f} | {ratio if run['role'] != 'teacher' else '-'} |")
+        kinds = defaultdict(list)
+        for run in runs:
+            if "sentences_per_second" in run:
+                kinds["teacher" if run["role"] == "teacher" else _student_kind(run) + " student"].append(run)
+        teacher = kinds.get("teacher")
+        teacher_speed = statistics.median(r["sentences_per_second"] for r in teacher) if teacher else None
+        for kind in sorted(kinds, key=lambda k: (k != "teacher", k)):
+            timed = kinds[kind]
+            speeds = [r["sentences_per_second"] for r in timed]
+            median = statistics.median(speeds)
+            spread = f" ({min(speeds):.0f}-{max(speeds):.0f})" if len(speeds) > 1 else ""
+            ratio = f"{median / teacher_speed:.1f}x" if teacher_speed and kind != "teacher" else "-"
+            lines.append(f"| {name} | {kind} | {len(timed)} | {median:.1f}{spread} | "
+                         f"{statistics.median(r['model_mb'] for r in timed):.1f} | "
+                         f"{statistics.median(r['load_seconds'] for r in timed):.2f} | {ratio} |")
     return lines
 
 
