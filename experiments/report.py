@@ -16,10 +16,12 @@ from .suites import SUITES
 
 OUT = REPO / "experiments" / "RESULTS.md"
 PLOTS = REPO / "experiments" / "plots"
-METHOD_ORDER = ["teacher", "none", "token", "posterior", "topk", "local", "structural", "structural+unlabelled"]
+METHOD_ORDER = ["teacher", "teacher (applied directly)", "none", "token", "posterior", "topk", "local", "structural",
+                "structural, T=1", "structural, global T", "structural+unlabelled"]
 METHOD_NAMES = {"teacher": "teacher", "none": "student, no KD", "token": "token-level KD", "posterior": "posterior KD",
                 "topk": "Top-K KD (k=10)", "local": "structural KD, reference local-softmax arcs",
-                "structural": "structural KD (exact)", "structural+unlabelled": "structural KD + unlabelled text"}
+                "structural": "structural KD (exact)", "structural+unlabelled": "structural KD + unlabelled text",
+                "structural, T=1": "structural KD, T=1", "structural, global T": "structural KD, global T=2"}
 
 
 def load() -> Dict[str, List[dict]]:

@@ -96,6 +96,17 @@ def _kd_students(embeddings, prefix="", corpus=None, unlabelled=None) -> List[St
     return out
 
 
+def _temperature_ablation(embeddings, corpus=None, unlabelled=None) -> List[Student]:
+    """Structural KD of a CRF student without tempering, and with the teacher tempered globally (the
+    marginals of the teacher with scores / T, a consistent distribution) instead of per position."""
+    model = _tagger(embeddings, True)
+    return [Student("crf_structural_t1", model, {"type": "structural", "temperature": 1.0}, corpus=corpus or {},
+                    unlabelled=unlabelled, method="structural, T=1", case="1a"),
+            Student("crf_structural_global", model, {"type": "structural", "temperature": T,
+                                                     "temperature_mode": "global"}, corpus=corpus or {},
+                    unlabelled=unlabelled, method="structural, global T", case="1a")]
+
+
 SUITES: Dict[str, Suite] = {}
 
 
@@ -105,15 +116,17 @@ def _add(suite: Suite):
 
 _add(Suite(
     name="ner_en", title="CoNLL-2003 English NER, cases 1a and 2a", metric="f1", corpus=CONLL03,
-    teacher=_tagger(EN_TEACHER), teacher_trainer=TEACHER_TRAINER, students=_kd_students(EN_STUDENT),
-    student_trainer=TAGGER_TRAINER))
+    teacher=_tagger(EN_TEACHER), teacher_trainer=TEACHER_TRAINER,
+    students=_kd_students(EN_STUDENT) + _temperature_ablation(EN_STUDENT), student_trainer=TAGGER_TRAINER))
 
 _add(Suite(
     name="lowres_en", title="CoNLL-2003 English, 500 gold sentences + 1,500 unlabelled, cases 1a and 2a",
     metric="f1", corpus=CONLL03, teacher=_tagger(EN_TEACHER), teacher_trainer=TEACHER_TRAINER,
     teacher_from="ner_en",
     students=_kd_students(EN_STUDENT, corpus={"sample_train": 500},
-                          unlabelled={**UNLABELLED_CONLL03, "skip_train": 500, "sample_train": 1500}),
+                          unlabelled={**UNLABELLED_CONLL03, "skip_train": 500, "sample_train": 1500})
+    + _temperature_ablation(EN_STUDENT, corpus={"sample_train": 500},
+                            unlabelled={**UNLABELLED_CONLL03, "skip_train": 500, "sample_train": 1500}),
     student_trainer=TAGGER_TRAINER))
 
 _add(Suite(
