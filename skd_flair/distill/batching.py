@@ -11,7 +11,7 @@ import torch
 
 from .targets import ChainMarginals, SequenceTargets, TokenMarginals
 
-__all__ = ["split_targets", "collate_targets"]
+__all__ = ["split_targets", "collate_targets", "piece_length"]
 
 Piece = Dict[str, torch.Tensor]
 
@@ -28,6 +28,13 @@ def split_targets(targets) -> List[Piece]:
         return [{"kind": "sequences", "tags": targets.tags[b, :, :n], "weights": targets.weights[b]}
                 for b, n in enumerate(lengths)]
     raise TypeError(f"cannot split {type(targets).__name__}")
+
+
+def piece_length(piece: Piece) -> int:
+    """The number of tokens a piece covers."""
+    if piece["kind"] == "sequences":
+        return piece["tags"].shape[1]
+    return piece["probs" if piece["kind"] == "tokens" else "unary"].shape[0]
 
 
 def _pad(tensors: Sequence[torch.Tensor], dim: int, size: int, value=0.0) -> torch.Tensor:

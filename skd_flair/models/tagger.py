@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tqdm import tqdm
 
 from ..distill import OBJECTIVES, ChainScores, KDObjective, mix_losses
-from ..distill.batching import collate_targets
+from ..distill.batching import collate_targets, piece_length
 from ..distill.diagnostics import token_diagnostics
 
 log = logging.getLogger("flair")
@@ -152,8 +152,12 @@ class DistillableTagger(SequenceTagger):
                                  "every training sentence (see skd_flair.training.annotate)")
             if self.kd_objective is None:
                 raise ValueError("sentences carry teacher targets but the tagger has no kd_objective")
-            targets = collate_targets([s.get_metadata(KD_TARGETS) for s in sentences], self.label_names,
-                                      device=features.device, dtype=features.dtype)
+            pieces = [s.get_metadata(KD_TARGETS) for s in sentences]
+            for s, piece in zip(sentences, pieces):
+                if piece_length(piece) != len(s):
+                    raise ValueError(f"teacher targets for {piece_length(piece)} tokens on a sentence of {len(s)}: "
+                                     f"{s.to_tokenized_string()[:80]!r}")
+            targets = collate_targets(pieces, self.label_names, device=features.device, dtype=features.dtype)
             kd = self.kd_objective.loss(scores, targets)
             loss = mix_losses(kd, gold, self.kd_weight, labelled)
             self._record_stats(scores, targets, kd, gold, labelled)
