@@ -97,7 +97,8 @@ class SuiteRunner:
 
     @staticmethod
     def sizes(corpus, unlabelled=None) -> Dict[str, int]:
-        return {"train": len(corpus.train) if corpus.train else 0, "unlabelled": len(unlabelled.train) if unlabelled else 0,
+        return {"train": len(corpus.train) if corpus.train else 0,
+                "unlabelled": len(unlabelled.train) if unlabelled else 0,
                 "dev": len(corpus.dev) if corpus.dev else 0, "test": len(corpus.test) if corpus.test else 0}
 
     # ------------------------------------------------------------------ students

@@ -28,3 +28,18 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     report.main()
     text = (tmp_path / "RESULTS.md").read_text()
     assert "crf_structural" in text and "structural KD (exact)" in text and (tmp_path / "plots").is_dir()
+
+
+def test_sizes_of_a_corpus_without_a_training_split():
+    """A zero-shot target language has dev and test only; its size record must not crash the run."""
+    from flair.data import Sentence
+    from flair.datasets import FlairDatapointDataset
+
+    from experiments.run import SuiteRunner
+
+    class Target:  # the fields of a flair Corpus that sizes() reads
+        train = None
+        dev = FlairDatapointDataset([Sentence("a b")])
+        test = FlairDatapointDataset([Sentence("c"), Sentence("d e")])
+
+    assert SuiteRunner.sizes(Target()) == {"train": 0, "unlabelled": 0, "dev": 1, "test": 2}
