@@ -113,7 +113,7 @@ def speed_table(all_runs: Dict[str, List[dict]]) -> List[str]:
         for run in runs:
             if "sentences_per_second" in run:
                 kinds["teacher" if run["role"] == "teacher" else _student_kind(run) + " student"].append(run)
-        teacher = kinds.get("teacher")
+        teacher = kinds.get("teacher") or [r for r in borrowed_teacher(name, all_runs) if "sentences_per_second" in r]
         teacher_speed = statistics.median(r["sentences_per_second"] for r in teacher) if teacher else None
         for kind in sorted(kinds, key=lambda k: (k != "teacher", k)):
             timed = kinds[kind]
