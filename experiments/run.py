@@ -97,9 +97,10 @@ class SuiteRunner:
 
     @staticmethod
     def sizes(corpus, unlabelled=None) -> Dict[str, int]:
-        return {"train": len(corpus.train) if corpus.train else 0,
-                "unlabelled": len(unlabelled.train) if unlabelled else 0,
-                "dev": len(corpus.dev) if corpus.dev else 0, "test": len(corpus.test) if corpus.test else 0}
+        def count(split) -> int:  # a missing split (zero-shot target: no train) counts 0
+            return len(split) if split else 0
+        return {"train": count(corpus.train), "unlabelled": count(unlabelled.train) if unlabelled else 0,
+                "dev": count(corpus.dev), "test": count(corpus.test)}
 
     # ------------------------------------------------------------------ students
     def wanted(self) -> List[Student]:

@@ -188,7 +188,8 @@ _add(Suite(
              "projective": True, "second_order": True},
     # 20 epochs, not 30: the first-order teacher's dev LAS is within a point of its best by epoch 20, and a
     # second-order epoch costs more on one CPU core
-    teacher_trainer={**PARSER_TRAINER, "max_epochs": 20}, students=_sl_students("2b", False), student_trainer=SL_TRAINER))
+    teacher_trainer={**PARSER_TRAINER, "max_epochs": 20}, students=_sl_students("2b", False),
+    student_trainer=SL_TRAINER))
 
 
 
