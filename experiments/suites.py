@@ -129,6 +129,18 @@ _add(Suite(
                             unlabelled={**UNLABELLED_CONLL03, "skip_train": 500, "sample_train": 1500}),
     student_trainer=TAGGER_TRAINER))
 
+# The low-resource variant: 1,000 gold sentences, the rest of the 2,000-sentence training budget
+# unlabelled (teacher marginals only), so it compares directly with ner_en's 2,000 gold sentences.
+_LOWRES1000 = {"corpus": {"sample_train": 1000},
+               "unlabelled": {**UNLABELLED_CONLL03, "skip_train": 1000, "sample_train": 1000}}
+_add(Suite(
+    name="lowres1000_en", title="CoNLL-2003 English, 1,000 gold sentences + 1,000 unlabelled, cases 1a and 2a",
+    metric="f1", corpus=CONLL03, teacher=_tagger(EN_TEACHER), teacher_trainer=TEACHER_TRAINER,
+    teacher_from="ner_en",
+    students=_kd_students(EN_STUDENT, **_LOWRES1000)
+    + [s for s in _temperature_ablation(EN_STUDENT, **_LOWRES1000) if s.name == "crf_structural_t1"],
+    student_trainer=TAGGER_TRAINER))
+
 _add(Suite(
     name="ner_en_long", title="CoNLL-2003 English, case 1a trained 2.4 times longer (60 epochs, patience 5)",
     metric="f1", corpus=CONLL03, teacher=_tagger(EN_TEACHER), teacher_trainer=TEACHER_TRAINER,
