@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SKD_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -35,3 +36,43 @@ def model_facts(model_file: Path, loader) -> Dict[str, float]:
     start = time.perf_counter()
     loader(str(model_file))
     return {"model_mb": model_file.stat().st_size / 2 ** 20, "load_seconds": time.perf_counter() - start}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def claim(lock: Path) -> Iterator[bool]:
+    """Yield True while this process holds ``lock`` (a file with its pid), False if a live process holds it.
+
+    Two runner processes given the same suite then split its runs instead of training one twice; a lock
+    left by a killed process is taken over, so an interrupted suite still resumes."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                yield False
+                return
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        try:
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    yield False

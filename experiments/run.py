@@ -28,7 +28,7 @@ from skd_flair.training.models import MODEL_CLASSES, build_model
 from skd_flair.training.pipeline import _run_trainer, _training_corpus, measure_speed
 from skd_flair.training.plugin import DistillationPlugin
 
-from .common import CACHE, RESULTS, RUNS, model_facts, read_json, require_shared, write_json
+from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, require_shared, write_json
 from .suites import SUITES, Student, Suite
 
 log = logging.getLogger("skd_flair")
@@ -133,7 +133,13 @@ class SuiteRunner:
                 prepared[student.name] = self.targets(teacher, student, stub, train_corpus)
         teacher.cpu()
         for student, seed in todo:
-            self.train_student(student, seed, prepared.get(student.name), teacher)
+            if self.record_path(student, seed).exists():  # another runner process finished it meanwhile
+                continue
+            with claim(RUNS / self.suite.name / f"{student.name}-seed{seed}.lock") as mine:
+                if not mine:
+                    log.info(f"[{self.suite.name}] {student.name} seed {seed}: another process is training it")
+                    continue
+                self.train_student(student, seed, prepared.get(student.name), teacher)
 
     def transfer(self, teacher):
         """The teacher applied directly to another corpus (zero-shot: the student's language)."""

@@ -1,9 +1,33 @@
 """The experiment runner and report on the smoke suite (bundled data, tiny models), in temporary folders."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 pytestmark = pytest.mark.slow
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_claim_is_exclusive_released_and_taken_over_from_a_dead_holder(tmp_path):
+    from experiments.common import claim
+
+    lock = tmp_path / "a" / "run.lock"
+    with claim(lock) as first:
+        assert first and lock.read_text() == str(os.getpid())
+        with claim(lock) as second:  # held by a live process (this one)
+            assert not second
+    assert not lock.exists()
+    lock.write_text(str(_dead_pid()))
+    with claim(lock) as taken:
+        assert taken and lock.read_text() == str(os.getpid())
+    assert not lock.exists()
 
 
 def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
@@ -13,9 +37,16 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(run, "CACHE", tmp_path / "cache")
     monkeypatch.setattr(run, "require_shared", lambda: None)
+    lock = tmp_path / "runs" / "smoke" / "crf_none-seed1.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(str(os.getppid()))  # a live process is training crf_none: this runner leaves it alone
     run.main(["smoke"])
     files = sorted(p.name for p in (tmp_path / "results" / "smoke").glob("*.json"))
-    assert files == ["crf_none-seed1.json", "crf_structural-seed1.json", "teacher.json"]
+    assert files == ["crf_structural-seed1.json", "teacher.json"]
+    lock.write_text(str(_dead_pid()))  # that process was killed: its lock must not block resuming
+    run.main(["smoke"])
+    files = sorted(p.name for p in (tmp_path / "results" / "smoke").glob("*.json"))
+    assert files == ["crf_none-seed1.json", "crf_structural-seed1.json", "teacher.json"] and not lock.exists()
     record = json.loads((tmp_path / "results" / "smoke" / "crf_structural-seed1.json").read_text())
     assert record["kd"]["history"] and record["sentences_per_second"] > 0 and "--only crf_structural" in record["command"]
     stamp = (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime
