@@ -48,13 +48,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@contextmanager
-def claim(lock: Path) -> Iterator[bool]:
-    """Yield True while this process holds ``lock`` (a file with its pid), False if a live process holds it.
-
-    Two runner processes given the same suite then split its runs instead of training one twice; a lock
-    left by a killed process is taken over, so an interrupted suite still resumes."""
-    lock.parent.mkdir(parents=True, exist_ok=True)
+def _take(lock: Path) -> bool:
+    """Create ``lock`` holding this pid; a lock whose holder has died is removed and taken over."""
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -64,15 +59,25 @@ def claim(lock: Path) -> Iterator[bool]:
             except (OSError, ValueError):
                 holder = 0
             if holder and _alive(holder):
-                yield False
-                return
+                return False
             lock.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
-        try:
-            yield True
-        finally:
+        return True
+    return False  # another process took the stale lock between our unlink and create
+
+
+@contextmanager
+def claim(lock: Path) -> Iterator[bool]:
+    """Yield True while this process holds ``lock`` (a file with its pid), False if a live process holds it.
+
+    Two runner processes given the same suite then split its runs instead of training one twice; a lock
+    left by a killed process is taken over, so an interrupted suite still resumes."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    mine = _take(lock)
+    try:
+        yield mine
+    finally:
+        if mine:
             lock.unlink(missing_ok=True)
-        return
-    yield False

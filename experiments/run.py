@@ -109,6 +109,9 @@ class SuiteRunner:
     def record_path(self, student: Student, seed: int) -> Path:
         return self.results / f"{student.name}-seed{seed}.json"
 
+    def run_dir(self, student: Student, seed: int) -> Path:
+        return RUNS / self.suite.name / f"{student.name}-seed{seed}"
+
     def data(self, student: Student):
         corpus = self.corpus(student.corpus, student.corpus_spec)
         unlabelled = load_corpus(student.unlabelled) if student.unlabelled else None
@@ -135,7 +138,7 @@ class SuiteRunner:
         for student, seed in todo:
             if self.record_path(student, seed).exists():  # another runner process finished it meanwhile
                 continue
-            with claim(RUNS / self.suite.name / f"{student.name}-seed{seed}.lock") as mine:
+            with claim(self.run_dir(student, seed).with_suffix(".lock")) as mine:
                 if not mine:
                     log.info(f"[{self.suite.name}] {student.name} seed {seed}: another process is training it")
                     continue
@@ -158,7 +161,7 @@ class SuiteRunner:
             sentence.clear_embeddings()
         flair.set_seed(seed)
         model = build_model(student.model, train_corpus, teacher=teacher)
-        base = RUNS / self.suite.name / f"{student.name}-seed{seed}"
+        base = self.run_dir(student, seed)
         plugins = [DistillationPlugin(targets, mix=student.mix)] if targets is not None else []
         trainer = {**self.suite.student_trainer, **student.trainer, "base_path": str(base)}
         start = time.time()
