@@ -176,7 +176,9 @@ class SuiteRunner:
                              "model": student.model, "trainer": trainer},
                   "command": self.command(f" --only {student.name} --seeds {seed}"),
                   "flair_test_score": out["test_score"]}
-        if seed == self.seeds[0]:
+        # speed and size once per student, on the suite's first seed: a later `--seeds 2 3` run would only
+        # re-time the same architecture, often while a second process shares the cores
+        if seed == self.suite.seeds[0]:
             kind = student.model["type"]
             record.update(_facts(model, _best(base), kind, corpus))
         write_json(self.record_path(student, seed), record)

@@ -52,6 +52,9 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     stamp = (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime
     run.main(["smoke"])  # everything done: nothing is retrained
     assert (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime == stamp
+    run.main(["smoke", "--seeds", "2", "--only", "crf_none"])  # a later seed: scores, but no re-timing
+    later = json.loads((tmp_path / "results" / "smoke" / "crf_none-seed2.json").read_text())
+    assert later["seed"] == 2 and "test" in later and "sentences_per_second" not in later
 
     monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(report, "OUT", tmp_path / "RESULTS.md")
