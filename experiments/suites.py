@@ -232,28 +232,30 @@ def _lang_student(lang):
 
 
 _SIZES = {"sample_train": 2000, "sample_dev": 500, "sample_test": 1000}
-_WIKIANN_DE = {"type": "column", "data_folder": _shared("ner", "wikiann", "de"), "column_format": {0: "text", 1: "ner"},
-               "strip_prefix": "de:", **_SIZES}
 for _lang, _corpus, _title in (
         ("es", {"type": "column", "data_folder": _shared("ner", "conll02_es"),
                 "column_format": {0: "text", 1: "pos", 2: "ner"}, **_SIZES}, "CoNLL-2002 Spanish NER"),
         ("nl", {"type": "column", "data_folder": _shared("ner", "conll02_nl"),
                 "column_format": {0: "text", 1: "pos", 2: "ner"}, **_SIZES}, "CoNLL-2002 Dutch NER"),
-        ("de", _WIKIANN_DE, "WikiANN German NER")):
+        ("de", {"type": "column", "data_folder": _shared("ner", "wikiann", "de"),
+                "column_format": {0: "text", 1: "ner"}, "strip_prefix": "de:", **_SIZES}, "WikiANN German NER")):
     _add(Suite(name=f"ner_{_lang}", title=f"{_title}, cases 1a and 2a", metric="f1", corpus=_corpus,
                teacher=_tagger(_lang_teacher(_lang)), teacher_trainer=TEACHER_TRAINER,
                students=_kd_students(_lang_student(_lang)), student_trainer=TAGGER_TRAINER))
 
 # lowres_en's setting in German, the language where KD beat plain training with all gold data: 500 gold
-# sentences, the rest of ner_de's 2,000-sentence training budget as unlabelled text, ner_de's teacher.
+# sentences, the rest of ner_de's 2,000-sentence training budget as unlabelled text, ner_de's teacher
+# (corpus and teacher taken from that suite, so the two cannot drift apart).
+_NER_DE = SUITES["ner_de"]
 _add(Suite(
     name="lowres_de", title="WikiANN German, 500 gold sentences + 1,500 unlabelled, cases 1a and 2a", metric="f1",
-    corpus=_WIKIANN_DE, teacher=_tagger(_lang_teacher("de")), teacher_trainer=TEACHER_TRAINER, teacher_from="ner_de",
+    corpus=_NER_DE.corpus, teacher=_NER_DE.teacher, teacher_trainer=_NER_DE.teacher_trainer, teacher_from="ner_de",
     students=_kd_students(_lang_student("de"), corpus={"sample_train": 500},
-                          unlabelled={"type": "text", "format": "column", "data_folder": _WIKIANN_DE["data_folder"],
-                                      "train_file": "train.txt", "strip_prefix": "de:", "skip_train": 500,
-                                      "sample_train": 1500}),
-    student_trainer=TAGGER_TRAINER))
+                          unlabelled={"type": "text", "format": "column",
+                                      "data_folder": _NER_DE.corpus["data_folder"], "train_file": "train.txt",
+                                      "strip_prefix": _NER_DE.corpus["strip_prefix"],
+                                      "skip_train": 500, "sample_train": 1500}),
+    student_trainer=_NER_DE.student_trainer))
 
 # --------------------------------------------------------------------------------------------- case 3
 _WIKIANN = {"type": "column", "column_format": {0: "text", 1: "ner"}, "sample_train": 2000, "sample_dev": 300,
