@@ -29,6 +29,7 @@ from skd_flair.training.pipeline import _run_trainer, _training_corpus, measure_
 from skd_flair.training.plugin import DistillationPlugin
 
 from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, require_shared, write_json
+from .leaks import refuse_leaks
 from .suites import SUITES, Student, Suite
 
 log = logging.getLogger("skd_flair")
@@ -59,6 +60,7 @@ class SuiteRunner:
         self.suite, self.seeds, self.only = suite, list(seeds), only
         self.results = RESULTS / suite.name
         self.corpora: Dict[str, object] = {}
+        self.overlaps: Dict[str, Dict] = {}
 
     def corpus(self, overrides: Dict = None, spec: Dict = None):
         spec = spec or {**self.suite.corpus, **(overrides or {})}
@@ -126,6 +128,10 @@ class SuiteRunner:
         if not todo:
             log.info(f"[{self.suite.name}] nothing to do")
             return
+        for overlap in refuse_leaks(self.suite, SUITES, load_corpus, self.only):  # before any training
+            log.info(f"[{self.suite.name}] leak check: {overlap}")
+            self.overlaps[overlap.student] = {"teacher_gold_sentences_in_unlabelled": overlap.shared,
+                                              "unlabelled": overlap.unlabelled}
         teacher = self.teacher()
         self.transfer(teacher)
         prepared = {}
@@ -171,6 +177,7 @@ class SuiteRunner:
                   "train_seconds": time.time() - start, "sizes": self.sizes(corpus, unlabelled),
                   "kd": None if targets is None else {"objective": student.objective, "mix": student.mix,
                                                       "history": plugins[0].history},
+                  "leak_check": self.overlaps.get(student.name),
                   "config": {"corpus": student.corpus_spec or {**self.suite.corpus, **student.corpus},
                              "unlabelled": student.unlabelled,
                              "model": student.model, "trainer": trainer},

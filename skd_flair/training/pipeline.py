@@ -34,6 +34,7 @@ from .annotate import annotate
 from .corpora import load_corpus
 from .models import build_model, load_model
 from .plugin import DistillationPlugin
+from .provenance import ProvenancePlugin, check_unlabelled
 
 log = logging.getLogger("skd_flair")
 
@@ -41,7 +42,7 @@ __all__ = ["load_config", "check_config", "train_model", "distill", "annotate_on
            "SECTIONS"]
 
 SECTIONS = ("seed", "corpus", "unlabelled", "teacher", "model", "kd", "trainer", "name")
-KD_KEYS = ("objective", "mix", "cache_dir", "batch_size", "threshold")
+KD_KEYS = ("objective", "mix", "cache_dir", "batch_size", "threshold", "allow_label_leak")
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
 
 
@@ -161,6 +162,7 @@ def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List) 
                           "(optimizer arguments go under trainer.optimizer_kwargs)")
     trainer = ModelTrainer(model, corpus)
     start = time.time()
+    plugins = [*plugins, ProvenancePlugin(corpus.train)]  # the saved model lists its gold training sentences
     result = getattr(trainer, method)(base_path, plugins=plugins, **spec, **optimizer_kwargs)
     return {"test_score": result.get("test_score"), "train_seconds": time.time() - start, "base_path": str(base_path)}
 
@@ -209,6 +211,8 @@ def _distillation_setup(config, needs_trainer: bool):
     corpus = load_corpus(config["corpus"])
     unlabelled = load_corpus(config["unlabelled"]) if config.get("unlabelled") else None
     teacher = load_model(config["teacher"])
+    if unlabelled is not None and unlabelled.train is not None:
+        check_unlabelled(teacher, unlabelled.train, allow_leak=bool(kd.get("allow_label_leak", False)))
     train_corpus = _training_corpus(corpus, unlabelled)
     student = build_model(config["model"], train_corpus, teacher=teacher)  # vocabularies see the unlabelled text too
     targets = annotate(teacher, list(train_corpus.train), student, kd.get("objective", "structural"),

@@ -1,0 +1,78 @@
+"""No student reads, as unlabelled text, sentences whose gold labels trained its teacher.
+
+A teacher's marginals on its own training sentences hand their gold labels over, so a "semi-supervised"
+student distilled through them is not semi-supervised. ``python -m experiments.run`` calls
+:func:`refuse_leaks` before anything trains; ``tests/test_experiment_leaks.py`` runs it over every suite.
+
+Sentences are compared by a hash of their token sequence (the one ``skd_flair.training.provenance`` writes into
+every model it trains). Identical short sentences recur in news text ("LONDON 1996-08-30"), so a pair leaks
+when more than ``LEAK_SHARE`` (10%) of the unlabelled sentences are in the teacher's gold training set; the
+count is recorded either way (``leak_check`` in each student's result JSON).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+from skd_flair.training.provenance import LEAK_SHARE, sentence_key
+
+
+def split_keys(split) -> set:
+    return {sentence_key(t.text for t in sentence) for sentence in (split or [])}
+
+
+@dataclass
+class Overlap:
+    student: str
+    teacher_suite: str
+    shared: int
+    unlabelled: int
+
+    @property
+    def share(self) -> float:
+        return self.shared / self.unlabelled if self.unlabelled else 0.0
+
+    @property
+    def leaks(self) -> bool:
+        return self.share > LEAK_SHARE
+
+    def __str__(self) -> str:
+        return (f"{self.student}: {self.shared} of {self.unlabelled} unlabelled sentences ({self.share:.1%}) are in the "
+                f"gold training set of {self.teacher_suite}'s teacher")
+
+
+def teacher_corpus(suite, suites: Dict) -> Dict:
+    """The corpus spec the suite's teacher trains on (its own, or the suite it borrows the teacher from)."""
+    owner = suites[suite.teacher_from] if suite.teacher_from else suite
+    return owner.corpus
+
+
+def overlaps(suite, suites: Dict, load: Callable) -> List[Overlap]:
+    """Overlap of the teacher's training split with each student's unlabelled text (students without any are
+    skipped); ``load`` builds a Flair corpus from a spec."""
+    cache: Dict[str, set] = {}
+
+    def keys(spec: Dict) -> set:
+        name = json.dumps(spec, sort_keys=True, default=str)
+        if name not in cache:
+            cache[name] = split_keys(load(spec).train)
+        return cache[name]
+
+    owner = suite.teacher_from or suite.name
+    out = []
+    for student in suite.students:
+        if not student.unlabelled:
+            continue
+        taught, unlabelled = keys(teacher_corpus(suite, suites)), keys(student.unlabelled)
+        out.append(Overlap(student.name, owner, len(taught & unlabelled), len(unlabelled)))
+    return out
+
+
+def refuse_leaks(suite, suites: Dict, load: Callable, only: Optional[List[str]] = None) -> List[Overlap]:
+    """Raise SystemExit naming every leaking student of ``suite`` (or of ``only``); return the overlaps."""
+    found = [o for o in overlaps(suite, suites, load) if not only or o.student in only]
+    bad = [o for o in found if o.leaks]
+    if bad:
+        raise SystemExit(f"label leak in suite {suite.name}, refusing to run: " + "; ".join(map(str, bad)))
+    return found

@@ -1,0 +1,80 @@
+"""Which gold sentences a model was trained on, so a student never reads them as "unlabelled" text.
+
+A teacher's marginals on the sentences it was trained on hand their gold labels over: a student distilled
+through them is not learning from unlabelled text. Every model trained through ``skd_flair`` carries, in its
+Flair model card, a short hash of each labelled training sentence (``TRAINING_SENTENCES``; 16 hex digits,
+about 17 bytes a sentence); ``distill`` compares it with the unlabelled text and refuses a leak. Models
+trained elsewhere carry none, and are then taken on trust (logged).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Iterable, List, Optional, Set
+
+from flair.trainers.plugins import TrainerPlugin
+
+from ..models.tagger import is_unlabelled
+from ..registry import ConfigError
+
+log = logging.getLogger("skd_flair")
+
+TRAINING_SENTENCES = "skd_training_sentences"
+# identical short sentences recur in news text ("LONDON 1996-08-30"): CoNLL-2003 sentences 0..2,000 and
+# 2,000..4,000 share 3.6% of the latter, a teacher's own training text shares all of it
+LEAK_SHARE = 0.10
+
+__all__ = ["TRAINING_SENTENCES", "LEAK_SHARE", "sentence_key", "labelled_keys", "ProvenancePlugin",
+           "teacher_training_keys", "check_unlabelled"]
+
+
+def sentence_key(tokens: Iterable[str]) -> str:
+    """A hash of a sentence's token texts (16 hex digits: no collisions to expect below ~10^9 sentences)."""
+    return hashlib.sha1("\x1f".join(tokens).encode("utf-8")).hexdigest()[:16]
+
+
+def labelled_keys(sentences) -> List[str]:
+    """The sorted, distinct keys of the sentences that carry gold labels (unlabelled KD text is left out)."""
+    return sorted({sentence_key(t.text for t in s) for s in (sentences or []) if not is_unlabelled(s)})
+
+
+class ProvenancePlugin(TrainerPlugin):
+    """Writes the keys of the model's labelled training sentences into its model card, which every model
+    file the trainer saves (best, final, checkpoints) then holds."""
+
+    def __init__(self, train_sentences):
+        super().__init__()
+        self.keys = labelled_keys(train_sentences)
+
+    @TrainerPlugin.hook
+    def after_setup(self, **kw):
+        if self.model.model_card is not None:  # the trainer sets it just before this hook
+            self.model.model_card[TRAINING_SENTENCES] = self.keys
+
+    def get_state(self):
+        return {**super().get_state(), "training_sentences": len(self.keys)}
+
+
+def teacher_training_keys(model) -> Optional[Set[str]]:
+    card = getattr(model, "model_card", None) or {}
+    keys = card.get(TRAINING_SENTENCES)
+    return None if keys is None else set(keys)
+
+
+def check_unlabelled(teacher, sentences, allow_leak: bool = False) -> Optional[int]:
+    """How many of the unlabelled ``sentences`` the teacher was trained on with gold labels (None: the teacher
+    does not say). Raises ConfigError when that is more than ``LEAK_SHARE`` of them, unless ``allow_leak``."""
+    taught = teacher_training_keys(teacher)
+    if taught is None:
+        log.info("the teacher carries no list of its training sentences: cannot check the unlabelled text "
+                 "for label leaks")
+        return None
+    text = {sentence_key(t.text for t in s) for s in sentences}
+    shared = len(text & taught)
+    if text and shared > LEAK_SHARE * len(text) and not allow_leak:
+        raise ConfigError(f"label leak: the teacher was trained on the gold labels of {shared} of the {len(text)} "
+                          f"unlabelled sentences ({shared / len(text):.0%}); its marginals would hand them to the "
+                          "student. Use text the teacher never trained on, or set kd.allow_label_leak: true")
+    if shared:
+        log.info(f"{shared} of {len(text)} unlabelled sentences also occur in the teacher's training data")
+    return shared
