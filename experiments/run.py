@@ -128,6 +128,8 @@ class SuiteRunner:
         if not todo:
             log.info(f"[{self.suite.name}] nothing to do")
             return
+        if self.suite.prepare is not None:
+            self.suite.prepare()
         for overlap in refuse_leaks(self.suite, SUITES, load_corpus, self.only):  # before any training
             log.info(f"[{self.suite.name}] leak check: {overlap}")
             self.overlaps[overlap.student] = {"teacher_gold_sentences_in_unlabelled": overlap.shared,
@@ -182,7 +184,8 @@ class SuiteRunner:
                              "unlabelled": student.unlabelled,
                              "model": student.model, "trainer": trainer},
                   "command": self.command(f" --only {student.name} --seeds {seed}"),
-                  "flair_test_score": out["test_score"]}
+                  "flair_test_score": out["test_score"], "epochs": out["epochs"], "best_dev_epoch": out["best_dev_epoch"],
+                  "dev_score_history": out["dev_score_history"]}
         # speed and size once per student, on the suite's first seed: a later `--seeds 2 3` run would only
         # re-time the same architecture, often while a second process shares the cores
         if seed == self.suite.seeds[0]:

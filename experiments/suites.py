@@ -8,9 +8,10 @@ The full-scale configurations (the paper's embeddings by hub name, full data, GP
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .common import REPO, SHARED
+from .plain_text import text_path, write_plain_text
 from .resources import resource_path
 
 SEEDS = (1, 2, 3)
@@ -44,6 +45,7 @@ class Suite:
     teacher_type: str = "tagger"
     seeds: tuple = SEEDS
     transfer: Optional[Dict] = None  # also evaluate the teacher on this corpus (zero-shot: the target language)
+    prepare: Optional[Callable[[], None]] = None  # builds files the suite reads (plain text), before anything runs
 
 
 def _shared(*parts) -> str:
@@ -280,3 +282,41 @@ _add(Suite(
               Student("crf_token", _PT_CRF, {"type": "token"}, method="token", **_ZS),
               Student("maxent_structural", _PT_MAXENT, {"type": "structural"}, method="structural", **_ZS)],
     student_trainer=TAGGER_TRAINER))
+
+
+# --------------------------------------------------------------------------------------------- learning curves
+# How close does the student get to its teacher as unlabelled text grows? The suite's teacher (ner_en, ner_nl)
+# trained on the first 2,000 gold sentences; students read those plus U sentences from the rest of the training
+# file, written out as plain text first and read through the user-facing `text` corpus. Students train to
+# convergence: Flair's plateau annealing (patience 3, halving) until the learning rate falls below 1e-3, at
+# most 100 epochs; every record says how many epochs ran.
+CURVE_U = (2000, 6000, 12000)
+CURVE_TRAINER = {**TAGGER_TRAINER, "max_epochs": 100, "min_learning_rate": 1e-3}
+
+
+def _curve_students(embeddings, text_file: str) -> List[Student]:
+    crf, maxent = _tagger(embeddings, True), _tagger(embeddings, False)
+    methods = (("crf_structural", crf, {"type": "structural", "temperature": T}, "structural", "1a"),
+               ("crf_posterior", crf, {"type": "posterior", "temperature": T}, "posterior", "1a"),
+               ("crf_topk", crf, {"type": "topk", "k": 10}, "topk", "1a"),
+               ("maxent_structural", maxent, {"type": "structural", "temperature": T}, "structural", "2a"),
+               ("maxent_token", maxent, {"type": "token", "temperature": T}, "token", "2a"))
+    out = [Student("crf_none", crf, None, method="none", case="1a")]
+    for u in (0, *CURVE_U):
+        text = {"type": "text", "format": "plain", "train_file": text_file, "sample_train": u} if u else None
+        out += [Student(f"u{u}_{name}", model, objective, unlabelled=text, method=method, case=case)
+                for name, model, objective, method, case in methods]
+    return out
+
+
+for _lang, _owner in (("en", "ner_en"), ("nl", "ner_nl")):
+    _base = SUITES[_owner]
+    _text = f"{_owner}_train_after_{_base.corpus['sample_train']}"
+    _add(Suite(
+        name=f"curve_{_lang}", title=f"{_base.title.split(',')[0]}: 2,000 gold sentences + U unlabelled, "
+                                     f"U = 0 .. {CURVE_U[-1]:,}, trained to convergence",
+        metric="f1", corpus=_base.corpus, teacher=_base.teacher, teacher_trainer=_base.teacher_trainer,
+        teacher_from=_owner, students=_curve_students(_lang_student(_lang) if _lang != "en" else EN_STUDENT,
+                                                      text_path(_text)),
+        student_trainer=CURVE_TRAINER,
+        prepare=lambda corpus=_base.corpus, name=_text: write_plain_text(corpus, name, corpus["sample_train"])))

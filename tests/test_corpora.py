@@ -329,3 +329,30 @@ def test_bundled_files_are_small():
     assert not list(RESOURCES.rglob("*conll03*")) and not list(RESOURCES.rglob("*conll02*"))
     assert os.path.exists(REPO / "experiments" / "data" / "make_wikiann_slice.py")
     assert os.path.exists(REPO / "experiments" / "data" / "make_ud_slice.py")
+
+
+def test_raw_text_tokenised_from_directories_and_globs(tmp_path):
+    folder = tmp_path / "news"
+    write(folder / "b.txt", "Mr. Smith's U.S. trip, at last.\n \t \n\ufeff\n")
+    write(folder / "a.txt", "\ufeffFirst line here.\n\n")
+    (folder / ".hidden").write_text("never read\n", encoding="utf-8")
+    write(tmp_path / "other.md", "not text of this corpus\n")
+    texts = lambda corpus: [s.to_tokenized_string() for s in sentences(corpus.train)]  # noqa: E731
+    whole = load_corpus({"type": "text", "train_file": str(folder), "tokenize": True})
+    # sorted files, blank and BOM-only lines skipped (never a sentence, never a shift), Flair's tokenizer
+    assert texts(whole) == ["First line here .", "Mr. Smith 's U.S. trip , at last ."]
+    globbed = load_corpus({"type": "text", "data_folder": str(tmp_path), "train_file": "news/*.txt"})
+    assert texts(globbed) == ["First line here.", "Mr. Smith's U.S. trip, at last."]
+    with pytest.raises(ConfigError, match="matches no file"):
+        load_corpus({"type": "text", "train_file": str(tmp_path / "*.csv")})
+    with pytest.raises(ConfigError, match="tokenize applies to format: plain"):
+        load_corpus({"type": "text", "format": "column", "train_file": str(folder / "a.txt"), "tokenize": True})
+
+
+def test_raw_text_that_is_not_utf8_names_its_file_and_line(tmp_path):
+    bad = tmp_path / "latin.txt"
+    bad.write_bytes("fine line\nK\u00f6ln is fine\n".encode("utf-8") + "M\u00fcnchen\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin\.txt line 3 is not valid utf-8 text"):
+        load_corpus({"type": "text", "train_file": str(bad)})
+    assert sentences(load_corpus({"type": "text", "train_file": str(bad), "encoding": "latin-1"}).train)[2][0].text \
+        == "M\u00fcnchen"

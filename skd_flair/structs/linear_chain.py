@@ -35,37 +35,45 @@ def _floor(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).tiny ** 0.8
 
 
-def _forward_logspace(em: torch.Tensor, trans: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+def _forward_logspace(em: torch.Tensor, trans: torch.Tensor, first: torch.Tensor):
     a = first + em[:, 0]
-    out = [a]
+    out, pre = [a], [first.expand_as(a)]
     for t in range(1, em.shape[1]):
-        a = torch.logsumexp(a.unsqueeze(-1) + trans, dim=1) + em[:, t]
+        p = torch.logsumexp(a.unsqueeze(-1) + trans, dim=1)
+        a = p + em[:, t]
         out.append(a)
-    return torch.stack(out, 1)
+        pre.append(p)
+    return torch.stack(out, 1), torch.stack(pre, 1)
 
 
-def _forward(em: torch.Tensor, trans: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-    """alpha[b, t, j] = log sum over prefixes ending in label j at t (emission at t included)."""
+def _forward(em: torch.Tensor, trans: torch.Tensor, first: torch.Tensor, with_pre: bool = False):
+    """alpha[b, t, j] = log sum over prefixes ending in label j at t (emission at t included); with
+    ``with_pre`` also the same sums before the emission at t is added (``first`` at t = 0), which the backward
+    pass needs: recovering them as ``alpha - emission`` would give NaN where an emission is -inf."""
     n = em.shape[1]
     a = first + em[:, 0]
     if n == 1:
-        return a.unsqueeze(1)
+        return (a.unsqueeze(1), first.expand_as(a).unsqueeze(1)) if with_pre else a.unsqueeze(1)
     col = trans.amax(0)
     dead = ~torch.isfinite(col)  # labels nothing can transition into
     col = torch.where(dead, torch.zeros_like(col), col)
     exp_trans = torch.exp(trans - col)
-    out = [a]
+    out, pre = [a], [first.expand_as(a)]
     worst = None
     for t in range(1, n):
         shift = a.amax(-1, keepdim=True)
         r = torch.mm(torch.exp(a - shift), exp_trans)
         low = (r + dead).amin() if dead.any() else r.amin()
         worst = low if worst is None else torch.minimum(worst, low)
-        a = torch.log(r) + (shift + col) + em[:, t]
+        p = torch.log(r) + (shift + col)
+        a = p + em[:, t]
         out.append(a)
+        pre.append(p)
     if not bool(worst >= _floor(em.dtype)):  # also catches NaN from a fully impossible prefix
-        return _forward_logspace(em, trans, first)
-    return torch.stack(out, 1)
+        alpha, before = _forward_logspace(em, trans, first)
+    else:
+        alpha, before = torch.stack(out, 1), torch.stack(pre, 1)
+    return (alpha, before) if with_pre else alpha
 
 
 def _reverse_index(lengths: torch.Tensor, n: int) -> torch.Tensor:
@@ -85,9 +93,8 @@ def _backward(em, trans, end, lengths) -> torch.Tensor:
     transitions, so both share the fast path.
     """
     rev = _reverse_index(lengths, em.shape[1])
-    em_rev = _gather_positions(em, rev)
-    alpha_rev = _forward(em_rev, trans.t(), end)
-    return _gather_positions(alpha_rev - em_rev, rev)
+    _, before_rev = _forward(_gather_positions(em, rev), trans.t(), end, with_pre=True)
+    return _gather_positions(before_rev, rev)
 
 
 def _last(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -98,16 +105,32 @@ def _log_partition_from_alpha(alpha, end, lengths):
     return torch.logsumexp(_last(alpha, lengths) + end, dim=-1)
 
 
-def _unary(alpha, beta, log_z, mask):
-    u = torch.exp(alpha + beta - log_z.view(-1, 1, 1))
-    return u.masked_fill(~mask.unsqueeze(-1), 0.0)
+# Marginals are normalised per position (sum_j alpha_t(j) beta_t(j) = Z at every t) rather than by the global
+# log Z: the same numbers in exact arithmetic, but alpha + beta - log Z cancels terms of the size of the whole
+# sentence's score, which float32 keeps only to ~7 digits (at scores of 1e4 rows summed to 1.008, at 1e6 to
+# 7.4). A position with no possible label at all (no valid sequence) gets zeros, not NaN.
+def _normalised(scores: torch.Tensor, dims: int, keep: torch.Tensor, log: bool = False) -> torch.Tensor:
+    flat = scores.reshape(*scores.shape[:2], -1) if dims == 2 else scores
+    top = flat.detach().amax(-1, keepdim=True)
+    possible = torch.isfinite(top)
+    ok = possible & keep.unsqueeze(-1)
+    shifted = flat - torch.where(ok, top, torch.zeros_like(top))
+    norm = torch.logsumexp(shifted, -1, keepdim=True)
+    out = shifted - torch.where(ok, norm, torch.zeros_like(norm))
+    if log:  # 0 on padding, -inf where nothing is possible
+        out = out.masked_fill(~keep.unsqueeze(-1), 0.0).masked_fill(keep.unsqueeze(-1) & ~possible, float("-inf"))
+    else:
+        out = out.exp().masked_fill(~ok, 0.0)
+    return out.reshape(scores.shape)
 
 
-def _pairwise(alpha, beta, log_z, em, trans, mask):
-    right = em[:, 1:] + beta[:, 1:] - log_z.view(-1, 1, 1)
-    p = (alpha[:, :-1].unsqueeze(-1) + right.unsqueeze(2)).add_(trans).exp_()  # fresh tensor: in-place is safe
-    keep = mask[:, 1:].reshape(mask.shape[0], -1, 1, 1)
-    return p.masked_fill(~keep, 0.0) if p.requires_grad else p.masked_fill_(~keep, 0.0)
+def _unary(alpha, beta, mask, log: bool = False):
+    return _normalised(alpha + beta, 1, mask, log)
+
+
+def _pairwise(alpha, beta, em, trans, mask):
+    right = em[:, 1:] + beta[:, 1:]
+    return _normalised(alpha[:, :-1].unsqueeze(-1) + right.unsqueeze(2) + trans, 2, mask[:, 1:])
 
 
 class _ChainLogPartition(torch.autograd.Function):
@@ -126,11 +149,11 @@ class _ChainLogPartition(torch.autograd.Function):
         em, trans, end, lengths, alpha, log_z = ctx.saved_tensors
         beta = _backward(em, trans, end, lengths)
         mask = length_mask(lengths, em.shape[1])
-        unary = _unary(alpha, beta, log_z, mask)
+        unary = _unary(alpha, beta, mask)
         g_em = unary * grad.view(-1, 1, 1)
         g_trans = None
         if ctx.needs_input_grad[1]:
-            g_trans = torch.einsum("btij,b->ij", _pairwise(alpha, beta, log_z, em, trans, mask), grad)
+            g_trans = torch.einsum("btij,b->ij", _pairwise(alpha, beta, em, trans, mask), grad)
         g_start = (unary[:, 0] * grad.unsqueeze(-1)).sum(0) if ctx.needs_input_grad[2] else None
         g_end = (_last(unary, lengths) * grad.unsqueeze(-1)).sum(0) if ctx.needs_input_grad[3] else None
         return g_em, g_trans, g_start, g_end, None
@@ -201,22 +224,23 @@ class LinearChainCRF:
     def marginals(self) -> torch.Tensor:
         """``[B, N, L]`` P(y_t = j); zero on padding. Differentiable when the scores require grad."""
         if "unary" not in self._cache:
-            self._cache["unary"] = _unary(*self._forward_backward(), self.mask)
+            alpha, beta, _ = self._forward_backward()
+            self._cache["unary"] = _unary(alpha, beta, self.mask)
         return self._cache["unary"]
 
     @property
     def log_marginals(self) -> torch.Tensor:
         """``[B, N, L]`` log P(y_t = j) (0 on padding, -inf for impossible labels), differentiable; stays
         finite where exp would underflow, so cross-entropies against it never see log 0 by rounding."""
-        alpha, beta, log_z = self._forward_backward()
-        return (alpha + beta - log_z.view(-1, 1, 1)).masked_fill(~self.mask.unsqueeze(-1), 0.0)
+        alpha, beta, _ = self._forward_backward()
+        return _unary(alpha, beta, self.mask, log=True)
 
     @property
     def pairwise_marginals(self) -> torch.Tensor:
         """``[B, N-1, L, L]`` with ``[b, t, i, j] = P(y_t = i, y_{t+1} = j)``; zero past length - 1."""
         if "pairwise" not in self._cache:
-            self._cache["pairwise"] = _pairwise(*self._forward_backward(), self.emissions, self.transitions,
-                                                self.mask)
+            alpha, beta, _ = self._forward_backward()
+            self._cache["pairwise"] = _pairwise(alpha, beta, self.emissions, self.transitions, self.mask)
         return self._cache["pairwise"]
 
     # ------------------------------------------------------------------ scoring

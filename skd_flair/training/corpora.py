@@ -14,7 +14,8 @@ ud       CoNLL-U treebanks through Flair's ``UniversalDependenciesDataset`` (the
          ``Token.head_id``, relations as the ``dependency`` label; lines checked first
 flair    a Flair dataset class by name (``CONLL_03``, ``WNUT_17``, ``UD_ENGLISH``, ...) with ``kwargs``;
          these download when the user has internet
-text     unlabelled sentences for KD on raw text: one whitespace-tokenised sentence a line
+text     unlabelled sentences for KD on raw text: one sentence a line, whitespace-tokenised or through Flair's
+         tokenizer (``tokenize: true``); a split may be a file, a directory or a glob pattern
          (``format: plain``), or the token column of a column file with its labels dropped
 concat   several corpora (``corpora: [spec, ...]``, each any type) as one: each split is the concatenation
          (``ConcatDataset``) of the members' splits, in the order given; a member without that split adds nothing
@@ -36,6 +37,7 @@ from flair.data import Corpus, Sentence
 from flair.datasets import ColumnCorpus, FlairDatapointDataset
 from flair.datasets.base import find_train_dev_test_files
 from flair.datasets.treebanks import UniversalDependenciesDataset
+from flair.tokenization import SegtokTokenizer
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..models.tagger import UNLABELLED
@@ -337,25 +339,58 @@ def flair_dataset(
 # text
 
 
-def _plain_sentences(path: Path, encoding: str, comment_symbol: Optional[str], docstart: Optional[str],
-                     drop_docs: bool, strip_prefix: Optional[str], where: str) -> List[Sentence]:
+_GLOB = set("*?[")
+_INVISIBLE = "\ufeff\u200b"  # a byte-order mark or zero-width space alone makes a line blank, not a sentence
+
+
+def _plain_files(folder: Optional[Path], name: Optional[str], split: str, where: str) -> List[Path]:
+    """The files of one plain-text split: a file, every file of a directory, or a glob pattern (sorted, so
+    the sentence order never depends on the file system)."""
+    if name is None:
+        return []
+    if not isinstance(name, (str, Path)):
+        raise ConfigError(f"{where}: {split}_file must be a file, directory or glob pattern, got {name!r}")
+    path = (folder / name if folder is not None else Path(name)).expanduser().absolute()
+    if _GLOB & set(str(name)):
+        files = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+        if not files:
+            raise ConfigError(f"{where}: {split}_file pattern '{path}' matches no file")
+        return files
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise ConfigError(f"{where}: {split}_file directory '{path}' holds no file")
+        return files
+    if not path.is_file():
+        raise ConfigError(f"{where}: {split}_file '{path}' does not exist")
+    return [path]
+
+
+def _plain_sentences(paths: Sequence[Path], encoding: str, comment_symbol: Optional[str], docstart: Optional[str],
+                     drop_docs: bool, strip_prefix: Optional[str], tokenizer, where: str) -> List[Sentence]:
     sentences: List[Sentence] = []
-    try:
-        with open(path, encoding=encoding) as handle:
-            for line in handle:
+    for path in paths:
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                try:
+                    line = raw.decode(encoding)
+                except UnicodeDecodeError as err:
+                    raise ConfigError(f"{where}: {path} line {number} is not valid {encoding} text ({err.reason} at "
+                                      f"byte {err.start}); set 'encoding' or fix the file") from err
                 if comment_symbol is not None and line.startswith(comment_symbol):
                     continue
-                tokens = line.split()
+                line = line.strip().strip(_INVISIBLE)
+                if not line.strip():
+                    continue
+                tokens = tokenizer(line) if tokenizer is not None else line.split()
                 if not tokens or (drop_docs and docstart is not None and tokens == [docstart]):
                     continue
                 if strip_prefix:
                     tokens = [t[len(strip_prefix):] if t.startswith(strip_prefix) and len(t) > len(strip_prefix)
                               else t for t in tokens]
                 sentences.append(Sentence(tokens))
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{where}: {path} is not valid {encoding} text ({err}); set 'encoding'") from err
     if not sentences:
-        raise ConfigError(f"{where}: '{path}' holds no sentences")
+        raise ConfigError(f"{where}: '{', '.join(map(str, paths))}' holds no sentences")
     return sentences
 
 
@@ -366,6 +401,7 @@ def text(
     test_file: Optional[str] = None,
     data_folder: Optional[str] = None,
     format: str = "plain",
+    tokenize: bool = False,
     text_column: int = 0,
     column_delimiter: str = r"\s+",
     comment_symbol: Optional[str] = None,
@@ -381,7 +417,10 @@ def text(
     sample_test: Optional[int] = None,
     seed: Optional[int] = DEFAULT_SEED,
 ) -> Corpus:
-    """Unlabelled sentences for KD on raw text. ``format: plain``: one sentence a line, split on whitespace.
+    """Unlabelled sentences for KD on raw text. ``format: plain``: one sentence a line, split on whitespace, or
+    with Flair's own tokenizer (``tokenize: true``, segtok) for untokenised text; blank lines (whitespace, a
+    byte-order mark) are skipped, and a line that is not valid text in ``encoding`` is an error naming file and
+    line. A plain split may be a file, a directory (its files, sorted) or a glob pattern (``news/*.txt``).
     ``format: column``: the `text_column` of a column file (blank lines between sentences), other columns
     dropped. Files are paths, relative to `data_folder` when it is given. No split is sampled by default."""
     where = _where("text")
@@ -392,15 +431,23 @@ def text(
     folder = _existing_dir(data_folder, "data_folder", where) if data_folder is not None else None
     if train_file is None and dev_file is None and test_file is None:
         raise ConfigError(f"{where}: give at least one of train_file, dev_file, test_file")
-    files = _split_files(folder, {"train": train_file, "dev": dev_file, "test": test_file}, False, where)
-    corpus_name = name or str(folder or files["train"] or files["dev"] or files["test"])
+    if not isinstance(tokenize, bool):
+        raise ConfigError(f"{where}: tokenize must be true or false, got {tokenize!r}")
+    named = {"train": train_file, "dev": dev_file, "test": test_file}
     if format == "plain":
         if strip_prefix is not None and (not isinstance(strip_prefix, str) or not strip_prefix):
             raise ConfigError(f"{where}: strip_prefix must be a non-empty string such as 'en:', got {strip_prefix!r}")
-        datasets = [FlairDatapointDataset(_plain_sentences(files[s], encoding, comment_symbol, docstart,
-                                                           drop_docstart, strip_prefix, where))
-                    if files[s] is not None else None for s in SPLITS]
+        paths = {split: _plain_files(folder, named[split], split, where) for split in SPLITS}
+        corpus_name = name or str(folder or next(p[0] for p in paths.values() if p))
+        tokenizer = SegtokTokenizer().tokenize if tokenize else None
+        datasets = [FlairDatapointDataset(_plain_sentences(paths[s], encoding, comment_symbol, docstart,
+                                                           drop_docstart, strip_prefix, tokenizer, where))
+                    if paths[s] else None for s in SPLITS]
+    elif tokenize:
+        raise ConfigError(f"{where}: tokenize applies to format: plain; column files are tokenised already")
     else:
+        files = _split_files(folder, named, False, where)
+        corpus_name = name or str(folder or files["train"] or files["dev"] or files["test"])
         fmt = {text_column: "text"}
         files = prepared_column_files(where, files, fmt, False, column_delimiter, comment_symbol, encoding,
                                        False, docstart, strip_prefix)

@@ -42,7 +42,7 @@ __all__ = ["load_config", "check_config", "train_model", "distill", "annotate_on
            "SECTIONS"]
 
 SECTIONS = ("seed", "corpus", "unlabelled", "teacher", "model", "kd", "trainer", "name")
-KD_KEYS = ("objective", "mix", "cache_dir", "batch_size", "threshold", "allow_label_leak")
+KD_KEYS = ("objective", "mix", "cache_dir", "batch_size", "threshold", "shard_every", "allow_label_leak")
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
 
 
@@ -164,7 +164,10 @@ def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List) 
     start = time.time()
     plugins = [*plugins, ProvenancePlugin(corpus.train)]  # the saved model lists its gold training sentences
     result = getattr(trainer, method)(base_path, plugins=plugins, **spec, **optimizer_kwargs)
-    return {"test_score": result.get("test_score"), "train_seconds": time.time() - start, "base_path": str(base_path)}
+    dev = result.get("dev_score_history") or []
+    return {"test_score": result.get("test_score"), "train_seconds": time.time() - start, "base_path": str(base_path),
+            "epochs": len(result.get("train_loss_history") or []), "dev_score_history": dev,
+            "best_dev_epoch": 1 + max(range(len(dev)), key=dev.__getitem__) if dev else None}
 
 
 def _set_seed(config):
@@ -217,7 +220,7 @@ def _distillation_setup(config, needs_trainer: bool):
     student = build_model(config["model"], train_corpus, teacher=teacher)  # vocabularies see the unlabelled text too
     targets = annotate(teacher, list(train_corpus.train), student, kd.get("objective", "structural"),
                        cache_dir=kd.get("cache_dir"), batch_size=kd.get("batch_size", 32),
-                       threshold=kd.get("threshold", 1e-7))
+                       threshold=kd.get("threshold", 1e-7), shard_every=kd.get("shard_every", 2000))
     return train_corpus, student, targets, kd
 
 
