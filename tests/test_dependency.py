@@ -141,3 +141,33 @@ def test_bad_input_is_a_clear_error(kwargs, message):
     args.update(kwargs)
     with pytest.raises(StructureInputError, match=message):
         DependencyTree(**args)
+
+
+@pytest.mark.parametrize("projective, second_order", [(False, False), (True, False), (True, True)])
+def test_no_valid_tree_is_a_clear_error_not_a_tree_through_an_impossible_arc(projective, second_order):
+    from skd_flair.structs import SiblingTree
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(2, 4, 4, generator=g, dtype=torch.float64)
+    scores[1, 0, :] = float("-inf")  # item 1: no word may attach to the root, so no tree exists
+    if second_order:
+        tree = SiblingTree(scores, torch.randn(2, 4, 4, 4, generator=g, dtype=torch.float64))
+    else:
+        tree = DependencyTree(scores, projective=projective)
+    for what in ("log_partition", "marginals", "argmax"):
+        with pytest.raises(StructureInputError, match=r"batch item\(s\) \[1\] have no valid tree"):
+            getattr(tree, what)
+    fine = SiblingTree(scores[:1]) if second_order else DependencyTree(scores[:1], projective=projective)
+    assert torch.isfinite(fine.log_partition).all() and (fine.argmax[0, 1:] >= 0).all()
+
+
+@pytest.mark.parametrize("projective", [False, True])
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_scores_give_float32_results_like_every_structure(projective, half):
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randn(3, 6, 6, generator=g).to(half)
+    tree = DependencyTree(scores, torch.tensor([5, 3, 1]), projective=projective)
+    ref = DependencyTree(scores.float(), torch.tensor([5, 3, 1]), projective=projective)
+    assert tree.log_partition.dtype == tree.marginals.dtype == torch.float32
+    torch.testing.assert_close(tree.marginals, ref.marginals, atol=1e-6, rtol=0)
+    assert torch.equal(tree.argmax, ref.argmax)

@@ -290,3 +290,15 @@ def test_defaults_and_wide_max_width():
     torch.testing.assert_close(LabelledSpans(scores, lengths, 100).token_marginals, full.token_marginals,
                                atol=0, rtol=0)
     assert math.isfinite(full.log_partition.sum().item())
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e6])
+def test_float32_at_large_scale_is_normalised_and_matches_float64(scale):
+    scores, lengths = random_scores(seed=13, scale=scale)
+    exact = LabelledSpans(scores, lengths, 3)
+    s32 = LabelledSpans(scores.float(), lengths, 3)
+    mask = (torch.arange(scores.shape[1]) < lengths.unsqueeze(1)).float()
+    assert s32.token_marginals.dtype == torch.float32 and torch.isfinite(s32.log_partition).all()
+    torch.testing.assert_close(s32.token_marginals.sum(-1), mask, atol=1e-5, rtol=0)
+    torch.testing.assert_close(s32.token_marginals.double(), exact.token_marginals, atol=1e-5, rtol=0)
+    torch.testing.assert_close(s32.log_partition.double(), exact.log_partition, rtol=1e-6, atol=0)

@@ -54,3 +54,17 @@ def check_shape(x: Optional[torch.Tensor], name: str, shape) -> Optional[torch.T
 def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """[B, max_len] boolean, True at positions < length."""
     return torch.arange(max_len, device=lengths.device) < lengths.unsqueeze(-1)
+
+
+NO_TREE = -1e29  # a log Z or tree score at or below this is an impossible tree (Eisner's -inf stand-in is -1e30)
+
+
+def require_trees(log_z: torch.Tensor, what: str) -> torch.Tensor:
+    """``log_z`` (or best-tree scores), unless some batch item has no tree without a -inf arc: then a clear
+    error instead of a distribution or a tree through an impossible arc."""
+    bad = ~(log_z.detach() > NO_TREE)  # -inf, NaN, and the projective recursion's finite "impossible"
+    if bool(bad.any()):
+        items = bad.nonzero().squeeze(1).tolist()
+        raise StructureInputError(f"batch item(s) {items[:10]} have no valid tree: every tree uses an arc scored "
+                                  f"-inf, so there is no {what}")
+    return log_z

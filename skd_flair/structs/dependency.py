@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import StructureInputError, as_lengths, check_scores, check_shape
+from ._checks import StructureInputError, as_lengths, check_scores, check_shape, require_trees
 from .eisner import eisner_argmax, eisner_log_partition, eisner_log_partition_and_marginals
 from .mst import max_spanning_tree
 
@@ -158,6 +158,11 @@ class DependencyTree:
         lengths: ``[B]`` number of words (default N).
         projective: Eisner (projective) instead of the Matrix-Tree theorem / Chu-Liu-Edmonds.
         single_root: exactly one word attaches to the root.
+
+    Half-precision scores are computed in float32 and every result is float32 (float64 for float64 scores),
+    as for chains and spans. A sentence whose every tree uses an arc scored ``-inf`` (below ``-1e29`` counts
+    as ``-inf``) has no distribution: ``log_partition``, ``marginals`` and ``argmax`` raise
+    ``StructureInputError`` naming it, rather than return a tree through an impossible arc.
     """
 
     def __init__(self, arc_scores: torch.Tensor, lengths=None, projective: bool = False, single_root: bool = True):
@@ -177,14 +182,21 @@ class DependencyTree:
         return scores if scores.dtype in (torch.float32, torch.float64) else scores.float()
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of every result: float64 for float64 scores, else float32."""
+        return torch.float64 if self.arc_scores.dtype == torch.float64 else torch.float32
+
+    @property
     def log_partition(self) -> torch.Tensor:
         """``[B]`` log Z, differentiable w.r.t. the arc scores."""
         scores = self._work_scores()
         if torch.is_grad_enabled() and self.arc_scores.requires_grad:
             if self.projective:
-                return eisner_log_partition(self.arc_scores, self.lengths, self.single_root)
-            log_z = _TreeLogPartition.apply(scores, self.valid, self.lengths, self.single_root, False)
-            return log_z.to(self.arc_scores.dtype)
+                log_z = eisner_log_partition(scores, self.lengths, self.single_root)
+            else:
+                log_z = _TreeLogPartition.apply(scores, self.valid, self.lengths, self.single_root, False)
+            require_trees(log_z.detach(), "log partition")
+            return log_z.to(self.dtype)
         return self._inference()[0]
 
     def _inference(self):
@@ -192,8 +204,8 @@ class DependencyTree:
             with torch.no_grad():
                 log_z, marg = _tree_inference(self._work_scores(), self.valid, self.lengths, self.single_root,
                                               self.projective)
-            dtype = self.arc_scores.dtype
-            self._cache["inference"] = (log_z.to(dtype), marg.to(dtype))
+            require_trees(log_z, "distribution over trees")
+            self._cache["inference"] = (log_z.to(self.dtype), marg.to(self.dtype))
         return self._cache["inference"]
 
     @property
@@ -206,9 +218,11 @@ class DependencyTree:
         """``[B, N+1]`` heads of the best tree (``heads[b, d]`` for d = 1..n; -1 at 0 and on padding)."""
         if "argmax" not in self._cache:
             if self.projective:
-                heads = eisner_argmax(self.arc_scores.detach(), self.lengths, self.single_root)
+                heads = eisner_argmax(self._work_scores().detach(), self.lengths, self.single_root)
             else:
                 heads = self._mst()
+            with torch.no_grad():
+                require_trees(self.score(heads).to(torch.float64), "best tree")
             self._cache["argmax"] = heads
         return self._cache["argmax"]
 

@@ -29,7 +29,7 @@ from typing import Optional
 
 import torch
 
-from ._checks import StructureInputError, check_scores, check_shape, length_mask
+from ._checks import StructureInputError, check_scores, check_shape, length_mask, require_trees
 from .dependency import arc_mask
 from .eisner import (_NEG, adjoint_dtype, arc_pair_view, check_arc_scores, eisner_argmax, eisner_log_partition,
                      eisner_log_partition_and_marginals, heads_from_arcs, new_chart, reduce, root_item,
@@ -202,16 +202,18 @@ class SiblingTree:
         """``[B]`` log Z, differentiable w.r.t. both score tensors."""
         if self.sib_scores is None:
             if self._needs_graph():
-                return eisner_log_partition(self.arc_scores, self.lengths, self.single_root)
-            return self._first_order()[0]
+                return require_trees(eisner_log_partition(self.arc_scores, self.lengths, self.single_root),
+                                     "log partition")
+            return require_trees(self._first_order()[0], "log partition")
         if self._needs_graph():
-            return _SiblingLogPartition.apply(self.arc_scores, self.sib_scores, self.lengths, self.single_root)
+            return require_trees(_SiblingLogPartition.apply(self.arc_scores, self.sib_scores, self.lengths,
+                                                            self.single_root), "log partition")
         if "log_z" not in self._cache:
             with torch.no_grad():
                 arcs, sib = _prepare(self.arc_scores, self.sib_scores)
                 chart, _ = _inside(arcs, sib, self.lengths, self.single_root, False, False)
                 self._cache["log_z"] = root_item(chart, _CR, self.lengths)
-        return self._cache["log_z"]
+        return require_trees(self._cache["log_z"], "log partition")
 
     def _first_order(self):
         if "first_order" not in self._cache:
@@ -238,14 +240,19 @@ class SiblingTree:
     def marginals(self) -> torch.Tensor:
         """``[B, N+1, N+1]`` arc marginals ``P(head(d) = h)``, zero on impossible arcs; no autograd graph."""
         if self.sib_scores is None:
+            require_trees(self._first_order()[0], "distribution over trees")
             return self._first_order()[1]
-        return self._inside_outside()[0]
+        marginals = self._inside_outside()[0]
+        require_trees(self._cache["log_z"], "distribution over trees")
+        return marginals
 
     @property
     def sibling_marginals(self) -> torch.Tensor:
         """``[B, N+1, N+1, N+1]`` ``P(h takes d right after s)`` (``s == h``: d is h's closest dependent on its
         side); zero on impossible parts; no autograd graph."""
-        return self._inside_outside()[1]
+        sibling = self._inside_outside()[1]
+        require_trees(self._cache["log_z"], "distribution over trees")
+        return sibling
 
     @property
     def argmax(self) -> torch.Tensor:
@@ -260,6 +267,8 @@ class SiblingTree:
                     best, _ = _outside(arcs, sib, self.lengths, self.single_root, True, saved,
                                        arcs.new_ones(arcs.shape[2]), want_sib=False)
                 heads = heads_from_arcs(best, self.lengths)
+            with torch.no_grad():
+                require_trees(self.score(heads).to(torch.float64), "best tree")
             self._cache["argmax"] = heads
         return self._cache["argmax"]
 
