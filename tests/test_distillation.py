@@ -97,7 +97,7 @@ def test_cache_hit_miss_and_damage(corpus, teachers, tmp_path, caplog):
     teacher = teachers[True]
     student = toy.tagger(corpus, use_crf=True, seed=7)
     first = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
-    files = list(tmp_path.glob("*.pt"))
+    files = list(tmp_path.glob("*.safetensors"))
     assert len(files) == 1
 
     calls = []
@@ -160,7 +160,7 @@ def test_interrupted_annotation_resumes_from_its_shards(corpus, teachers, tmp_pa
                      progress=False)
     finally:
         type(teacher).teacher_scores = original
-    assert len(list(tmp_path.glob("*.partial/shard-*.pt"))) == 2
+    assert len(list(tmp_path.glob("*.partial/shard-*.safetensors"))) == 2
     done = []
     type(teacher).teacher_scores = lambda self, s: (done.append(len(s)), original(self, s))[1]
     try:
@@ -260,3 +260,30 @@ def test_flairs_multi_gpu_path_trains_with_kd(tmp_path):
     mp.spawn(_train_in_rank, args=(2, tmp_path), nprocs=2)
     rank0, rank1 = ((tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1))
     assert rank0 == rank1 and rank0[1] == "2"  # the same weights on both processes after training, 2 epochs of KD
+
+
+class _Evil:
+    def __reduce__(self):
+        return (open, (str(_EVIDENCE), "w"))
+
+
+_EVIDENCE = None
+
+
+def test_cache_files_run_no_code_and_belong_to_their_key(corpus, teachers, tmp_path, caplog):
+    global _EVIDENCE
+    teacher = teachers[True]
+    student = toy.tagger(corpus, use_crf=True, seed=7)
+    first = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
+    other = annotate(teacher, list(corpus.train)[:10], student, "structural", cache_dir=tmp_path, progress=False)
+    path, wrong = TargetCache(tmp_path, first.key).path, TargetCache(tmp_path, other.key).path
+    path.write_bytes(wrong.read_bytes())  # a valid file, made for another key
+    with caplog.at_level(logging.WARNING, logger="skd_flair"):
+        again = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
+    assert "made for another cache key" in caplog.text and len(again) == len(first)
+    _EVIDENCE = tmp_path / "code-ran"
+    torch.save({"format": 2, "payload": _Evil()}, path)  # a pickle where the cache expects its own file
+    redone = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
+    assert not _EVIDENCE.exists() and len(redone) == len(first)
+    for s in corpus.train:
+        assert torch.equal(first.piece(s)["pairwise"], redone.piece(s)["pairwise"])

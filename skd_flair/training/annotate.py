@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import flair
 import torch
@@ -19,7 +19,8 @@ from ..distill import KDObjective, OBJECTIVES
 from ..distill.batching import split_targets
 from ..registry import ConfigError
 from . import cache_dir
-from .cache import TargetCache, compress, corpus_digest, decompress, digest, fingerprint_model, sentence_key
+from .cache import (MergedEntries, TargetCache, compress, corpus_digest, decompress, digest, fingerprint_model,
+                    sentence_key)
 
 log = logging.getLogger("skd_flair")
 
@@ -33,7 +34,7 @@ def default_cache_dir() -> Path:
 class TeacherTargets:
     """A teacher's targets for a set of sentences, in one student's label space, looked up by sentence."""
 
-    def __init__(self, entries: Dict[str, dict], labels: Sequence[str], student_is_crf: bool, objective: dict,
+    def __init__(self, entries: Mapping[str, dict], labels: Sequence[str], student_is_crf: bool, objective: dict,
                  key: str = "", stats: Optional[dict] = None):
         self.entries = entries
         self.labels = list(labels)
@@ -116,19 +117,21 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
             return TeacherTargets(stored["entries"], labels, student_is_crf, config, key, stored.get("stats"))
         if distributed and torch.distributed.get_rank() != 0:
             raise RuntimeError(f"rank 0 did not leave teacher targets at {cache.path}")
-    entries: Dict[str, dict] = cache.load_partial() if cache is not None else {}
-    if entries:
-        log.info(f"teacher targets: resuming, {len(entries)} sentences already annotated")
-    todo, seen = [], set(entries)
+    done = cache.load_partial() if cache is not None else MergedEntries()
+    if len(done):
+        log.info(f"teacher targets: resuming, {len(done)} sentences already annotated")
+    todo, seen = [], set(done)
     for sentence, k in zip(sentences, keys):
         if k not in seen:
             seen.add(k)
             todo.append(sentence)
     todo.sort(key=len, reverse=True)  # similar lengths batch together; results do not depend on it
+    # only the pieces since the last flushed shard are held in memory while the teacher runs
     pending: Dict[str, dict] = {}
     dropped = 0.0
     start = time.time()
-    bar = tqdm(total=len(todo), desc="teacher targets", unit="sent", disable=not progress or not todo)
+    bar = tqdm(total=len(todo), desc="teacher targets", unit="sent", disable=not progress or not todo,
+               mininterval=5.0)
     was_training = teacher.training
     teacher.eval()
     try:
@@ -148,12 +151,10 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
             bar.update(len(batch))
             if cache is not None and len(pending) >= shard_every:
                 cache.save_shard(pending)
-                entries.update(pending)
                 pending = {}
     finally:
         teacher.train(was_training)
         bar.close()
-    entries.update(pending)
     elapsed = time.time() - start
     stats = {"sentences": len(todo), "seconds": elapsed, "max_dropped_mass": dropped,
              "device": str(flair.device)}
@@ -161,7 +162,12 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
         log.info(f"teacher targets: {len(todo)} sentences in {elapsed:.1f}s ({len(todo) / max(elapsed, 1e-9):.1f} "
                  f"sentences/s)")
     if cache is not None:
-        cache.save({"entries": entries, "labels": labels, "objective": config, "stats": stats})
+        cache.save({"entries": MergedEntries([*cache.load_partial().parts, pending]), "labels": labels,
+                    "objective": config, "stats": stats})
+        pending = {}
+        entries = cache.load()["entries"]  # the packed file: compact, whatever was held before
+    else:
+        entries = pending
     if distributed:
         torch.distributed.barrier()
     return TeacherTargets(entries, labels, student_is_crf, config, key, stats)

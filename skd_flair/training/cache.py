@@ -14,20 +14,23 @@ teacher shrinks to a few entries per token.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, Iterator, Optional
 
 import torch
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save_file
 
 from . import atomic_path
 
 log = logging.getLogger("skd_flair")
 
-FORMAT = 1
-__all__ = ["TargetCache", "compress", "decompress", "sentence_key", "fingerprint_model", "digest"]
+FORMAT = 2  # 1: pickled dicts (torch.save); 2: packed safetensors
+__all__ = ["TargetCache", "PackedEntries", "MergedEntries", "compress", "decompress", "sentence_key",
+           "fingerprint_model", "digest"]
 
 
 def digest(*parts) -> str:
@@ -104,67 +107,214 @@ def decompress(stored: dict) -> dict:
     return out
 
 
-def _atomic_save(obj, path: Path):
-    payload = io.BytesIO()
-    torch.save(obj, payload)
-    data = payload.getvalue()
+# ------------------------------------------------------------------------------------------------ storage
+# One file holds many sentences' pieces packed into a few flat tensors (safetensors: no code runs on load,
+# no per-tensor pickling cost), plus a layout table saying where each piece's fields lie:
+#   keys    uint8 [E, 16]   the sentence keys (32 hex digits)
+#   kinds   int16 [E]       index into the metadata's "kinds"
+#   layout  int64 [E, F, 8] per field: code (-1 absent, 0 sparse, 1 int32, 2 float32), offset, length,
+#                           number of dimensions, up to 4 dimensions
+#   sparse_index int32, sparse_value float32, ints int32, floats float32: the concatenated data
+# The metadata holds the cache key (a file copied under another key is refused), the field and kind names,
+# the other stored items as JSON, and a SHA-256 over every tensor (a flipped byte is caught).
+_STREAMS = ("sparse_index", "sparse_value", "ints", "floats")
+_MAX_DIMS = 4
+SUFFIX = ".safetensors"
+
+
+def _pack(entries: Mapping[str, dict]):
+    keys = sorted(entries)
+    fields = sorted({f for k in keys for f in entries[k] if f != "kind"})
+    kinds = sorted({entries[k]["kind"] for k in keys})
+    layout = torch.full((len(keys), len(fields), 4 + _MAX_DIMS), -1, dtype=torch.int64)
+    parts: Dict[str, list] = {name: [] for name in _STREAMS}
+    sizes = dict.fromkeys(_STREAMS, 0)
+
+    def put(stream: str, t: torch.Tensor) -> int:
+        offset = sizes[stream]
+        parts[stream].append(t.reshape(-1))
+        sizes[stream] += t.numel()
+        return offset
+
+    for e, key in enumerate(keys):
+        piece = entries[key]
+        for f, field in enumerate(fields):
+            if field not in piece:
+                continue
+            value = piece[field]
+            if isinstance(value, dict):  # sparse: shape, index, value
+                shape, n = list(value["shape"]), value["index"].numel()
+                offset = put("sparse_index", value["index"].to(torch.int32))
+                put("sparse_value", value["value"].to(torch.float32))
+                code = 0
+            else:
+                shape, n = list(value.shape), value.numel()
+                code = 1 if not value.is_floating_point() else 2
+                offset = put("ints" if code == 1 else "floats", value.to(torch.int32 if code == 1 else torch.float32))
+            if len(shape) > _MAX_DIMS:
+                raise ValueError(f"cannot store a {len(shape)}-dimensional target field {field!r}")
+            layout[e, f, :4] = torch.tensor([code, offset, n, len(shape)])
+            layout[e, f, 4:4 + len(shape)] = torch.tensor(shape, dtype=torch.int64)
+    kind_index = {k: i for i, k in enumerate(kinds)}
+    tensors = {
+        "keys": torch.tensor([list(bytes.fromhex(k)) for k in keys], dtype=torch.uint8).reshape(len(keys), 16),
+        "kinds": torch.tensor([kind_index[entries[k]["kind"]] for k in keys], dtype=torch.int16),
+        "layout": layout,
+    }
+    dtypes = {"sparse_index": torch.int32, "sparse_value": torch.float32, "ints": torch.int32,
+              "floats": torch.float32}
+    for name in _STREAMS:
+        tensors[name] = torch.cat(parts[name]) if parts[name] else torch.zeros(0, dtype=dtypes[name])
+        parts[name] = []
+    return tensors, {"fields": fields, "kinds": kinds}
+
+
+def _checksum(tensors: Mapping[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}:{t.dtype}:{list(t.shape)}".encode())
+        if t.numel():
+            h.update(t.view(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+class PackedEntries(Mapping):
+    """Read-only ``{sentence key: stored piece}`` over one packed file; a piece's tensors are views into the
+    file's flat tensors, made when asked for."""
+
+    def __init__(self, tensors: Dict[str, torch.Tensor], fields, kinds):
+        self.tensors, self.fields, self.kinds = tensors, list(fields), list(kinds)
+        self.index = {bytes(row).hex(): i for i, row in enumerate(tensors["keys"].numpy())}
+
+    def __len__(self):
+        return len(self.index)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.index)
+
+    def __contains__(self, key) -> bool:
+        return key in self.index
+
+    def __getitem__(self, key: str) -> dict:
+        e = self.index[key]
+        t = self.tensors
+        piece = {"kind": self.kinds[int(t["kinds"][e])]}
+        for f, row in enumerate(t["layout"][e].tolist()):
+            code, offset, n, ndim = row[:4]
+            if code < 0:
+                continue
+            shape = row[4:4 + ndim]
+            if code == 0:
+                piece[self.fields[f]] = {"shape": shape, "index": t["sparse_index"][offset:offset + n],
+                                         "value": t["sparse_value"][offset:offset + n]}
+            else:
+                piece[self.fields[f]] = t["ints" if code == 1 else "floats"][offset:offset + n].reshape(shape)
+        return piece
+
+
+class MergedEntries(Mapping):
+    """Several entry mappings read as one (the shards of an interrupted annotation, then the new pieces)."""
+
+    def __init__(self, parts: Iterable[Mapping[str, dict]] = ()):
+        self.parts = [p for p in parts if len(p)]
+
+    def __len__(self):
+        return len(set().union(*self.parts)) if self.parts else 0
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set()
+        for part in self.parts:
+            for key in part:
+                if key not in seen:
+                    seen.add(key)
+                    yield key
+
+    def __contains__(self, key) -> bool:
+        return any(key in part for part in self.parts)
+
+    def __getitem__(self, key: str) -> dict:
+        for part in self.parts:
+            if key in part:
+                return part[key]
+        raise KeyError(key)
+
+
+def _save_packed(entries: Mapping[str, dict], path: Path, key: str, extra: Optional[dict] = None):
+    tensors, names = _pack(entries)
+    metadata = {"format": str(FORMAT), "key": key, "fields": json.dumps(names["fields"]),
+                "kinds": json.dumps(names["kinds"]), "extra": json.dumps(extra or {}, default=str),
+                "checksum": _checksum(tensors)}
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "checksum": hashlib.sha256(data).hexdigest(), "payload": data}, tmp)
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
-def _checked_load(path: Path):
-    """The object stored at `path`, or None (with a warning) when it is truncated or corrupted."""
+def _load_packed(path: Path, key: str):
+    """(entries, extra) stored at ``path`` for cache key ``key``, or None (with a warning) when the file is
+    truncated, corrupted, not ours or made for another key."""
     try:
-        wrapped = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(wrapped, dict) or wrapped.get("format") != FORMAT:
-            raise ValueError("unknown format")
-        data = wrapped["payload"]
-        if hashlib.sha256(data).hexdigest() != wrapped["checksum"]:
+        # read into memory rather than memory-map: a file damaged in place under a mapping would crash the process
+        data = path.read_bytes()
+        size = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8:8 + size]).get("__metadata__") or {}
+        tensors = safetensors_load(data)
+        del data
+        if metadata.get("format") != str(FORMAT):
+            raise ValueError(f"unknown format {metadata.get('format')!r}")
+        if metadata.get("key") != key:
+            raise ValueError("it was made for another cache key")
+        if _checksum(tensors) != metadata.get("checksum"):
             raise ValueError("checksum mismatch")
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        entries = PackedEntries(tensors, json.loads(metadata["fields"]), json.loads(metadata["kinds"]))
+        return entries, json.loads(metadata["extra"])
     except Exception as error:  # any damage means: recompute
         log.warning(f"teacher cache {path} is unreadable ({error}); it will be recomputed")
         return None
 
 
 class TargetCache:
-    """The files of one cache key under `directory`: ``<key>.pt`` when complete, ``<key>.partial/`` while
-    an annotation is under way."""
+    """The files of one cache key under `directory`: ``<key>.safetensors`` when complete, ``<key>.partial/``
+    while an annotation is under way."""
 
     def __init__(self, directory, key: str):
         self.directory = Path(directory)
         self.key = key
-        self.path = self.directory / f"{key}.pt"
+        self.path = self.directory / f"{key}{SUFFIX}"
         self.partial = self.directory / f"{key}.partial"
 
     def load(self) -> Optional[dict]:
+        """``{"entries": ..., **extra}`` of the complete file, or None."""
         if not self.path.exists():
             return None
-        stored = _checked_load(self.path)
+        stored = _load_packed(self.path, self.key)
         if stored is None:
             self.path.unlink(missing_ok=True)
-        return stored
+            return None
+        entries, extra = stored
+        return {**extra, "entries": entries}
 
     def save(self, stored: dict):
-        _atomic_save(stored, self.path)
+        """Write ``stored["entries"]`` (a mapping of pieces) and its other JSON-able items; drop the shards."""
+        extra = {k: v for k, v in stored.items() if k != "entries"}
+        _save_packed(stored["entries"], self.path, self.key, extra)
         self.clear_partial()
 
-    def load_partial(self) -> Dict[str, dict]:
-        entries: Dict[str, dict] = {}
+    def load_partial(self) -> MergedEntries:
+        parts = []
         if self.partial.is_dir():
-            for shard in sorted(self.partial.glob("shard-*.pt")):
-                part = _checked_load(shard)
+            for shard in sorted(self.partial.glob(f"shard-*{SUFFIX}")):
+                part = _load_packed(shard, self.key)
                 if part is None:
                     shard.unlink(missing_ok=True)
                     continue
-                entries.update(part)
-        return entries
+                parts.append(part[0])
+        return MergedEntries(parts)
 
-    def save_shard(self, entries: Dict[str, dict]):
+    def save_shard(self, entries: Mapping[str, dict]):
         if not entries:
             return
-        count = len(list(self.partial.glob("shard-*.pt"))) if self.partial.is_dir() else 0
-        _atomic_save(dict(entries), self.partial / f"shard-{count:06d}.pt")
+        count = len(list(self.partial.glob(f"shard-*{SUFFIX}"))) if self.partial.is_dir() else 0
+        _save_packed(entries, self.partial / f"shard-{count:06d}{SUFFIX}", self.key)
 
     def clear_partial(self):
         if self.partial.is_dir():
