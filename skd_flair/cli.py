@@ -72,9 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="tag the sentences of a file")
     p.add_argument("--model", required=True)
     p.add_argument("--type", default="tagger")
-    p.add_argument("--input", required=True, help="one sentence a line (plain) or a column file (column)")
+    p.add_argument("--input", required=True, help="one sentence a line, whitespace-tokenised (plain), or a column "
+                                                  "file (column); one output block per non-blank sentence, in order")
     p.add_argument("--output", required=True)
     p.add_argument("--format", default="plain", choices=["plain", "column"])
+    p.add_argument("--encoding", default="utf-8", help="of the input file (a byte-order mark is dropped)")
     p.add_argument("--batch-size", type=int, default=32)
 
     p = sub.add_parser("demo", help="the main job on the bundled data: teacher, student without and with KD")
@@ -108,7 +110,7 @@ def run(args) -> Optional[dict]:
                                           args.batch_size) for m in args.model}
     if args.command == "predict":
         n = pipeline.predict_file({"path": args.model, "type": args.type}, args.input, args.output, args.format,
-                                  args.batch_size)
+                                  args.batch_size, encoding=args.encoding)
         return {"sentences": n, "output": args.output}
     if args.command == "demo":
         from .demo import run_demo

@@ -107,6 +107,34 @@ def test_command_line_reports_errors_without_a_traceback(tmp_path, capsys):
         load_config(bad, ["nonsense"])
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "text"])
+def test_a_damaged_model_file_is_one_clear_line(data, teacher, tmp_path, capsys, damage):
+    bad = tmp_path / "model.pt"
+    whole = teacher.read_bytes()
+    bad.write_bytes({"garbage": bytes(range(256)) * 40, "truncated": whole[:len(whole) // 2],
+                     "text": b"this is not a model\n"}[damage])
+    assert main(["predict", "--model", str(bad), "--input", str(data / "raw.txt"),
+                 "--output", str(tmp_path / "p.tsv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a complete Flair model file" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_predict_keeps_sentences_aligned_and_names_undecodable_lines(teacher, tmp_path, capsys):
+    raw = tmp_path / "in.txt"
+    raw.write_bytes("\ufeffAnna went to Berlin\n \t \nBob\vsaw Paris\n\nthe end\n".encode("utf-8"))
+    out = tmp_path / "out.tsv"
+    assert main(["predict", "--model", str(teacher), "--input", str(raw), "--output", str(out)]) == 0
+    blocks = [[line.split("\t")[0] for line in b.splitlines()] for b in out.read_text().split("\n\n") if b.strip()]
+    assert blocks == [["Anna", "went", "to", "Berlin"], ["Bob", "saw", "Paris"], ["the", "end"]]
+    raw.write_bytes("K\u00f6ln\n".encode("utf-8") + "M\u00fcnchen\n".encode("latin-1"))
+    capsys.readouterr()
+    assert main(["predict", "--model", str(teacher), "--input", str(raw), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "in.txt line 2 is not valid utf-8 text" in err and len(err.splitlines()) == 1
+    assert main(["predict", "--model", str(teacher), "--input", str(raw), "--output", str(out),
+                 "--encoding", "latin-1"]) == 0
+
+
 UD = __import__("pathlib").Path(__file__).resolve().parents[1] / "resources" / "data" / "ud_en_ewt"
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import flair.datasets
 from flair.data import Corpus, Sentence
@@ -366,29 +366,38 @@ def _plain_files(folder: Optional[Path], name: Optional[str], split: str, where:
     return [path]
 
 
-def _plain_sentences(paths: Sequence[Path], encoding: str, comment_symbol: Optional[str], docstart: Optional[str],
-                     drop_docs: bool, strip_prefix: Optional[str], tokenizer, where: str) -> List[Sentence]:
+def decoded_lines(path: Path, encoding: str, where: str) -> Iterator[str]:
+    """The lines of a file, split at newlines only, each decoded on its own (an undecodable line is an error
+    naming it), with the byte-order mark and zero-width spaces around them dropped."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"{where}: {path} line {number} is not valid {encoding} text ({err.reason} at "
+                                  f"byte {err.start}); set 'encoding' or fix the file") from err
+            except LookupError as err:
+                raise ConfigError(f"{where}: unknown encoding {encoding!r}") from err
+            yield line.strip().strip(_INVISIBLE)
+
+
+def plain_sentences(paths: Sequence[Path], encoding: str, comment_symbol: Optional[str], docstart: Optional[str],
+                    drop_docs: bool, strip_prefix: Optional[str], tokenizer, where: str) -> List[Sentence]:
+    """One sentence per non-blank line of ``paths`` (see :func:`decoded_lines`)."""
     sentences: List[Sentence] = []
     for path in paths:
-        with open(path, "rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                try:
-                    line = raw.decode(encoding)
-                except UnicodeDecodeError as err:
-                    raise ConfigError(f"{where}: {path} line {number} is not valid {encoding} text ({err.reason} at "
-                                      f"byte {err.start}); set 'encoding' or fix the file") from err
-                if comment_symbol is not None and line.startswith(comment_symbol):
-                    continue
-                line = line.strip().strip(_INVISIBLE)
-                if not line.strip():
-                    continue
-                tokens = tokenizer(line) if tokenizer is not None else line.split()
-                if not tokens or (drop_docs and docstart is not None and tokens == [docstart]):
-                    continue
-                if strip_prefix:
-                    tokens = [t[len(strip_prefix):] if t.startswith(strip_prefix) and len(t) > len(strip_prefix)
-                              else t for t in tokens]
-                sentences.append(Sentence(tokens))
+        for line in decoded_lines(path, encoding, where):
+            if comment_symbol is not None and line.startswith(comment_symbol):
+                continue
+            if not line.strip():
+                continue
+            tokens = tokenizer(line) if tokenizer is not None else line.split()
+            if not tokens or (drop_docs and docstart is not None and tokens == [docstart]):
+                continue
+            if strip_prefix:
+                tokens = [t[len(strip_prefix):] if t.startswith(strip_prefix) and len(t) > len(strip_prefix)
+                          else t for t in tokens]
+            sentences.append(Sentence(tokens))
     if not sentences:
         raise ConfigError(f"{where}: '{', '.join(map(str, paths))}' holds no sentences")
     return sentences
@@ -440,7 +449,7 @@ def text(
         paths = {split: _plain_files(folder, named[split], split, where) for split in SPLITS}
         corpus_name = name or str(folder or next(p[0] for p in paths.values() if p))
         tokenizer = SegtokTokenizer().tokenize if tokenize else None
-        datasets = [FlairDatapointDataset(_plain_sentences(paths[s], encoding, comment_symbol, docstart,
+        datasets = [FlairDatapointDataset(plain_sentences(paths[s], encoding, comment_symbol, docstart,
                                                            drop_docstart, strip_prefix, tokenizer, where))
                     if paths[s] else None for s in SPLITS]
     elif tokenize:

@@ -1,6 +1,8 @@
 """Models from configuration: ``{"type": "tagger", ...}`` builds a new model, ``teacher: {path: ...}`` loads one."""
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -132,5 +134,9 @@ def load_model(spec: Union[str, Mapping[str, Any]], where: str = "teacher"):
         raise ConfigError(f"{where}: model file {path} does not exist")
     try:
         return MODEL_CLASSES[kind].load(path)
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{where}: cannot load {path!r} ({error})") from error
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
+            AttributeError, TypeError) as error:
+        # Flair's files are pickles: a damaged or foreign file fails deep inside torch.load in many ways
+        detail = " ".join(str(error).split())[:200]
+        raise ConfigError(f"{where}: cannot load {path!r} as a {kind} model: not a complete Flair model file "
+                          f"({type(error).__name__}: {detail})") from error

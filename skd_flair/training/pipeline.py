@@ -31,7 +31,7 @@ from torch.utils.data import ConcatDataset
 
 from ..registry import ConfigError
 from .annotate import annotate
-from .corpora import load_corpus
+from .corpora import decoded_lines, load_corpus, plain_sentences
 from .models import build_model, load_model
 from .plugin import DistillationPlugin
 from .provenance import ProvenancePlugin, check_unlabelled
@@ -260,12 +260,15 @@ def evaluate_model(model_spec, corpus_spec, split: str = "test", gold_label_type
     return {"main_score": result.main_score, "scores": scores, "detailed": result.detailed_results}
 
 
-def _read_sentences(path: Path, fmt: str) -> List[Sentence]:
+def _read_sentences(path: Path, fmt: str, encoding: str = "utf-8") -> List[Sentence]:
+    """Sentences of a file to tag: lines end at newlines only (a vertical tab or form feed inside a line is
+    whitespace between tokens, never a new sentence), blank and BOM-only lines are skipped, and undecodable
+    text is an error naming the line."""
     if fmt == "plain":
-        return [Sentence(line.split()) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return plain_sentences([path], encoding, None, None, False, None, None, "predict")
     if fmt == "column":
         sentences, tokens = [], []
-        for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        for line in [*decoded_lines(path, encoding, "predict"), ""]:
             if line.strip():
                 tokens.append(line.split()[0])
             elif tokens:
@@ -288,14 +291,15 @@ def _bioes(sentence: Sentence, label_type: str) -> List[str]:
     return tags
 
 
-def predict_file(model_spec, input_path, output_path, input_format: str = "plain", batch_size: int = 32) -> int:
+def predict_file(model_spec, input_path, output_path, input_format: str = "plain", batch_size: int = 32,
+                 encoding: str = "utf-8") -> int:
     """Tag every sentence of a file; write ``token TAB tag`` lines (BIOES for span taggers), blank between
     sentences. Returns the number of sentences."""
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise ConfigError(f"input file {input_path} does not exist")
     model = load_model(model_spec, where="model")
-    sentences = _read_sentences(input_path, input_format)
+    sentences = _read_sentences(input_path, input_format, encoding)
     model.predict(sentences, mini_batch_size=batch_size)
     lines = []
     for sentence in sentences:
