@@ -11,6 +11,7 @@ from typing import List, Optional
 import yaml
 
 from .registry import ConfigError
+from .structs import StructureInputError
 
 log = logging.getLogger("skd_flair")
 
@@ -124,7 +125,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
     try:
         result = run(args)
-    except ConfigError as error:
+    except (ConfigError, StructureInputError) as error:  # bad configuration, data or label sets: one line
         print(f"skd-flair: error: {error}", file=sys.stderr)
         return 2
     except FileNotFoundError as error:

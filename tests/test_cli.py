@@ -135,6 +135,18 @@ def test_predict_keeps_sentences_aligned_and_names_undecodable_lines(teacher, tm
                  "--encoding", "latin-1"]) == 0
 
 
+def test_evaluating_on_a_corpus_without_the_models_labels_is_an_error(data, teacher, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config(data, tmp_path / "x")))
+    assert main(["evaluate", "--model", str(teacher), "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    unlabelled = config(data, tmp_path / "x")
+    unlabelled["corpus"]["column_format"] = {0: "text", 1: "pos"}  # the tags read as another label type
+    cfg.write_text(yaml.safe_dump(unlabelled))
+    assert main(["evaluate", "--model", str(teacher), "--config", str(cfg)]) == 2
+    assert "holds no 'ner' labels" in capsys.readouterr().err
+
+
 UD = __import__("pathlib").Path(__file__).resolve().parents[1] / "resources" / "data" / "ud_en_ewt"
 
 

@@ -181,11 +181,20 @@ def test_compressed_targets_are_exact_to_the_threshold():
     assert (exact["pairwise"].double() - p[:6]).abs().max() < 1e-7  # float32 rounding only
 
 
-def test_tag_dictionary_mismatch_is_a_clear_error(corpus, teachers, tmp_path):
+def test_tag_dictionary_mismatch_is_a_clear_error(corpus, teachers, tmp_path, caplog):
     other = toy.corpus(types={"Anna": "PER", "Berlin": "GPE", "Bob": "PER"})
     student = toy.tagger(other, use_crf=True)
     with pytest.raises(LabelMismatchError, match="GPE|LOC"):
         annotate(teachers[True], corpus.train, student, "structural", progress=False)
+    # a student type the teacher lacks: refused, or, said out loud, logged with the gold tokens concerned
+    extra = toy.corpus(types={**toy.NAMES, "Oslo": "GPE"})
+    wider = toy.tagger(extra, use_crf=True)
+    with pytest.raises(LabelMismatchError, match=r"never predicts: \[.*GPE.*\].*\(\d+ gold training tokens"):
+        annotate(teachers[True], extra.train, wider, "structural", progress=False)
+    with caplog.at_level(logging.WARNING, logger="skd_flair"):
+        annotate(teachers[True], extra.train, wider, "structural", progress=False, allow_missing_labels=True)
+    gpe = sum(len(span) for s in extra.train for span in s.get_spans("ner") if span.tag == "GPE")
+    assert gpe > 0 and f"({gpe} gold training tokens carry them)" in caplog.text
     right = toy.tagger(corpus, use_crf=True)
     targets = annotate(teachers[True], corpus.train, right, "structural", progress=False)
     with pytest.raises(LabelMismatchError, match="MaxEnt|CRF"):

@@ -42,7 +42,8 @@ __all__ = ["load_config", "check_config", "train_model", "distill", "annotate_on
            "SECTIONS"]
 
 SECTIONS = ("seed", "corpus", "unlabelled", "teacher", "model", "kd", "trainer", "name")
-KD_KEYS = ("objective", "mix", "cache_dir", "batch_size", "threshold", "shard_every", "allow_label_leak")
+KD_KEYS = ("objective", "mix", "cache_dir", "batch_size", "threshold", "shard_every", "allow_label_leak",
+           "allow_missing_labels")
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
 
 
@@ -220,7 +221,8 @@ def _distillation_setup(config, needs_trainer: bool):
     student = build_model(config["model"], train_corpus, teacher=teacher)  # vocabularies see the unlabelled text too
     targets = annotate(teacher, list(train_corpus.train), student, kd.get("objective", "structural"),
                        cache_dir=kd.get("cache_dir"), batch_size=kd.get("batch_size", 32),
-                       threshold=kd.get("threshold", 1e-7), shard_every=kd.get("shard_every", 2000))
+                       threshold=kd.get("threshold", 1e-7), shard_every=kd.get("shard_every", 2000),
+                       allow_missing_labels=bool(kd.get("allow_missing_labels", False)))
     return train_corpus, student, targets, kd
 
 
@@ -254,8 +256,14 @@ def evaluate_model(model_spec, corpus_spec, split: str = "test", gold_label_type
     """Evaluate a saved model on a split; returns the main score and Flair's detailed report."""
     model = load_model(model_spec, where="model")
     corpus = load_corpus(corpus_spec)
-    result = model.evaluate(_split(corpus, split), gold_label_type=gold_label_type or model.label_type,
-                            mini_batch_size=batch_size)
+    data = _split(corpus, split)
+    label_type = gold_label_type or model.label_type
+    if not any(s.get_labels(label_type) for s in data) and not any(
+            t.get_labels(label_type) for s in data for t in s):
+        # Flair would score every prediction against nothing and report 0.0 as if it were a result
+        raise ConfigError(f"the {split} split holds no '{label_type}' labels to evaluate against (its column "
+                          f"format or the model's tag type is wrong; the model predicts '{model.label_type}')")
+    result = model.evaluate(data, gold_label_type=label_type, mini_batch_size=batch_size)
     scores = {"/".join(k) if isinstance(k, tuple) else str(k): v for k, v in result.scores.items()}
     return {"main_score": result.main_score, "scores": scores, "detailed": result.detailed_results}
 
