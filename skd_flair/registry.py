@@ -2,8 +2,12 @@
 schedule, embedding or model makes it usable from YAML with no CLI change."""
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Any, Callable, Dict, Mapping
+import typing
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 
 class ConfigError(ValueError):
@@ -60,3 +64,54 @@ def check_keys(factory: Callable[..., Any], kwargs: Mapping[str, Any], where: st
     if unknown:
         allowed = ", ".join(sorted(set(named) - set(extra)))
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
+    check_values(factory, kwargs, where)
+
+
+# Values are checked against the factories' own annotations (with annotated_types constraints for ranges), in
+# pydantic's strict mode: a YAML string "yes" or "false" is not a boolean, "fast" is not a learning rate.
+_STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)
+
+
+def _hints(factory: Callable[..., Any]) -> Dict[str, Any]:
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:  # noqa: BLE001  (a name only imported for type checking): resolve one by one
+        out = {}
+        for name, param in inspect.signature(target).parameters.items():
+            ann = param.annotation
+            if isinstance(ann, str):
+                try:
+                    ann = eval(ann, getattr(target, "__globals__", {}))  # noqa: S307  (our own annotations)
+                except Exception:  # noqa: BLE001
+                    continue
+            if ann is not inspect.Parameter.empty:
+                out[name] = ann
+        return out
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(hint) -> Optional[TypeAdapter]:
+    try:
+        return TypeAdapter(hint, config=_STRICT)
+    except Exception:  # noqa: BLE001  (a type pydantic cannot check: left to the factory)
+        return None
+
+
+def check_value(hint, value, key: str, where: str) -> None:
+    adapter = _adapter(hint)
+    if adapter is None:
+        return
+    try:
+        adapter.validate_python(value)
+    except ValidationError as error:
+        first = error.errors()[0]  # its location inside a union names pydantic's branches: the key says enough
+        raise ConfigError(f"{where}: {key}: {first['msg'].lower()}, got {value!r}") from None
+
+
+def check_values(factory: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> None:
+    """ConfigError naming the first key whose value does not fit the factory's annotation."""
+    hints = _hints(factory)
+    for key, value in kwargs.items():
+        if key in hints and key != "return":
+            check_value(hints[key], value, key, where)

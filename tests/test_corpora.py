@@ -144,7 +144,7 @@ def test_wrong_column_count_names_file_and_line(tmp_path):
 def test_other_column_errors(tmp_path):
     write(tmp_path / "d" / "train.txt", "A\tO\n")
     for fmt, match in [({"x": "text"}, "not a column number"), ({0: "text", 1: "text"}, "twice"), ({}, "empty"),
-                       ("text ner", "column_format must be")]:
+                       ("text ner", "column_format: input should be a valid dictionary")]:
         with pytest.raises(ConfigError, match=match):
             load_corpus({"type": "column", "data_folder": str(tmp_path / "d"), "column_format": fmt})
     with pytest.raises(ConfigError, match="unknown key.*columns"):

@@ -6,11 +6,12 @@ registered by name so a configuration can say ``{type: structural, temperature: 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Annotated, Literal, Sequence
 
 import torch
 
 from ..registry import Registry
+from ..types import Ge, Positive
 from . import losses
 from .maps import align_sequences, to_student
 from .scores import ChainScores, TreeScores
@@ -31,7 +32,7 @@ class KDObjective:
 
     name = "base"
 
-    def __init__(self, temperature: float = 1.0, temperature_mode: str = "local"):
+    def __init__(self, temperature: Positive = 1.0, temperature_mode: Literal["local", "global"] = "local"):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if temperature_mode not in ("local", "global"):
@@ -78,7 +79,8 @@ class StructuralKD(KDObjective):
 
     name = "structural"
 
-    def __init__(self, temperature: float = 1.0, temperature_mode: str = "local", arc_marginals: str = "tree",
+    def __init__(self, temperature: Positive = 1.0, temperature_mode: Literal["local", "global"] = "local",
+                 arc_marginals: str = "tree",
                  unknown_tags: str = "renormalize"):
         super().__init__(temperature, temperature_mode)
         self.arc_marginals = arc_marginals
@@ -141,7 +143,7 @@ class TopKKD(KDObjective):
 
     name = "topk"
 
-    def __init__(self, k: int = 10, weighted: bool = False):
+    def __init__(self, k: Annotated[int, Ge(1)] = 10, weighted: bool = False):
         super().__init__(1.0, "local")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")

@@ -1,9 +1,12 @@
 """Mixing the KD loss with the gold loss: ``lambda * L_KD + (1 - lambda) * L_gold``."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from ..registry import Registry
+from ..types import Ge, Probability
 
 __all__ = ["MIX_SCHEDULES", "ConstantMix", "AnnealedMix", "mix_losses"]
 
@@ -14,7 +17,7 @@ MIX_SCHEDULES = Registry("mix schedule")
 class ConstantMix:
     """A fixed lambda (1 = KD only, 0 = gold only)."""
 
-    def __init__(self, weight: float = 0.5):
+    def __init__(self, weight: Probability = 0.5):
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"mix weight must be in [0, 1], got {weight}")
         self.weight = float(weight)
@@ -31,7 +34,7 @@ class AnnealedMix:
     """The reference code's teacher annealing: lambda = max(0, 1 - progress * factor / 100), where progress
     counts epochs (fractional within an epoch). Pure KD at the start, gold only after 100 / factor epochs."""
 
-    def __init__(self, factor: float = 1.0):
+    def __init__(self, factor: Annotated[float, Ge(0)] = 1.0):
         if factor < 0:
             raise ValueError(f"annealing factor must be >= 0, got {factor}")
         self.factor = float(factor)

