@@ -27,6 +27,7 @@ from skd_flair.training.corpora import load_corpus
 from skd_flair.training.models import MODEL_CLASSES, build_model
 from skd_flair.training.pipeline import _run_trainer, _training_corpus, measure_speed
 from skd_flair.training.plugin import DistillationPlugin
+from skd_flair.training.resume import config_hash
 
 from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, require_shared, write_json
 from .leaks import refuse_leaks
@@ -87,7 +88,9 @@ class SuiteRunner:
         flair.set_seed(1)
         model = build_model(self.suite.teacher, corpus)
         start = time.time()
-        out = _run_trainer(model, corpus, {**self.suite.teacher_trainer, "base_path": str(base)}, plugins=[])
+        trainer = {**self.suite.teacher_trainer, "base_path": str(base)}
+        out = _run_trainer(model, corpus, trainer, plugins=[], overwrite=True,
+                           run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
         scores = _scores(model, corpus, self.suite.metric)
         write_json(record, {"suite": owner, "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
                             "test": scores, "train_seconds": time.time() - start, "sizes": self.sizes(corpus),
@@ -116,7 +119,9 @@ class SuiteRunner:
 
     def data(self, student: Student):
         corpus = self.corpus(student.corpus, student.corpus_spec)
-        unlabelled = load_corpus(student.unlabelled) if student.unlabelled else None
+        # the same sentence objects for every student, so the teacher's embeddings computed for one objective's
+        # targets are reused by the next instead of recomputed (the character LMs dominate annotation time)
+        unlabelled = self.corpus(spec=student.unlabelled) if student.unlabelled else None
         return corpus, unlabelled, _training_corpus(corpus, unlabelled)
 
     def targets(self, teacher, student: Student, model, train_corpus):
@@ -173,7 +178,10 @@ class SuiteRunner:
         plugins = [DistillationPlugin(targets, mix=student.mix)] if targets is not None else []
         trainer = {**self.suite.student_trainer, **student.trainer, "base_path": str(base)}
         start = time.time()
-        out = _run_trainer(model, train_corpus, trainer, plugins=plugins)
+        # a run killed part-way resumes from its last epoch; a finished one is skipped above (its record exists)
+        out = _run_trainer(model, train_corpus, trainer, plugins=plugins, overwrite=True,
+                           run_hash=config_hash([student.model, student.objective, student.mix, student.corpus,
+                                                 student.corpus_spec, student.unlabelled, trainer, seed]))
         record = {"suite": self.suite.name, "run": student.name, "role": "student", "method": student.method,
                   "case": student.case, "seed": seed, "test": _scores(model, corpus, self.suite.metric),
                   "train_seconds": time.time() - start, "sizes": self.sizes(corpus, unlabelled),

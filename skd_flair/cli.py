@@ -16,6 +16,12 @@ from .structs import StructureInputError
 log = logging.getLogger("skd_flair")
 
 
+def _overwrite(parser: argparse.ArgumentParser):
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run of another configuration in trainer.base_path (an unfinished run of "
+                             "the same configuration always resumes)")
+
+
 def _overrides(parser: argparse.ArgumentParser):
     parser.add_argument("-o", "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a configuration value, e.g. -o trainer.max_epochs=3 (repeatable)")
@@ -46,10 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", aliases=["train-teacher"], help="train a model (a teacher, or a student without KD)")
     p.add_argument("config")
+    _overwrite(p)
     _overrides(p)
 
     p = sub.add_parser("distill", help="distil a teacher into a student (annotates and caches teacher targets)")
     p.add_argument("config")
+    _overwrite(p)
     _overrides(p)
 
     p = sub.add_parser("check", help="check a configuration's sections, types and keys without running anything")
@@ -90,9 +98,9 @@ def run(args) -> Optional[dict]:
     from .training import pipeline
 
     if args.command in ("train", "train-teacher"):
-        return pipeline.train_model(pipeline.load_config(args.config, args.overrides))
+        return pipeline.train_model(pipeline.load_config(args.config, args.overrides), overwrite=args.overwrite)
     if args.command == "distill":
-        return pipeline.distill(pipeline.load_config(args.config, args.overrides))
+        return pipeline.distill(pipeline.load_config(args.config, args.overrides), overwrite=args.overwrite)
     if args.command == "check":
         pipeline.check_config(pipeline.load_config(args.config, args.overrides))
         return {"config": args.config, "valid": True}

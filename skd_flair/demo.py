@@ -52,7 +52,8 @@ def _step(name: str, file: str, kind: str, teacher: str, out: Path, fresh: bool)
             log.info(f"demo: {name} already trained with this configuration, reusing {done}")
             return previous
     log.info(f"demo: training {name} ({file})")
-    return (pipeline.distill if kind == "distill" else pipeline.train_model)(config)
+    # the demo decides reuse itself (above): a changed step is retrained over its old folder
+    return (pipeline.distill if kind == "distill" else pipeline.train_model)(config, overwrite=True)
 
 
 def run_demo(out="runs/demo", fresh: bool = False) -> Dict:

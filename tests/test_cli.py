@@ -269,3 +269,61 @@ def test_overrides_bad_yaml_and_missing_packages_are_one_line(data, teacher, tmp
     assert main(["check", str(path)]) == 2
     assert "needs the Python package 'pyarrow', which is not installed; fix: pip install pyarrow" in \
         capsys.readouterr().err
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_ends_with_the_uninterrupted_model(data, teacher, tmp_path):
+    import torch
+    from flair.trainers.plugins import TrainerPlugin
+
+    from skd_flair.training import pipeline
+
+    def cfg(out, **extra):
+        return config(data, out, teacher={"path": str(teacher)}, kd={"objective": "structural"},
+                      trainer={"base_path": str(out), "max_epochs": 3, "mini_batch_size": 8}, **extra)
+
+    whole = distill(cfg(tmp_path / "whole"))
+    reference = torch.load(tmp_path / "whole" / "final-model.pt", weights_only=False)["state_dict"]
+
+    class KillInEpoch2(TrainerPlugin):
+        @TrainerPlugin.hook
+        def after_training_batch(self, **kw):
+            if self.trainer.model.model_card["training_parameters"]["epoch"] == 2:
+                raise _Killed()
+
+    real = pipeline._run_trainer
+    kill = lambda *a, plugins, **k: real(*a, plugins=[*plugins, KillInEpoch2()], **k)  # noqa: E731
+    pipeline._run_trainer = kill
+    try:
+        with pytest.raises(_Killed):
+            distill(cfg(tmp_path / "killed"))
+    finally:
+        pipeline._run_trainer = real
+    folder = tmp_path / "killed"
+    assert (folder / "checkpoint.pt").exists() and not (folder / "final-model.pt").exists()
+    assert json.loads((folder / "run.json").read_text())["finished"] is False
+    resumed = distill(cfg(folder))
+    weights = torch.load(folder / "final-model.pt", weights_only=False)["state_dict"]
+    assert weights.keys() == reference.keys() and all(torch.equal(weights[k], reference[k]) for k in weights)
+    assert [h["EPOCH"] for h in resumed["kd"]["history"]] == [1, 2, 3] == [h["EPOCH"] for h in whole["kd"]["history"]]
+    assert resumed["epochs"] == 2 and not (folder / "checkpoint.pt").exists()  # two epochs ran after the restart
+    assert (folder / "loss.tsv").read_text().count("EPOCH") == 1
+
+
+def test_resume_refuses_a_folder_of_another_configuration(data, tmp_path):
+    from skd_flair.training.pipeline import train_model
+
+    out = tmp_path / "run"
+    train_model(config(data, out))
+    with pytest.raises(ConfigError, match="holds a run of another configuration"):
+        train_model(config(data, out, seed=2))
+    train_model(config(data, out, seed=2), overwrite=True)
+    assert json.loads((out / "run.json").read_text())["finished"] is True
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "best-model.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_model(config(data, stray))

@@ -49,6 +49,7 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     assert files == ["crf_none-seed1.json", "crf_structural-seed1.json", "teacher.json"] and not lock.exists()
     record = json.loads((tmp_path / "results" / "smoke" / "crf_structural-seed1.json").read_text())
     assert record["kd"]["history"] and record["sentences_per_second"] > 0 and "--only crf_structural" in record["command"]
+    assert record["epochs"] == 1 == record["best_dev_epoch"] and len(record["dev_score_history"]) == 1
     stamp = (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime
     run.main(["smoke"])  # everything done: nothing is retrained
     assert (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime == stamp

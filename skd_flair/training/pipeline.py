@@ -27,6 +27,7 @@ import torch
 import yaml
 from flair.data import Corpus, Sentence
 from flair.trainers import ModelTrainer
+from flair.trainers.plugins import MetricHistoryPlugin
 from torch.utils.data import ConcatDataset
 
 from ..registry import ConfigError, check_value, check_values
@@ -37,6 +38,7 @@ from .embeddings import check_embedding_packages
 from .models import build_model, load_model
 from .plugin import DistillationPlugin
 from .provenance import ProvenancePlugin, check_unlabelled
+from .resume import ResumePlugin, config_hash, finish_run, prepare_run
 
 log = logging.getLogger("skd_flair")
 
@@ -183,7 +185,10 @@ def _trainer_arguments(method: str) -> set:
     return names - {"self", "kwargs", "plugins", "base_path"}
 
 
-def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List) -> Dict[str, Any]:
+def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, run_hash: Optional[str] = None,
+                 overwrite: bool = False) -> Dict[str, Any]:
+    """Train with Flair's ModelTrainer. With ``run_hash`` (the hash of the whole configuration), the run folder
+    is checkpointed every epoch and an unfinished run of the same configuration resumes (see ``resume``)."""
     spec = dict(spec)
     if "base_path" not in spec:
         raise ConfigError("trainer: missing required key base_path")
@@ -204,8 +209,16 @@ def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List) 
                           "(optimizer arguments go under trainer.optimizer_kwargs)")
     trainer = ModelTrainer(model, corpus)
     start = time.time()
-    plugins = [*plugins, ProvenancePlugin(corpus.train)]  # the saved model lists its gold training sentences
+    # the saved model lists its gold training sentences; the histories say how many epochs ran and which was best
+    plugins = [*plugins, ProvenancePlugin(corpus.train), MetricHistoryPlugin()]
+    if run_hash is not None:
+        checkpoint = prepare_run(base_path, run_hash, overwrite=overwrite)
+        plugins = [ResumePlugin(base_path, checkpoint), *plugins]
+        if checkpoint is not None:
+            spec["epoch"] = int(checkpoint["epoch"])
     result = getattr(trainer, method)(base_path, plugins=plugins, **spec, **optimizer_kwargs)
+    if run_hash is not None:
+        finish_run(base_path, run_hash)
     dev = result.get("dev_score_history") or []
     return {"test_score": result.get("test_score"), "train_seconds": time.time() - start, "base_path": str(base_path),
             "epochs": len(result.get("train_loss_history") or []), "dev_score_history": dev,
@@ -223,14 +236,16 @@ def _write_results(base_path: Union[str, Path], results: Dict[str, Any]):
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
-def train_model(config) -> Dict[str, Any]:
-    """Train a model (a teacher, or a student without KD) from a configuration."""
+def train_model(config, overwrite: bool = False) -> Dict[str, Any]:
+    """Train a model (a teacher, or a student without KD) from a configuration; an interrupted run of the same
+    configuration resumes, a folder holding another configuration's run is refused unless ``overwrite``."""
     config = check_config(load_config(config))
     _require(config, "corpus", "model", "trainer")
     _set_seed(config)
     corpus = load_corpus(config["corpus"])
     model = build_model(config["model"], corpus)
-    results = _run_trainer(model, corpus, config["trainer"], plugins=[])
+    results = _run_trainer(model, corpus, config["trainer"], plugins=[], run_hash=config_hash(config),
+                           overwrite=overwrite)
     results.update({"config": config, "kd": None})
     _write_results(results["base_path"], results)
     return results
@@ -267,12 +282,14 @@ def _distillation_setup(config, needs_trainer: bool):
     return train_corpus, student, targets, kd
 
 
-def distill(config) -> Dict[str, Any]:
-    """Distil a teacher into a student: annotate (cached), then train with the DistillationPlugin."""
+def distill(config, overwrite: bool = False) -> Dict[str, Any]:
+    """Distil a teacher into a student: annotate (cached), then train with the DistillationPlugin (resumable as
+    ``train_model``)."""
     config = check_config(load_config(config))
     train_corpus, student, targets, kd = _distillation_setup(config, needs_trainer=True)
     plugin = DistillationPlugin(targets, mix=kd.get("mix"))
-    results = _run_trainer(student, train_corpus, config["trainer"], plugins=[plugin])
+    results = _run_trainer(student, train_corpus, config["trainer"], plugins=[plugin], run_hash=config_hash(config),
+                           overwrite=overwrite)
     results.update({"config": config, "kd": {"targets_key": targets.key, "annotation": targets.stats,
                                              "history": plugin.history}})
     _write_results(results["base_path"], results)
