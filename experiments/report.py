@@ -160,22 +160,105 @@ def plots(all_runs: Dict[str, List[dict]]) -> List[str]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made.append(f"![{name}](plots/{path.name})")
-    timed = [r for runs in all_runs.values() for r in runs if "sentences_per_second" in r]
-    if timed:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for r in timed:
-            ax.scatter(r["sentences_per_second"], 100 * r["test"]["main"],
-                       marker="s" if r["role"] == "teacher" else "o",
-                       color="#555555" if r["role"] == "teacher" else "#4477aa")
-            ax.annotate(f"{r['suite']}/{r['run']}", (r["sentences_per_second"], 100 * r["test"]["main"]), fontsize=6)
-        ax.set_xscale("log")
-        ax.set_xlabel("sentences per second (CPU, one thread, log scale)")
-        ax.set_ylabel("test F1 / LAS")
-        ax.set_title("speed and accuracy: teachers (squares) and students (circles)", fontsize=9)
+    made += speed_plot(plt, all_runs)
+    made += curve_plots(plt, all_runs)
+    return made
+
+
+def _best_student(runs: List[dict]):
+    """(median speed, best method mean score) of each student kind of a suite, and the teacher's."""
+    points = {}
+    for kind_runs in _by_kind(runs).items():
+        kind, group = kind_runs
+        speeds = [r["sentences_per_second"] for r in group if "sentences_per_second" in r]
+        if not speeds:
+            continue
+        by_method = defaultdict(list)
+        for r in group:
+            by_method[r["run"]].append(100 * r["test"]["main"])
+        points[kind] = (statistics.median(speeds), max(statistics.mean(v) for v in by_method.values()))
+    return points
+
+
+def _by_kind(runs: List[dict]) -> Dict[str, List[dict]]:
+    kinds = defaultdict(list)
+    for r in runs:
+        kinds["teacher" if r["role"] == "teacher" else _student_kind(r) + " student"].append(r)
+    return kinds
+
+
+def speed_plot(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
+    """One colour per suite: its teacher (square) joined to each student kind (circle), at the kind's median
+    speed and its best method's mean score; a legend instead of labels on the points."""
+    suites = [n for n, runs in all_runs.items() if _best_student(runs + borrowed_teacher(n, all_runs))]
+    if not suites:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    colours = plt.cm.tab20(range(len(suites)))
+    for colour, name in zip(colours, suites):
+        points = _best_student(all_runs[name] + borrowed_teacher(name, all_runs))
+        teacher = points.pop("teacher", None)
+        for kind, (speed, score) in points.items():
+            ax.scatter(speed, score, marker="o" if kind.startswith("CRF") else "^", color=colour, s=30)
+            if teacher:
+                ax.plot([teacher[0], speed], [teacher[1], score], color=colour, linewidth=0.7, alpha=0.6)
+        if teacher:
+            ax.scatter(*teacher, marker="s", color=colour, s=36)
+        ax.plot([], [], color=colour, marker="s", linestyle="-", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("sentences per second (CPU, one thread, log scale)")
+    ax.set_ylabel("test F1 / LAS (best method of each student kind)")
+    ax.set_title("teachers (squares) and their students (circles: CRF, triangles: MaxEnt)", fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    fig.savefig(PLOTS / "speed_accuracy.png", dpi=110)
+    plt.close(fig)
+    return ["![speed and accuracy](plots/speed_accuracy.png)"]
+
+
+def curve_points(runs: List[dict]) -> Dict[str, Dict[int, List[float]]]:
+    """``{method run name: {U: [test F1 per seed]}}`` of a learning-curve suite (runs named ``u<U>_<name>``;
+    the student without KD reads no unlabelled text, so it is the same at every U)."""
+    out: Dict[str, Dict[int, List[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        if r["role"] != "student":
+            continue
+        name = r["run"]
+        if name.startswith("u") and "_" in name and name[1:name.index("_")].isdigit():
+            u, method = int(name[1:name.index("_")]), name[name.index("_") + 1:]
+        else:
+            u, method = 0, name
+        out[method][u].append(100 * r["test"]["main"])
+    return out
+
+
+def curve_plots(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
+    made = []
+    for name, runs in all_runs.items():
+        if not name.startswith("curve_"):
+            continue
+        points = curve_points(runs)
+        teacher = [100 * r["test"]["main"] for r in runs + borrowed_teacher(name, all_runs) if r["role"] == "teacher"]
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for method, by_u in sorted(points.items()):
+            us = sorted(by_u)
+            means = [statistics.mean(by_u[u]) for u in us]
+            sds = [statistics.stdev(by_u[u]) if len(by_u[u]) > 1 else 0.0 for u in us]
+            if method == "crf_none":  # gold only: one value, drawn across
+                ax.axhline(means[0], color="#999999", linestyle=":", label="CRF, no KD (gold only)")
+                continue
+            ax.errorbar(us, means, yerr=sds, marker="o", capsize=3, label=method.replace("_", " "))
+        if teacher:
+            ax.axhline(teacher[0], color="black", linestyle="--", label="teacher")
+        ax.set_xlabel("unlabelled sentences U (besides the 2,000 gold ones)")
+        ax.set_ylabel("test F1 (mean ± sd over seeds)")
+        ax.set_title(SUITES[name].title if name in SUITES else name, fontsize=9)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
         fig.tight_layout()
-        fig.savefig(PLOTS / "speed_accuracy.png", dpi=110)
+        path = PLOTS / f"{name}.png"
+        fig.savefig(path, dpi=110)
         plt.close(fig)
-        made.append("![speed and accuracy](plots/speed_accuracy.png)")
+        made.append(f"![{name}](plots/{path.name})")
     return made
 
 
