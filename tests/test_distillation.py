@@ -296,3 +296,13 @@ def test_cache_files_run_no_code_and_belong_to_their_key(corpus, teachers, tmp_p
     assert not _EVIDENCE.exists() and len(redone) == len(first)
     for s in corpus.train:
         assert torch.equal(first.piece(s)["pairwise"], redone.piece(s)["pairwise"])
+
+
+def test_targets_depend_on_the_batch_size_only_through_rounding(corpus, teachers):
+    teacher = teachers[True]
+    student = toy.tagger(corpus, use_crf=True, seed=7)
+    small = annotate(teacher, corpus.train, student, "structural", cache_dir=False, batch_size=3, progress=False)
+    large = annotate(teacher, corpus.train, student, "structural", cache_dir=False, batch_size=32, progress=False)
+    worst = max((small.piece(s)[f] - large.piece(s)[f]).abs().max().item()
+                for s in corpus.train for f in ("unary", "pairwise"))
+    assert worst < 1e-5  # the bound annotate's docstring states
