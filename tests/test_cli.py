@@ -327,3 +327,22 @@ def test_resume_refuses_a_folder_of_another_configuration(data, tmp_path):
     (stray / "best-model.pt").write_bytes(b"")
     with pytest.raises(ConfigError, match="already holds a run"):
         train_model(config(data, stray))
+
+
+def test_gradient_probe_logs_both_terms_and_leaves_training_unchanged(data, teacher, tmp_path):
+    import torch
+
+    def run(out, probe):
+        kd = {"objective": {"type": "structural", "temperature": 2.0}, "probe_gradients": probe}
+        return distill(config(data, out, teacher={"path": str(teacher)}, kd=kd,
+                              trainer={"base_path": str(out), "max_epochs": 2, "mini_batch_size": 8}))
+
+    plain, probed = run(tmp_path / "plain", False), run(tmp_path / "probed", True)
+    rows = probed["kd"]["history"]
+    assert all(r["GRAD_NORM_KD"] > 0 and r["GRAD_NORM_GOLD"] > 0 for r in rows) and len(rows) == 2
+    assert "GRAD_NORM_KD" not in plain["kd"]["history"][0]
+    header = (tmp_path / "probed" / "kd_loss.tsv").read_text().splitlines()[0].split("\t")
+    assert header[-2:] == ["GRAD_NORM_KD", "GRAD_NORM_GOLD"]
+    a = torch.load(tmp_path / "plain" / "final-model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "probed" / "final-model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

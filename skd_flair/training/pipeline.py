@@ -47,7 +47,7 @@ __all__ = ["load_config", "check_config", "train_model", "distill", "annotate_on
 
 SECTIONS = ("seed", "corpus", "unlabelled", "teacher", "model", "kd", "trainer", "name")
 KD_KEYS = ("objective", "mix", "cache_dir", "batch_size", "threshold", "shard_every", "allow_label_leak",
-           "allow_missing_labels")
+           "allow_missing_labels", "probe_gradients")
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
 
 
@@ -287,7 +287,7 @@ def distill(config, overwrite: bool = False) -> Dict[str, Any]:
     ``train_model``)."""
     config = check_config(load_config(config))
     train_corpus, student, targets, kd = _distillation_setup(config, needs_trainer=True)
-    plugin = DistillationPlugin(targets, mix=kd.get("mix"))
+    plugin = DistillationPlugin(targets, mix=kd.get("mix"), probe_gradients=bool(kd.get("probe_gradients", False)))
     results = _run_trainer(student, train_corpus, config["trainer"], plugins=[plugin], run_hash=config_hash(config),
                            overwrite=overwrite)
     results.update({"config": config, "kd": {"targets_key": targets.key, "annotation": targets.stats,

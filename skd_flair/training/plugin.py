@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional, Union
+from typing import Dict, List, Optional, Union
 
+import torch
 from flair.trainers.plugins import TrainerPlugin
 
 from ..distill import MIX_SCHEDULES, AnnealedMix
@@ -17,6 +18,7 @@ log = logging.getLogger("flair")
 __all__ = ["DistillationPlugin"]
 
 _COLUMNS = ["EPOCH", "LAMBDA", "GOLD_LOSS", "KD_LOSS", "KL_PER_TOKEN", "TEACHER_ENTROPY", "ARGMAX_AGREEMENT"]
+_PROBE_COLUMNS = ["GRAD_NORM_KD", "GRAD_NORM_GOLD"]  # with probe_gradients: the two terms' gradient norms
 
 
 class DistillationPlugin(TrainerPlugin):
@@ -26,6 +28,8 @@ class DistillationPlugin(TrainerPlugin):
         targets: the teacher's targets for the training sentences (`annotate`).
         mix: a schedule (``ConstantMix``, ``AnnealedMix``) or its config; lambda weights the KD loss.
         log_file: name of the per-epoch KD log written next to Flair's loss.tsv.
+        probe_gradients: also log, per epoch, the gradient norms of the KD term and of the gold term alone on
+            one fixed batch (``kd.probe_gradients``): whether one term drowns the other.
 
     Per epoch it logs the gold and KD losses (per token) separately, the mean per-token KL from the
     teacher's token marginals to the student's, the teacher's mean token entropy and how often the two
@@ -33,8 +37,10 @@ class DistillationPlugin(TrainerPlugin):
     """
 
     def __init__(self, targets: TeacherTargets, mix: Union[dict, str, object, None] = None,
-                 log_file: Optional[str] = "kd_loss.tsv"):
+                 log_file: Optional[str] = "kd_loss.tsv", probe_gradients: bool = False):
         super().__init__()
+        self.probe_gradients = probe_gradients
+        self.probe: List = []
         self.targets = targets
         if mix is None:
             mix = AnnealedMix(1.0)
@@ -77,6 +83,8 @@ class DistillationPlugin(TrainerPlugin):
 
     @TrainerPlugin.hook
     def before_training_batch(self, batch_no, batch, total_number_of_batches, epoch, **kw):
+        if self.probe_gradients and epoch == 1 and batch_no == 0:
+            self.probe = [s for s in batch if not is_unlabelled(s)]
         progress = (epoch - 1) + batch_no / max(total_number_of_batches, 1)
         self.weight = self.mix(progress)
         self.model.kd_weight = self.weight
@@ -100,6 +108,8 @@ class DistillationPlugin(TrainerPlugin):
                "GOLD_LOSS": s["gold_loss"] / max(s["labelled_tokens"], 1), "KD_LOSS": s["kd_loss"] / tokens,
                "KL_PER_TOKEN": s["kl_sum"] / tokens, "TEACHER_ENTROPY": s["teacher_entropy_sum"] / tokens,
                "ARGMAX_AGREEMENT": s["agree"] / tokens}
+        if self.probe_gradients and self.probe:
+            row.update(self._gradient_norms())
         self.history.append(row)
         log.info("KD epoch {EPOCH}: lambda {LAMBDA:.4f} - gold loss {GOLD_LOSS:.4f} - KD loss {KD_LOSS:.4f} - "
                  "KL/token {KL_PER_TOKEN:.4f} - teacher entropy {TEACHER_ENTROPY:.4f} - argmax agreement "
@@ -107,11 +117,44 @@ class DistillationPlugin(TrainerPlugin):
         if self.base_path is not None and self.log_file:
             path = self.base_path / self.log_file
             new = not path.exists() or epoch == 1
+            columns = [c for c in (*_COLUMNS, *_PROBE_COLUMNS) if c in row]
             with open(path, "w" if new else "a") as f:
                 if new:
-                    f.write("\t".join(_COLUMNS) + "\n")
-                f.write("\t".join(f"{row[c]:.6f}" if isinstance(row[c], float) else str(row[c]) for c in _COLUMNS)
+                    f.write("\t".join(columns) + "\n")
+                f.write("\t".join(f"{row[c]:.6f}" if isinstance(row[c], float) else str(row[c]) for c in columns)
                         + "\n")
+
+    def _gradient_norms(self) -> Dict[str, float]:
+        """The gradient norm of the KD term alone and of the gold term alone on the first training batch's
+        labelled sentences (always the same sentences), in eval mode so the probe draws no random numbers and
+        leaves the training run unchanged; the gradients of the training step are put back afterwards."""
+        model = self.model
+        params = [p for p in model.parameters() if p.requires_grad]
+        saved = [p.grad for p in params]
+        was_training, weight = model.training, model.kd_weight
+        model.eval()
+        norms = {}
+        try:
+            for column, kd_weight in (("GRAD_NORM_KD", 1.0), ("GRAD_NORM_GOLD", 0.0)):
+                for p in params:
+                    p.grad = None
+                model.kd_weight = kd_weight
+                for sentence in self.probe:  # embeddings kept from training may hold a freed graph
+                    sentence.clear_embeddings()
+                    sentence.add_metadata(KD_TARGETS, self.targets.piece(sentence))
+                loss, _ = model.forward_loss(self.probe)
+                loss.backward()
+                grads = [p.grad.detach().pow(2).sum() for p in params if p.grad is not None]
+                norms[column] = float(torch.stack(grads).sum().sqrt()) if grads else 0.0
+        finally:
+            for sentence in self.probe:
+                sentence._metadata.pop(KD_TARGETS, None)
+                sentence.clear_embeddings()
+            for p, g in zip(params, saved):
+                p.grad = g
+            model.train(was_training)
+            model.kd_weight = weight
+        return norms
 
     def get_state(self):
         return {**super().get_state(), "mix": repr(self.mix), "targets_key": self.targets.key}
