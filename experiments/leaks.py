@@ -18,6 +18,9 @@ from typing import Callable, Dict, List, Optional
 from skd_flair.training.provenance import LEAK_SHARE, sentence_key
 
 
+_KEYS: Dict[str, set] = {}
+
+
 def split_keys(split) -> set:
     return {sentence_key(t.text for t in sentence) for sentence in (split or [])}
 
@@ -50,14 +53,14 @@ def teacher_corpus(suite, suites: Dict) -> Dict:
 
 def overlaps(suite, suites: Dict, load: Callable) -> List[Overlap]:
     """Overlap of the teacher's training split with each student's unlabelled text (students without any are
-    skipped); ``load`` builds a Flair corpus from a spec."""
-    cache: Dict[str, set] = {}
+    skipped); ``load`` builds a Flair corpus from a spec. Sentence keys are kept per spec for the process, so
+    suites that share a corpus (every CoNLL-2003 suite) read it once."""
 
     def keys(spec: Dict) -> set:
         name = json.dumps(spec, sort_keys=True, default=str)
-        if name not in cache:
-            cache[name] = split_keys(load(spec).train)
-        return cache[name]
+        if name not in _KEYS:
+            _KEYS[name] = split_keys(load(spec).train)
+        return _KEYS[name]
 
     owner = suite.teacher_from or suite.name
     out = []

@@ -153,6 +153,10 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
         if k not in seen:
             seen.add(k)
             todo.append(sentence)
+    repeated = len(keys) - len(set(keys))
+    if repeated:
+        log.info(f"teacher targets: {repeated} of {len(keys)} sentences repeat an earlier one (same tokens); each "
+                 "distinct sentence is annotated once and every occurrence gets its targets")
     todo.sort(key=len, reverse=True)  # similar lengths batch together; results do not depend on it
     # only the pieces since the last flushed shard are held in memory while the teacher runs
     pending: Dict[str, dict] = {}

@@ -19,6 +19,7 @@ import inspect
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
@@ -216,7 +217,9 @@ def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, 
         plugins = [ResumePlugin(base_path, checkpoint), *plugins]
         if checkpoint is not None:
             spec["epoch"] = int(checkpoint["epoch"])
-    result = getattr(trainer, method)(base_path, plugins=plugins, **spec, **optimizer_kwargs)
+    with warnings.catch_warnings():  # raised inside Flair's trainer on every run; nothing a user can change
+        warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", category=FutureWarning)
+        result = getattr(trainer, method)(base_path, plugins=plugins, **spec, **optimizer_kwargs)
     if run_hash is not None:
         finish_run(base_path, run_hash)
     dev = result.get("dev_score_history") or []
