@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import textwrap
 from collections import defaultdict
 from typing import Dict, List
 
@@ -154,7 +155,7 @@ def plots(all_runs: Dict[str, List[dict]]) -> List[str]:
         ax.set_ylabel(f"test {metric} (mean ± sd over seeds)")
         low = min(means) - 5
         ax.set_ylim(max(0, low), min(100, max(means) + 5))
-        ax.set_title(SUITES[name].title if name in SUITES else name, fontsize=9)
+        ax.set_title(textwrap.fill(SUITES[name].title if name in SUITES else name, 70), fontsize=9)
         fig.tight_layout()
         path = PLOTS / f"{name}_methods.png"
         fig.savefig(path, dpi=110)
@@ -252,7 +253,7 @@ def curve_plots(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
             ax.axhline(teacher[0], color="black", linestyle="--", label="teacher")
         ax.set_xlabel("unlabelled sentences U (besides the 2,000 gold ones)")
         ax.set_ylabel("test F1 (mean ± sd over seeds)")
-        ax.set_title(SUITES[name].title if name in SUITES else name, fontsize=9)
+        ax.set_title(textwrap.fill(SUITES[name].title if name in SUITES else name, 70), fontsize=9)
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
         fig.tight_layout()
         path = PLOTS / f"{name}.png"

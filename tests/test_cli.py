@@ -309,7 +309,7 @@ def test_resume_after_a_kill_ends_with_the_uninterrupted_model(data, teacher, tm
     weights = torch.load(folder / "final-model.pt", weights_only=False)["state_dict"]
     assert weights.keys() == reference.keys() and all(torch.equal(weights[k], reference[k]) for k in weights)
     assert [h["EPOCH"] for h in resumed["kd"]["history"]] == [1, 2, 3] == [h["EPOCH"] for h in whole["kd"]["history"]]
-    assert resumed["epochs"] == 2 and not (folder / "checkpoint.pt").exists()  # two epochs ran after the restart
+    assert resumed["epochs"] == 3 and resumed["resumed_after_epoch"] == 1 and not (folder / "checkpoint.pt").exists()
     assert (folder / "loss.tsv").read_text().count("EPOCH") == 1
 
 

@@ -223,9 +223,11 @@ def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, 
     if run_hash is not None:
         finish_run(base_path, run_hash)
     dev = result.get("dev_score_history") or []
+    resumed = int(spec.get("epoch", 0))  # epochs finished before a resume: the histories start after them
     return {"test_score": result.get("test_score"), "train_seconds": time.time() - start, "base_path": str(base_path),
-            "epochs": len(result.get("train_loss_history") or []), "dev_score_history": dev,
-            "best_dev_epoch": 1 + max(range(len(dev)), key=dev.__getitem__) if dev else None}
+            "epochs": resumed + len(result.get("train_loss_history") or []), "dev_score_history": dev,
+            "resumed_after_epoch": resumed,
+            "best_dev_epoch": resumed + 1 + max(range(len(dev)), key=dev.__getitem__) if dev else None}
 
 
 def _set_seed(config):
