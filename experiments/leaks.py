@@ -4,8 +4,8 @@ A teacher's marginals on its own training sentences hand their gold labels over,
 student distilled through them is not semi-supervised. ``python -m experiments.run`` calls
 :func:`refuse_leaks` before anything trains; ``tests/test_experiment_leaks.py`` runs it over every suite.
 
-Sentences are compared by a hash of their token sequence (the one ``skd_flair.training.provenance`` writes into
-every model it trains). Identical short sentences recur in news text ("LONDON 1996-08-30"), so a pair leaks
+Sentences are compared by a hash of their token sequence (the target cache's ``sentence_key``, which
+``skd_flair.training.provenance`` also writes into every model it trains). Identical short sentences recur in news text ("LONDON 1996-08-30"), so a pair leaks
 when more than ``LEAK_SHARE`` (10%) of the unlabelled sentences are in the teacher's gold training set; the
 count is recorded either way (``leak_check`` in each student's result JSON).
 """
@@ -15,14 +15,15 @@ import json
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
-from skd_flair.training.provenance import LEAK_SHARE, sentence_key
+from skd_flair.training.cache import sentence_key
+from skd_flair.training.provenance import LEAK_SHARE
 
 
 _KEYS: Dict[str, set] = {}
 
 
 def split_keys(split) -> set:
-    return {sentence_key(t.text for t in sentence) for sentence in (split or [])}
+    return {sentence_key(sentence) for sentence in (split or [])}
 
 
 @dataclass

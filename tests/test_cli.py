@@ -204,10 +204,11 @@ def test_zero_shot_student_learns_from_unlabelled_text_alone(data, teacher, tmp_
 
 def test_distill_refuses_unlabelled_text_whose_labels_trained_the_teacher(data, teacher, tmp_path):
     from skd_flair.models import DistillableTagger
-    from skd_flair.training.provenance import TRAINING_SENTENCES, sentence_key
+    from skd_flair.training.cache import sentence_key
+    from skd_flair.training.provenance import TRAINING_SENTENCES
 
     card = DistillableTagger.load(str(teacher)).model_card[TRAINING_SENTENCES]
-    assert set(card) == {sentence_key(t.text for t in s) for s in toy.sentences(40, 0)}
+    assert set(card) == {sentence_key(s) for s in toy.sentences(40, 0)}
     own_text = {"type": "text", "format": "column", "data_folder": str(data), "train_file": "train.txt",
                 "skip_train": 20}  # the second half of the teacher's own training file
     cfg = config(data, tmp_path / "leak", teacher={"path": str(teacher)}, unlabelled=own_text,

@@ -2,20 +2,20 @@
 
 A teacher's marginals on the sentences it was trained on hand their gold labels over: a student distilled
 through them is not learning from unlabelled text. Every model trained through ``skd_flair`` carries, in its
-Flair model card, a short hash of each labelled training sentence (``TRAINING_SENTENCES``; 16 hex digits,
-about 17 bytes a sentence); ``distill`` compares it with the unlabelled text and refuses a leak. Models
+Flair model card, a short hash of each labelled training sentence (``TRAINING_SENTENCES``: the target cache's
+``sentence_key``, 32 hex digits); ``distill`` compares it with the unlabelled text and refuses a leak. Models
 trained elsewhere carry none, and are then taken on trust (logged).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-from typing import Iterable, List, Optional, Set
+from typing import List, Optional, Set
 
 from flair.trainers.plugins import TrainerPlugin
 
 from ..models.tagger import is_unlabelled
 from ..registry import ConfigError
+from .cache import sentence_key
 
 log = logging.getLogger("skd_flair")
 
@@ -24,18 +24,13 @@ TRAINING_SENTENCES = "skd_training_sentences"
 # 2,000..4,000 share 3.6% of the latter, a teacher's own training text shares all of it
 LEAK_SHARE = 0.10
 
-__all__ = ["TRAINING_SENTENCES", "LEAK_SHARE", "sentence_key", "labelled_keys", "ProvenancePlugin",
+__all__ = ["TRAINING_SENTENCES", "LEAK_SHARE", "labelled_keys", "ProvenancePlugin",
            "teacher_training_keys", "check_unlabelled"]
-
-
-def sentence_key(tokens: Iterable[str]) -> str:
-    """A hash of a sentence's token texts (16 hex digits: no collisions to expect below ~10^9 sentences)."""
-    return hashlib.sha1("\x1f".join(tokens).encode("utf-8")).hexdigest()[:16]
 
 
 def labelled_keys(sentences) -> List[str]:
     """The sorted, distinct keys of the sentences that carry gold labels (unlabelled KD text is left out)."""
-    return sorted({sentence_key(t.text for t in s) for s in (sentences or []) if not is_unlabelled(s)})
+    return sorted({sentence_key(s) for s in (sentences or []) if not is_unlabelled(s)})
 
 
 class ProvenancePlugin(TrainerPlugin):
@@ -69,7 +64,7 @@ def check_unlabelled(teacher, sentences, allow_leak: bool = False) -> Optional[i
         log.info("the teacher carries no list of its training sentences: cannot check the unlabelled text "
                  "for label leaks")
         return None
-    text = {sentence_key(t.text for t in s) for s in sentences}
+    text = {sentence_key(s) for s in sentences}
     shared = len(text & taught)
     if text and shared > LEAK_SHARE * len(text) and not allow_leak:
         raise ConfigError(f"label leak: the teacher was trained on the gold labels of {shared} of the {len(text)} "
