@@ -29,7 +29,8 @@ def load() -> Dict[str, List[dict]]:
     runs = defaultdict(list)
     for path in sorted(RESULTS.glob("*/*.json")):
         data = json.loads(path.read_text())
-        runs[data["suite"]].append(data)
+        if "role" in data:  # measurements of a suite (teacher_confidence.json) are not runs
+            runs[data["suite"]].append(data)
     return runs
 
 
@@ -102,6 +103,51 @@ def suite_table(name: str, runs: List[dict]) -> List[str]:
             row.append(_fmt([r["test"]["main"] for r in group]))
         lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def _ratio(history: List[dict], row: int):
+    entry = history[row] if history and -len(history) <= row < len(history) else {}
+    kd, gold = entry.get("GRAD_NORM_KD"), entry.get("GRAD_NORM_GOLD")
+    return kd / gold if kd is not None and gold else None
+
+
+def recipe_table(runs: List[dict]) -> List[str]:
+    """What the KD-recipe suites are for: besides test F1, when each student stopped improving on dev (best dev
+    epoch of the epochs run, per seed) and how the KD term's gradient compares with the gold term's (norm ratio
+    on one fixed batch at the first and the last epoch, seed means)."""
+    lines = ["| student | method | seeds | test F1 | dev F1 | best dev epoch / epochs run (per seed) | "
+             "grad norm KD / gold, first -> last epoch |", "|---|---|---|---|---|---|---|"]
+    for (role, run_name), group in sorted(_group(runs).items(), key=_order):
+        if role != "student":
+            continue
+        dev = [max(r["dev_score_history"]) for r in group if r.get("dev_score_history")]
+        stops = ", ".join(f"{r.get('best_dev_epoch', '?')}/{r.get('epochs', '?')}" for r in group)
+        history = [(r.get("kd") or {}).get("history") or [] for r in group]
+        first = [v for v in (_ratio(h, 0) for h in history) if v is not None]
+        last = [v for v in (_ratio(h, -1) for h in history) if v is not None]
+        ratio = f"{statistics.mean(first):.2f} -> {statistics.mean(last):.2f}" if first and last else "-"
+        lines.append(f"| {run_name} | {METHOD_NAMES.get(group[0]['method'], group[0]['method'])} | {len(group)} | "
+                     f"{_fmt([r['test']['main'] for r in group])} | {_fmt(dev)} | {stops} | {ratio} |")
+    return lines
+
+
+def confidence_table() -> List[str]:
+    """The teachers' confidence on the sentences they trained on against unseen ones (teacher_confidence.py)."""
+    rows = []
+    for path in sorted(RESULTS.glob("*/teacher_confidence.json")):
+        data = json.loads(path.read_text())
+        for split in ("train", "dev", "test"):
+            m = data[split]
+            rows.append(f"| {data['suite']} | {split} | {m['tokens']} | {m['entropy_t1']:.3f} | "
+                        f"{m['entropy_t2_local']:.3f} | {100 * m['correct']:.1f} | {m['gold_prob']:.3f} |")
+    if not rows:
+        return []
+    return ["## Teacher confidence on its training split and on unseen text", "",
+            "`python -m experiments.teacher_confidence <suite>`: mean token entropy (nats) of the teacher's exact "
+            "marginals at T=1 and after the reference's local tempering at T=2, token accuracy of its best labels, "
+            "and its mean marginal of the gold label.", "",
+            "| teacher | split | tokens | entropy, T=1 | entropy, local T=2 | token accuracy | P(gold) |",
+            "|---|---|---|---|---|---|---|", *rows, ""]
 
 
 def speed_table(all_runs: Dict[str, List[dict]]) -> List[str]:
@@ -288,7 +334,10 @@ def main():
         title = SUITES[name].title if name in SUITES else name
         lines += [f"## {title}", "", f"Suite `{name}`: `python -m experiments.run {name}`", ""]
         lines += suite_table(name, all_runs[name] + borrowed_teacher(name, all_runs)) + [""]
+        if name.startswith("recipe_") or any(_ratio(((r.get("kd") or {}).get("history")), 0) for r in all_runs[name]):
+            lines += recipe_table(all_runs[name]) + [""]
     lines += ["## Speed and size", ""] + speed_table(all_runs) + [""]
+    lines += confidence_table()
     lines += resources_section()
     made = plots(all_runs)
     if made:

@@ -175,7 +175,8 @@ class SuiteRunner:
         flair.set_seed(seed)
         model = build_model(student.model, train_corpus, teacher=teacher)
         base = self.run_dir(student, seed)
-        plugins = [DistillationPlugin(targets, mix=student.mix)] if targets is not None else []
+        plugins = [DistillationPlugin(targets, mix=student.mix, probe_gradients=student.probe_gradients)
+                   ] if targets is not None else []
         trainer = {**self.suite.student_trainer, **student.trainer, "base_path": str(base)}
         start = time.time()
         # a run killed part-way resumes from its last epoch; a finished one is skipped above (its record exists)
@@ -208,6 +209,8 @@ def main(argv=None):
     parser.add_argument("suites", nargs="*", help=f"suites to run: {', '.join(SUITES)}")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--only", nargs="+", help="only these student runs")
+    parser.add_argument("--teacher-only", action="store_true",
+                        help="train (or find) the suite's teacher and stop, even when every student has a record")
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args(argv)
     if args.list or not args.suites:
@@ -221,7 +224,8 @@ def main(argv=None):
         if name not in SUITES:
             raise SystemExit(f"unknown suite {name}; known: {', '.join(SUITES)}")
         suite = SUITES[name]
-        SuiteRunner(suite, args.seeds or suite.seeds, args.only).run()
+        runner = SuiteRunner(suite, args.seeds or suite.seeds, args.only)
+        runner.teacher() if args.teacher_only else runner.run()
 
 
 if __name__ == "__main__":

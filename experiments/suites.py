@@ -29,6 +29,7 @@ class Student:
     trainer: Dict = field(default_factory=dict)
     method: str = "none"
     case: str = ""
+    probe_gradients: bool = False  # log the KD and gold terms' gradient norms per epoch (kd_loss.tsv, history)
 
 
 @dataclass
@@ -218,7 +219,7 @@ _add(Suite(
     teacher_trainer={"max_epochs": 2, "mini_batch_size": 16, "embeddings_storage_mode": "cpu"},
     students=[Student("crf_none", _tagger(_ONEHOT, hidden=8), None),
               Student("crf_structural", _tagger(_ONEHOT, hidden=8), {"type": "structural", "temperature": T},
-                      method="structural", case="1a")],
+                      method="structural", case="1a", probe_gradients=True)],
     student_trainer={"max_epochs": 1, "mini_batch_size": 16}, seeds=(1,)))
 
 
@@ -320,3 +321,33 @@ for _lang, _owner in (("en", "ner_en"), ("nl", "ner_nl")):
                                                       text_path(_text)),
         student_trainer=CURVE_TRAINER,
         prepare=lambda corpus=_base.corpus, name=_text: write_plain_text(corpus, name, corpus["sample_train"])))
+
+
+# --------------------------------------------------------------------------------------------- KD recipe
+# Why do KD students with all gold data stall or lose? Each suspect of the stalling-students issue becomes one
+# CRF student on the same teacher, data, epochs and seeds, with the two terms' gradient norms logged per epoch:
+# temperature (T=2 local or global, T=1), mixing (the reference's annealing, pure KD at first, against a
+# constant 0.5), and the learning rate the KD term's gradient scale meets (T=2 at half the SGD rate).
+def _recipe_students(embeddings) -> List[Student]:
+    crf = _tagger(embeddings, True)
+    half = {"type": "constant", "weight": 0.5}
+
+    def kd(name, method, temperature=1.0, mix=None, trainer=None, **objective):
+        return Student(name, crf, {"type": "structural", "temperature": temperature, **objective}, method=method,
+                       case="1a", mix=mix or {"type": "annealed", "factor": 2.0}, trainer=trainer or {},
+                       probe_gradients=True)
+    return [Student("crf_none", crf, None, method="none", case="1a"),
+            kd("t2_annealed", "structural, T=2, annealed mix (the old default)", T),
+            kd("t1_annealed", "structural, T=1, annealed mix"),
+            kd("t1_half", "structural, T=1, constant mix 0.5", mix=half),
+            kd("t2_half", "structural, T=2, constant mix 0.5", T, mix=half),
+            kd("t2_annealed_lr05", "structural, T=2, annealed mix, SGD lr 0.05", T, trainer={"learning_rate": 0.05}),
+            kd("t2_global_half", "structural, global T=2, constant mix 0.5", T, mix=half, temperature_mode="global")]
+
+
+for _owner in ("ner_de", "ner_en", "ner_nl"):
+    _base = SUITES[_owner]
+    _add(Suite(name=f"recipe_{_owner[4:]}", title=f"{_base.title.split(',')[0]}: KD recipe suspects (CRF student)",
+               metric="f1", corpus=_base.corpus, teacher=_base.teacher, teacher_trainer=_base.teacher_trainer,
+               teacher_from=_owner, students=_recipe_students(_base.students[0].model["embeddings"]),
+               student_trainer=_base.student_trainer))

@@ -40,9 +40,13 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     lock = tmp_path / "runs" / "smoke" / "crf_none-seed1.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text(str(os.getppid()))  # a live process is training crf_none: this runner leaves it alone
+    run.main(["smoke", "--teacher-only"])  # the teacher alone, no student
+    assert sorted(p.name for p in (tmp_path / "results" / "smoke").glob("*.json")) == ["teacher.json"]
+    teacher_stamp = (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime
     run.main(["smoke"])
     files = sorted(p.name for p in (tmp_path / "results" / "smoke").glob("*.json"))
     assert files == ["crf_structural-seed1.json", "teacher.json"]
+    assert (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime == teacher_stamp  # reused
     lock.write_text(str(_dead_pid()))  # that process was killed: its lock must not block resuming
     run.main(["smoke"])
     files = sorted(p.name for p in (tmp_path / "results" / "smoke").glob("*.json"))
@@ -57,12 +61,28 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     later = json.loads((tmp_path / "results" / "smoke" / "crf_none-seed2.json").read_text())
     assert later["seed"] == 2 and "test" in later and "sentences_per_second" not in later
 
+    from experiments import teacher_confidence
+
+    monkeypatch.setattr(teacher_confidence, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(teacher_confidence, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(teacher_confidence, "require_shared", lambda: None)
+    teacher_confidence.main(["smoke"])
+    confidence = json.loads((tmp_path / "results" / "smoke" / "teacher_confidence.json").read_text())
+    assert confidence["dev"]["tokens"] == sum(len(s) for s in run.load_corpus(run.SUITES["smoke"].corpus).dev)
+    for split in ("train", "dev", "test"):  # local tempering at T=2 flattens every position's distribution
+        assert confidence[split]["entropy_t2_local"] > confidence[split]["entropy_t1"] > 0
+        assert 0 < confidence[split]["gold_prob"] < 1
+
     monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(report, "OUT", tmp_path / "RESULTS.md")
     monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
     report.main()
     text = (tmp_path / "RESULTS.md").read_text()
     assert "crf_structural" in text and "structural KD (exact)" in text and (tmp_path / "plots").is_dir()
+    # the probed student's row of the recipe table: one epoch run, best on it, both gradient norms measured
+    probed = [line for line in text.splitlines() if line.startswith("| crf_structural |") and "->" in line]
+    assert len(probed) == 1 and "| 1/1 |" in probed[0]
+    assert "| smoke | dev |" in text  # the teacher-confidence table
 
 
 def test_sizes_of_a_corpus_without_a_training_split():

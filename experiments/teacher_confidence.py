@@ -1,0 +1,91 @@
+"""How sure is a suite's teacher on the sentences it trained on, against sentences it never saw?
+
+A teacher that memorised its training split hands a KD student near-one-hot targets there: with all gold data,
+KD on the training split then says little more than the gold labels. This measures, per split, the teacher's
+mean token entropy of its exact CRF marginals (nats, at T=1 and at T=2 as the reference tempers them), the
+token accuracy of its best labels and its mean marginal of the gold label, and writes
+``experiments/results/<suite>/teacher_confidence.json``.
+
+    python -m experiments.teacher_confidence ner_de ner_en
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Dict, List
+
+import torch
+
+from skd_flair.distill.temperature import temper
+from skd_flair.training.corpora import load_corpus
+
+from .common import RESULTS, RUNS, require_shared, write_json
+from .run import MODEL_CLASSES, _best
+from .suites import SUITES
+
+log = logging.getLogger("skd_flair.experiments")
+
+
+def _split_confidence(teacher, sentences: List, batch: int = 32) -> Dict[str, float]:
+    sums = {"entropy_t1": 0.0, "entropy_t2_local": 0.0, "correct": 0.0, "gold_prob": 0.0}
+    tokens = 0
+    names = teacher.label_dictionary.get_items()
+    with torch.no_grad():
+        for start in range(0, len(sentences), batch):
+            chunk = [s for s in sentences[start:start + batch] if len(s)]
+            chunk.sort(key=len, reverse=True)
+            scores = teacher.teacher_scores(chunk).without_special()
+            gold_tags = teacher._gold_tags(chunk, scores.emissions.shape[1])  # BIOES ids of the gold spans
+            for sentence in chunk:
+                sentence.clear_embeddings()
+            index = {name: i for i, name in enumerate(scores.labels)}
+            marginals = scores.marginals(1.0)
+            for key, m in (("entropy_t1", marginals), ("entropy_t2_local", temper(marginals, 2.0))):
+                p = m.unary
+                sums[key] += float(-(torch.where(p > 0, p * p.log(), p.new_zeros(()))).sum())
+            p = marginals.unary
+            best = p.argmax(-1)
+            for b, sentence in enumerate(chunk):
+                for i in range(len(sentence)):
+                    gold = index.get(names[int(gold_tags[b, i])])
+                    if gold is None:
+                        continue
+                    sums["correct"] += float(best[b, i] == gold)
+                    sums["gold_prob"] += float(p[b, i, gold])
+                tokens += len(sentence)
+    return {"tokens": tokens, **{k: v / max(tokens, 1) for k, v in sums.items()}}
+
+
+def measure(name: str) -> Dict:
+    suite = SUITES[name]
+    owner = suite.teacher_from or suite.name
+    model_file = _best(RUNS / owner / "teacher")
+    if not model_file.exists():
+        raise SystemExit(f"no teacher for {owner} at {model_file}: python -m experiments.run {owner} --teacher-only")
+    teacher = MODEL_CLASSES[suite.teacher_type].load(str(model_file))
+    corpus = load_corpus(suite.corpus)
+    out = {"suite": owner, "teacher": f"{owner}/teacher/{model_file.name}",
+           "command": f"python -m experiments.teacher_confidence {name}"}
+    for split in ("train", "dev", "test"):
+        out[split] = _split_confidence(teacher, list(getattr(corpus, split)))
+        log.info(f"[{owner}] {split}: {out[split]}")
+    write_json(RESULTS / owner / "teacher_confidence.json", out)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("suites", nargs="+")
+    args = parser.parse_args(argv)
+    require_shared()
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for name in args.suites:
+        if name not in SUITES:
+            raise SystemExit(f"unknown suite {name}; known: {', '.join(SUITES)}")
+        measure(name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
