@@ -1,4 +1,4 @@
-"""``skd-flair`` / ``python -m skd_flair``: train, distil, annotate, evaluate, predict, time, demo."""
+"""``skd-flair`` / ``python -m skd_flair``: train, distil, annotate, evaluate, predict, time, export, demo."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from typing import List, Optional
 
 import yaml
@@ -43,6 +44,19 @@ def _corpus_spec(args):
 
 def _print(result):
     print(json.dumps(result, indent=2, default=str))
+
+
+@contextmanager
+def _flair_logs_to_stderr():
+    """Flair's logger writes to stdout; keep stdout for a command's JSON result while the block runs."""
+    handlers = [h for h in logging.getLogger("flair").handlers
+                if type(h) is logging.StreamHandler and h.stream is not sys.stderr]
+    streams = [h.setStream(sys.stderr) for h in handlers]
+    try:
+        yield
+    finally:
+        for handler, stream in zip(handlers, streams):
+            handler.setStream(stream)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="utf-8", help="of the input file (a byte-order mark is dropped)")
     p.add_argument("--batch-size", type=int, default=32)
 
+    p = sub.add_parser("export", help="a smaller copy of a tagger for shipping: word tables trimmed to a "
+                                      "vocabulary, optionally int8 LSTM/Linear layers and/or fp16 weights")
+    p.add_argument("model", help="a saved tagger (.pt)")
+    p.add_argument("out", help="the file to write (atomically)")
+    p.add_argument("--vocab", metavar="FILE", help="keep the words of this UTF-8 file, one a line")
+    p.add_argument("--corpus", metavar="CONFIG", help="keep the tokens of this configuration's corpus (all splits) "
+                                                       "and unlabelled text")
+    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantisation of the LSTM and Linear layers "
+                                                        "(CPU inference)")
+    p.add_argument("--half", action="store_true", help="store float weights as fp16 (float32 again after loading)")
+
     p = sub.add_parser("demo", help="the main job on the bundled data: teacher, student without and with KD")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--fresh", action="store_true", help="retrain everything instead of reusing finished steps")
@@ -121,6 +146,12 @@ def run(args) -> Optional[dict]:
         n = pipeline.predict_file({"path": args.model, "type": args.type}, args.input, args.output, args.format,
                                   args.batch_size, encoding=args.encoding)
         return {"sentences": n, "output": args.output}
+    if args.command == "export":
+        from .training.export import export_model
+
+        with _flair_logs_to_stderr():
+            return export_model(args.model, args.out, vocab=args.vocab, corpus=args.corpus, quantize=args.quantize,
+                                half=args.half)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -139,7 +170,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except FileNotFoundError as error:
         print(f"skd-flair: error: {error}", file=sys.stderr)
         return 2
-    if result is not None and args.command != "demo":
+    if args.command == "export":  # one line, for scripts
+        print(json.dumps(result, default=str))
+    elif result is not None and args.command != "demo":
         _print({k: v for k, v in result.items() if k != "config" or args.command == "check"}
                if isinstance(result, dict) else result)
     return 0

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from ..distill import OBJECTIVES, ChainScores, KDObjective, mix_losses
 from ..distill.batching import collate_targets, piece_length
 from ..distill.diagnostics import token_diagnostics
+from .quantize import quantize_like, quiet
 
 log = logging.getLogger("flair")
 
@@ -100,6 +101,27 @@ class DistillableTagger(SequenceTagger):
         stop_idx = self.label_dictionary.get_idx_for_item("<STOP>")
         return ChainScores(features, lengths, self.label_names, transitions=flair_trans.t(),
                            start=flair_trans[:, start_idx], end=flair_trans[stop_idx, :])
+
+    def _float_dtype(self) -> torch.dtype:
+        weight = self.linear.weight
+        # a dynamically int8-quantised Linear has a `weight()` method instead; it takes float32 activations
+        return weight.dtype if isinstance(weight, torch.Tensor) else torch.float32
+
+    def _make_padded_tensor_for_batch(self, sentences: List[Sentence]):
+        """Flair's, except that the padding dtype does not come from ``self.linear.weight.dtype`` directly,
+        which fails once the layer is int8-quantised (``skd-flair export --quantize int8``)."""
+        names = self.embeddings.get_names()
+        lengths = [len(sentence.tokens) for sentence in sentences]
+        longest = max(lengths)
+        width = self.embeddings.embedding_length
+        padding = torch.zeros(width * longest, dtype=self._float_dtype(), device=flair.device)
+        all_embs = []
+        for sentence in sentences:
+            all_embs += [emb for token in sentence for emb in token.get_each_embedding(names)]
+            if longest > len(sentence):
+                all_embs.append(padding[:width * (longest - len(sentence))])
+        sentence_tensor = torch.cat(all_embs).view([len(sentences), longest, width])
+        return torch.LongTensor(lengths), sentence_tensor
 
     def _features(self, sentences: List[Sentence]):
         """Embed sentences (any order) and return (emissions ``[B, N, K]``, lengths)."""
@@ -245,6 +267,16 @@ class DistillableTagger(SequenceTagger):
     def _get_state_dict(self):
         return {**super()._get_state_dict(), "bidirectional": self.bidirectional,
                 "kd_objective": None if self.kd_objective is None else self.kd_objective.config()}
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``, also for the state dict of a dynamically int8-quantised tagger: its
+        quantised LSTM/Linear layers are quantised here first (see `skd_flair.models.quantize`), so Flair's
+        ordinary loading reads such a file. Half-precision (fp16) weights are copied into the float32 parameters
+        as usual, which restores float32."""
+        if quantize_like(self, state_dict):
+            with quiet():
+                return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod
     def _init_model_with_state_dict(cls, state, **kwargs):

@@ -1,0 +1,316 @@
+"""``skd-flair export``: a smaller copy of a trained tagger student for shipping.
+
+Three independent steps, each optional:
+
+- **Vocabulary trimming.** A student's static word table (Flair ``WordEmbeddings`` over GloVe, or
+  ``FastTextSubwordEmbeddings``) holds every word of the vector file: the 400k-word GloVe table is 80 MB of an
+  89 MB student. :func:`trim_model` keeps only the rows that the words of a vocabulary (a word list and/or the
+  tokens of a configuration's corpus and unlabelled text) can reach. For ``WordEmbeddings`` that is every key of
+  Flair's lookup chain for the word (the word, its lowercase form, and the digit-normalised forms ``#`` and
+  ``0``; see ``WordEmbeddings.get_cached_token_index``) that the table holds, plus the unknown row, so a word of
+  the vocabulary gets exactly the vector it got before and any other word falls back to the unknown row, as an
+  unknown word always did. For fastText the table's word vectors are trimmed the same way (exact keys, its only
+  lookup); its n-gram matrix is kept whole, so a dropped word gets its n-gram vector instead of its word vector.
+- **int8** (``quantize="int8"``): torch's dynamic quantisation of every ``nn.LSTM``/``nn.GRU``/``nn.Linear``
+  layer (int8 weights, float activations, CPU only). The file stores the int8 weights; loading works through
+  ``DistillableTagger.load_state_dict`` (see ``skd_flair.models.quantize``).
+- **fp16** (``half=True``): the float32 parameters and buffers are stored as float16; loading copies them into
+  the float32 model, so the loaded model computes in float32 (fp16 CPU inference is slow or unsupported).
+
+The output is an ordinary Flair model file, written atomically, that ``load_model(path)``,
+``DistillableTagger.load(path)`` and ``flair.nn.Model.load(path)`` read back; :func:`export_model` reloads it
+once and tags a sentence before it reports success.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
+
+import torch
+from flair.data import Sentence
+from flair.embeddings import StackedEmbeddings, TokenEmbeddings, WordEmbeddings
+from flair.file_utils import load_torch_state
+
+from ..models import DistillableTagger, FastTextSubwordEmbeddings
+from ..models.quantize import quantize_layers
+from ..registry import ConfigError
+from . import atomic_path
+
+log = logging.getLogger("skd_flair")
+
+__all__ = ["EXPORT_KEY", "QUANTIZE_MODES", "corpus_vocabulary", "export_model", "export_state", "load_tagger",
+           "lookup_forms", "read_vocabulary", "save_state", "static_tables", "trim_fasttext", "trim_model",
+           "trim_word_embeddings"]
+
+EXPORT_KEY = "skd_export"  # model-file state: what export did (informative; loading does not need it)
+QUANTIZE_MODES = ("int8",)
+_LOAD_ERRORS = (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
+                AttributeError, TypeError)
+Path_ = Union[str, os.PathLike]
+_EMPTY = ("export: the vocabulary is empty: give --vocab with at least one word and/or --corpus with a corpus "
+          "that has tokens")
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+
+
+def _mb(path: Path_) -> float:
+    return round(os.path.getsize(path) / 2 ** 20, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# loading
+
+
+def _tagger_classes() -> Dict[str, type]:
+    classes, todo = {}, [DistillableTagger]
+    while todo:
+        cls = todo.pop()
+        classes[cls.__name__] = cls
+        todo.extend(cls.__subclasses__())
+    classes.setdefault("SequenceTagger", DistillableTagger)  # a plain Flair tagger reads as a DistillableTagger
+    return classes
+
+
+def load_tagger(path: Path_) -> DistillableTagger:
+    """The tagger saved in `path` (a DistillableTagger or a subclass; a plain Flair SequenceTagger is read as a
+    DistillableTagger). ConfigError, in one line, for a missing file, a file that is not a Flair model, or
+    another kind of model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"export: model file {path} does not exist")
+    try:
+        state = load_torch_state(str(path))
+    except _LOAD_ERRORS as error:
+        raise ConfigError(f"export: cannot read {path}: not a Flair model file ({_one_line(error)})") from error
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise ConfigError(f"export: {path} is not a Flair model file (no state_dict)")
+    kind = state.get("__cls__")
+    classes = _tagger_classes()
+    if kind not in classes:
+        raise ConfigError(f"export: {path} holds a {kind or 'unnamed'} model, not a sequence tagger; export handles "
+                          f"taggers ({', '.join(sorted(classes))}) only")
+    try:
+        return classes[kind].load(state)
+    except _LOAD_ERRORS as error:
+        raise ConfigError(f"export: cannot load {path} as a {kind}: {_one_line(error)}") from error
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# vocabularies
+
+
+def read_vocabulary(path: Path_) -> Set[str]:
+    """The words of a UTF-8 file, one a line (surrounding whitespace and blank lines dropped, a BOM ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"export: vocabulary file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"export: vocabulary file {path} is not UTF-8 ({_one_line(error)})") from error
+    return {word for word in (line.strip() for line in text.split("\n")) if word}
+
+
+def _dataset_words(dataset) -> Iterable[str]:
+    for i in range(len(dataset) if dataset is not None else 0):
+        for token in dataset[i]:
+            yield token.text
+
+
+def corpus_vocabulary(config_path: Path_) -> Set[str]:
+    """The token texts of every split (train, dev, test) of a configuration's ``corpus`` section and of its
+    ``unlabelled`` section when it has one, read by the same loader as ``skd-flair train`` / ``distill``."""
+    from .corpora import load_corpus
+    from .pipeline import load_config
+
+    config = load_config(config_path)
+    if not config.get("corpus"):
+        raise ConfigError(f"export: configuration {config_path} has no corpus section")
+    words: Set[str] = set()
+    for section in ("corpus", "unlabelled"):
+        if config.get(section):
+            corpus = load_corpus(config[section])
+            for split in (corpus.train, corpus.dev, corpus.test):
+                words.update(_dataset_words(split))
+    return words
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# trimming
+
+
+def lookup_forms(word: str) -> List[str]:
+    """The keys Flair's ``WordEmbeddings.get_cached_token_index`` tries for `word`, in its order."""
+    lower = word.lower()
+    return [word, lower, re.sub(r"\d", "#", lower), re.sub(r"\d", "0", lower)]
+
+
+def _kept_keys(table_vocab: Mapping[str, int], words: Iterable[str], forms) -> List[str]:
+    """The keys of `table_vocab` that `words` reach through `forms(word)`, in the table's row order."""
+    keys = {form for word in words for form in forms(word) if form in table_vocab}
+    return sorted(keys, key=table_vocab.__getitem__)
+
+
+def trim_word_embeddings(embedding: WordEmbeddings, words: Iterable[str]) -> WordEmbeddings:
+    """A copy of `embedding` holding only the rows that `words` reach through Flair's lookup chain, and the
+    unknown row (always last, as Flair expects). Every kept key keeps its vector; the layer norm of a
+    ``stable`` table is copied."""
+    old_rows = embedding.embedding.weight.shape[0]
+    if old_rows != len(embedding.vocab) + 1:
+        raise ConfigError(f"export: word table {embedding.name!r} has {old_rows} rows for {len(embedding.vocab)} "
+                          f"words (+1 unknown); cannot trim it safely")
+    keys = _kept_keys(embedding.vocab, words, lookup_forms)
+    params = {**embedding.to_params(), "vocab": {key: i for i, key in enumerate(keys)}}
+    trimmed = WordEmbeddings.from_params(params)
+    rows = [embedding.vocab[key] for key in keys] + [len(embedding.vocab)]
+    with torch.no_grad():
+        weight = embedding.embedding.weight
+        trimmed.embedding.weight.copy_(weight[torch.tensor(rows, dtype=torch.long, device=weight.device)])
+    if embedding.layer_norm is not None:
+        trimmed.layer_norm.load_state_dict(embedding.layer_norm.state_dict())
+    trimmed.train(embedding.training)
+    return trimmed
+
+
+def trim_fasttext(embedding: FastTextSubwordEmbeddings, words: Iterable[str]) -> FastTextSubwordEmbeddings:
+    """A copy of `embedding` whose word vectors are those of `words` (exact keys, its only lookup); the n-gram
+    matrix is kept, so any other word gets its n-gram vector as an out-of-vocabulary word."""
+    keys = _kept_keys(embedding.vocab, words, lambda word: (word,))
+    rows = torch.tensor([embedding.vocab[key] for key in keys], dtype=torch.long, device=embedding.vectors.device)
+    params = embedding.to_params()
+    params["vocab"] = {key: i for i, key in enumerate(keys)}
+    return FastTextSubwordEmbeddings(**params, vectors=embedding.vectors[rows].cpu().numpy(),
+                                     ngram_vectors=embedding.ngram_vectors.cpu().numpy())
+
+
+def static_tables(embeddings: TokenEmbeddings, parent: Optional[StackedEmbeddings] = None,
+                  index: int = -1) -> List[Tuple[Optional[StackedEmbeddings], int, TokenEmbeddings]]:
+    """``(stack, position, table)`` for every trimmable static word table in `embeddings` (stacks included);
+    ``stack`` is None for a model whose embeddings are the table itself."""
+    if isinstance(embeddings, StackedEmbeddings):
+        return [found for i, member in enumerate(embeddings.embeddings)
+                for found in static_tables(member, embeddings, i)]
+    if type(embeddings) is WordEmbeddings or isinstance(embeddings, FastTextSubwordEmbeddings):
+        return [(parent, index, embeddings)]
+    return []
+
+
+def _replace(model: DistillableTagger, stack: Optional[StackedEmbeddings], index: int,
+             table: TokenEmbeddings) -> None:
+    if stack is None:
+        model.embeddings = table
+    else:
+        stack.embeddings[index] = table
+        stack.add_module(f"list_embedding_{index}", table)  # the registered module Flair's state_dict reads
+
+
+def trim_model(model: DistillableTagger, words: Set[str]) -> List[Dict[str, Any]]:
+    """Trim every static word table of `model` to `words`, in place; one report per table. A table that embeds
+    a label field (``field`` set) instead of the token text is left whole."""
+    if not words:
+        raise ConfigError(_EMPTY)
+    reports = []
+    for stack, index, table in static_tables(model.embeddings):
+        before = len(table.vocab)
+        if table.field is not None:
+            log.warning("export: word table %r embeds field %r, not the token text; kept whole", table.name,
+                        table.field)
+            reports.append({"name": table.name, "words_before": before, "words_after": before})
+            continue
+        trimmed = (trim_word_embeddings if isinstance(table, WordEmbeddings) else trim_fasttext)(table, words)
+        _replace(model, stack, index, trimmed)
+        log.info("export: word table %r: %d -> %d words", table.name, before, len(trimmed.vocab))
+        if not trimmed.vocab:
+            log.warning("export: no vocabulary word is in word table %r; every word now gets its unknown vector",
+                        table.name)
+        reports.append({"name": table.name, "words_before": before, "words_after": len(trimmed.vocab)})
+    if not reports:
+        log.warning("export: the model has no static word table (WordEmbeddings or fastText); nothing to trim")
+    return reports
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# saving
+
+
+def export_state(model: DistillableTagger, half: bool = False, info: Optional[Mapping[str, Any]] = None) -> dict:
+    """What ``model.save`` would write (Flair's ``_get_state_dict`` plus the model card), with the float32
+    parameters and buffers as float16 when `half` (loading copies them back into float32), and `info` under
+    ``EXPORT_KEY``."""
+    state = model._get_state_dict()
+    if model.model_card is not None:
+        state["model_card"] = model.model_card
+    if half:
+        names = {name for name, tensor in [*model.named_parameters(remove_duplicate=False),
+                                           *model.named_buffers(remove_duplicate=False)]
+                 if tensor.dtype == torch.float32}
+        weights = state["state_dict"]
+        for key in list(weights):  # in place: the dict's _metadata (module versions) must survive
+            if key in names and isinstance(weights[key], torch.Tensor):
+                weights[key] = weights[key].half()
+    if info is not None:
+        state[EXPORT_KEY] = dict(info)
+    return state
+
+
+def save_state(state: dict, path: Path_) -> None:
+    """``torch.save`` as Flair saves models, to a temporary file in the target's folder renamed onto `path`."""
+    with atomic_path(path) as tmp:
+        torch.save(state, str(tmp), pickle_protocol=4)
+
+
+def _check_export(path: Path_, words: Iterable[str]) -> None:
+    """Reload the exported file as ``DistillableTagger.load`` would and tag one sentence with it."""
+    model = load_tagger(path)
+    sample = list(itertools.islice(words, 8)) or ["export", "check"]
+    model.predict(Sentence(sample))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the command
+
+
+def export_model(model_path: Path_, out: Path_, vocab: Optional[Path_] = None, corpus: Optional[Path_] = None,
+                 quantize: Optional[str] = None, half: bool = False) -> Dict[str, Any]:
+    """Load the tagger in `model_path`, trim its word tables to the vocabulary of `vocab` (a word list) and/or
+    `corpus` (a configuration file), optionally quantise (``"int8"``) and/or store fp16, and write it to `out`
+    atomically. Returns the summary that ``skd-flair export`` prints."""
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise ConfigError(f"export: --quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}")
+    if Path(out).is_dir():
+        raise ConfigError(f"export: output {out} is a folder; give a file name such as {Path(out) / 'model.pt'}")
+    if not Path(model_path).is_file():
+        raise ConfigError(f"export: model file {model_path} does not exist")
+    trim = vocab is not None or corpus is not None
+    words: Set[str] = set()
+    if vocab is not None:
+        words |= read_vocabulary(vocab)
+    if corpus is not None:
+        words |= corpus_vocabulary(corpus)
+    if trim and not words:
+        raise ConfigError(_EMPTY)
+    model = load_tagger(model_path)
+    tables = trim_model(model, words) if trim else []
+    quantized = quantize_layers(model) if quantize == "int8" else []
+    if quantize and not quantized:
+        log.warning("export: the model has no float LSTM/GRU/Linear layer to quantise")
+    elif quantized:
+        log.info("export: int8 layers: %s", ", ".join(quantized))
+    kept = sum(t["words_after"] for t in tables) if tables else None
+    info = {"words_kept": kept, "vocabulary": len(words) if tables else None, "quantize": quantize,
+            "quantized_layers": quantized, "half": bool(half)}
+    save_state(export_state(model, half=half, info=info), out)
+    _check_export(out, (key for t in static_tables(model.embeddings) for key in t[2].vocab))
+    summary = {"model": str(model_path), "output": str(out), "size_mb_before": _mb(model_path),
+               "size_mb_after": _mb(out), **info, "tables": tables}
+    log.info("export: %s (%.2f MB) -> %s (%.2f MB)", model_path, summary["size_mb_before"], out,
+             summary["size_mb_after"])
+    return summary
