@@ -38,6 +38,9 @@ def _student_kind(run: dict) -> str:
     name = run["run"]
     if run["role"] == "teacher":
         return "-"
+    model = (run.get("config") or {}).get("model") or {}
+    if model.get("type") == "tagger" and "use_crf" in model:  # runs named for what they test, not their kind
+        return "CRF" if model["use_crf"] else "MaxEnt"
     for prefix in ("crf", "maxent", "sl"):
         if name.startswith(prefix):
             return {"crf": "CRF", "maxent": "MaxEnt", "sl": "MaxEnt (offset tags)"}[prefix]
@@ -66,6 +69,10 @@ def _order(key_runs):
     rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
     return (role != "teacher", _student_kind(runs[0]), rank, name)
 
+
+# suites whose students repeat another suite's architectures and were timed while the machine was shared
+# (their speeds say nothing new): left out of the speed table and plot
+UNTIMED = {name for name in SUITES if name.startswith("recipe_")}
 
 PARSING_COLUMNS = [("UAS", "uas"), ("LAS", "las"), ("UAS no punct", "uas_nopunct"), ("LAS no punct", "las_nopunct")]
 
@@ -156,6 +163,8 @@ def speed_table(all_runs: Dict[str, List[dict]]) -> List[str]:
     lines = ["| suite | model | runs timed | sentences/s (CPU, 1 thread), median (range) | size on disk (MB) | "
              "load time (s) | speed-up over the teacher |", "|---|---|---|---|---|---|---|"]
     for name, runs in all_runs.items():
+        if name in UNTIMED:
+            continue
         kinds = defaultdict(list)
         for run in runs:
             if "sentences_per_second" in run:
@@ -198,7 +207,8 @@ def plots(all_runs: Dict[str, List[dict]]) -> List[str]:
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=45, ha="right")
         metric = "LAS" if SUITES.get(name) and SUITES[name].metric == "las" else "F1"
-        ax.set_ylabel(f"test {metric} (mean ± sd over seeds)")
+        single = all(len(group) == 1 for _, group in groups)
+        ax.set_ylabel(f"test {metric} (one seed)" if single else f"test {metric} (mean ± sd over seeds)")
         low = min(means) - 5
         ax.set_ylim(max(0, low), min(100, max(means) + 5))
         ax.set_title(textwrap.fill(SUITES[name].title if name in SUITES else name, 70), fontsize=9)
@@ -237,7 +247,8 @@ def _by_kind(runs: List[dict]) -> Dict[str, List[dict]]:
 def speed_plot(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
     """One colour per suite: its teacher (square) joined to each student kind (circle), at the kind's median
     speed and its best method's mean score; a legend instead of labels on the points."""
-    suites = [n for n, runs in all_runs.items() if _best_student(runs + borrowed_teacher(n, all_runs))]
+    suites = [n for n, runs in all_runs.items()
+              if n not in UNTIMED and _best_student(runs + borrowed_teacher(n, all_runs))]
     if not suites:
         return []
     fig, ax = plt.subplots(figsize=(8, 4.8))

@@ -243,6 +243,14 @@ def test_local_temperature_tempers_each_position():
 def test_mix_schedules_and_unlabelled_sentences():
     assert AnnealedMix(1.0)(0) == 1.0 and AnnealedMix(1.0)(50) == 0.5 and AnnealedMix(1.0)(150) == 0.0
     assert AnnealedMix(0.5)(100) == 0.5 and ConstantMix(0.3)(99) == 0.3
+    from skd_flair.distill import DEFAULT_MIX, MIX_SCHEDULES
+    from skd_flair.training.plugin import DistillationPlugin
+
+    # the default recipe: KD and gold weighted equally from the first step to the last when no mix is given
+    # (distill passes the configuration's kd.mix, null when left out, to the plugin)
+    default = DistillationPlugin(targets=None).mix
+    assert [default(p) for p in (0.0, 0.5, 25.0, 300.0)] == [0.5] * 4
+    assert MIX_SCHEDULES.build(DEFAULT_MIX)(0.0) == 0.5 and DEFAULT_MIX == {"type": "constant", "weight": 0.5}
     kd, gold = torch.tensor([1.0, 2.0]), torch.tensor([10.0, float("nan")])
     mixed = mix_losses(kd, gold, 0.25, torch.tensor([True, False]))
     torch.testing.assert_close(mixed, torch.tensor([0.25 + 7.5, 2.0]))

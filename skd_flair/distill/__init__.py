@@ -5,7 +5,7 @@ from .losses import (crf_posterior_loss, crf_sequence_loss, crf_structural_loss,
 from .maps import (arcs_to_offset_tags, chain_to_chain, chain_to_tokens, register_map, to_student,
                    tokens_to_chain, tokens_to_tokens)
 from .objectives import OBJECTIVES, KDObjective, PosteriorKD, StructuralKD, TokenKD, TopKKD
-from .schedules import MIX_SCHEDULES, AnnealedMix, ConstantMix, mix_losses
+from .schedules import DEFAULT_MIX, MIX_SCHEDULES, AnnealedMix, ConstantMix, mix_losses
 from .mean_field import MeanFieldTreeScores
 from .scores import ChainScores, TreeScores
 from .span_scores import SpanScores, SpanTokenMarginals
@@ -18,6 +18,6 @@ __all__ = [
     "to_student", "register_map", "chain_to_chain", "chain_to_tokens", "tokens_to_chain", "tokens_to_tokens",
     "arcs_to_offset_tags",
     "OBJECTIVES", "KDObjective", "StructuralKD", "TokenKD", "PosteriorKD", "TopKKD",
-    "MIX_SCHEDULES", "ConstantMix", "AnnealedMix", "mix_losses",
+    "MIX_SCHEDULES", "DEFAULT_MIX", "ConstantMix", "AnnealedMix", "mix_losses",
     "ChainScores", "TreeScores", "MeanFieldTreeScores", "SpanScores", "SpanTokenMarginals", "ChainMarginals", "TokenMarginals", "SequenceTargets", "ArcMarginals", "temper",
 ]

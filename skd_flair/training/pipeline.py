@@ -7,7 +7,7 @@ A configuration (YAML or dict) has these sections::
     unlabelled: {type: text, train_file: ...}       # optional: more training text, teacher targets only
     teacher: {path: out/teacher/best-model.pt}      # distil only: local file or hub id (+ type)
     model: {type: tagger, tag_type: ner, use_crf: true, embeddings: [{type: glove}, {type: char}]}
-    kd: {objective: {type: structural, temperature: 2}, mix: {type: annealed, factor: 1}}
+    kd: {objective: {type: structural, temperature: 1}, mix: {type: constant, weight: 0.5}}   # the defaults
     trainer: {base_path: out/student, method: train, max_epochs: 20, learning_rate: 0.1}
 
 Every job writes ``results.json`` into ``trainer.base_path``.

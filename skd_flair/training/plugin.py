@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Union
 import torch
 from flair.trainers.plugins import TrainerPlugin
 
-from ..distill import MIX_SCHEDULES, AnnealedMix
+from ..distill import DEFAULT_MIX, MIX_SCHEDULES
 from ..distill.labels import LabelMismatchError
 from ..models.tagger import KD_TARGETS, is_unlabelled
 from .annotate import TeacherTargets
@@ -26,7 +26,8 @@ class DistillationPlugin(TrainerPlugin):
 
     Args:
         targets: the teacher's targets for the training sentences (`annotate`).
-        mix: a schedule (``ConstantMix``, ``AnnealedMix``) or its config; lambda weights the KD loss.
+        mix: a schedule (``ConstantMix``, ``AnnealedMix``) or its config; lambda weights the KD loss. None is
+            the default recipe's constant 0.5 (``DEFAULT_MIX``).
         log_file: name of the per-epoch KD log written next to Flair's loss.tsv.
         probe_gradients: also log, per epoch, the gradient norms of the KD term and of the gold term alone on
             one fixed batch (``kd.probe_gradients``): whether one term drowns the other.
@@ -43,8 +44,8 @@ class DistillationPlugin(TrainerPlugin):
         self.probe: List = []
         self.targets = targets
         if mix is None:
-            mix = AnnealedMix(1.0)
-        elif isinstance(mix, (dict, str)):
+            mix = DEFAULT_MIX
+        if isinstance(mix, (dict, str)):
             mix = MIX_SCHEDULES.build(mix, where="mix")
         self.mix = mix
         self.log_file = log_file
