@@ -1,4 +1,4 @@
-"""``skd-flair`` / ``python -m skd_flair``: train, distil, annotate, evaluate, predict, time, export, demo."""
+"""``skd-flair`` / ``python -m skd_flair``: train, distil, annotate, evaluate, predict, time, export, plot, demo."""
 from __future__ import annotations
 
 import argparse
@@ -105,13 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="a smaller copy of a tagger for shipping: word tables trimmed to a "
                                       "vocabulary, optionally int8 LSTM/Linear layers and/or fp16 weights")
     p.add_argument("model", help="a saved tagger (.pt)")
-    p.add_argument("out", help="the file to write (atomically)")
+    p.add_argument("out", help="the file to write (atomically); the folder to write for --format onnx")
     p.add_argument("--vocab", metavar="FILE", help="keep the words of this UTF-8 file, one a line")
     p.add_argument("--corpus", metavar="CONFIG", help="keep the tokens of this configuration's corpus (all splits) "
                                                        "and unlabelled text")
     p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantisation of the LSTM and Linear layers "
                                                         "(CPU inference)")
     p.add_argument("--half", action="store_true", help="store float weights as fp16 (float32 again after loading)")
+    p.add_argument("--format", default="flair", choices=["flair", "onnx"],
+                   help="flair: a Flair model file (default); onnx: a folder with model.onnx and tagger.json for "
+                        "`python -m skd_flair.onnx_runner` (numpy + onnxruntime; needs the [export] extra)")
+
+    p = sub.add_parser("plot", help="draw a run's loss.tsv (train loss, dev score) and kd_loss.tsv (KD "
+                                    "diagnostics) as one PNG")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (trainer.base_path)")
+    p.add_argument("-o", "--output", metavar="OUT.png", help="the image to write (default RUN_DIR/training.png)")
 
     p = sub.add_parser("demo", help="the main job on the bundled data: teacher, student without and with KD")
     p.add_argument("--out", default="runs/demo")
@@ -151,7 +159,11 @@ def run(args) -> Optional[dict]:
 
         with _flair_logs_to_stderr():
             return export_model(args.model, args.out, vocab=args.vocab, corpus=args.corpus, quantize=args.quantize,
-                                half=args.half)
+                                half=args.half, format=args.format)
+    if args.command == "plot":
+        from .training.plot import plot_run
+
+        return plot_run(args.run_dir, args.output)
     if args.command == "demo":
         from .demo import run_demo
 

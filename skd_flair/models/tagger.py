@@ -47,6 +47,14 @@ def build_objective(spec) -> Optional[KDObjective]:
     return OBJECTIVES.build(spec, where="kd_objective")
 
 
+class _HideFlairTagLine(logging.Filter):
+    """Drops Flair's "SequenceTagger predicts: Dictionary with ... tags" line, which lists a CRF's internal
+    <START>/<STOP> states among the tags; `DistillableTagger` logs the user's tags instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SequenceTagger predicts:")
+
+
 class DistillableTagger(SequenceTagger):
     """Flair's `SequenceTagger` (same arguments) usable as KD teacher and student.
 
@@ -60,7 +68,15 @@ class DistillableTagger(SequenceTagger):
                  kd_objective=None, **kwargs):
         if not kwargs.get("init_from_state_dict", False):
             tag_dictionary = copy.deepcopy(tag_dictionary)  # Flair adds <START>/<STOP> to it in place
-        super().__init__(embeddings, tag_dictionary, tag_type, **kwargs)
+        hide = _HideFlairTagLine()
+        log.addFilter(hide)
+        try:
+            super().__init__(embeddings, tag_dictionary, tag_type, **kwargs)
+        finally:
+            log.removeFilter(hide)
+        tags = [t for t in self.label_dictionary.get_items() if t not in ("<START>", "<STOP>")]
+        log.info(f"{type(self).__name__} predicts: {len(tags)} tags: {', '.join(tags[:50])}"
+                 + (", ..." if len(tags) > 50 else ""))
         self.kd_objective = build_objective(kd_objective)
         self.kd_weight = 1.0  # lambda of lambda * L_KD + (1 - lambda) * L_gold; the plugin anneals it
         self.kd_stats: dict = {}

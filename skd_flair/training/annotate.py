@@ -129,6 +129,11 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
     labels, student_is_crf = _student_space(student)
     _check_label_coverage(teacher, student, labels, sentences, allow_missing_labels)
     keys = [sentence_key(s) for s in sentences]
+    repeated = len(keys) - len(set(keys))
+    if repeated:  # said on every run, cache hit or not: the counts in the results are of distinct sentences
+        log.info(f"teacher targets: {repeated} of {len(keys)} sentences repeat an earlier one (same tokens) and are "
+                 f"merged: each of the {len(keys) - repeated} distinct sentences is annotated once and every "
+                 "occurrence gets its targets")
     config = objective.config()
     key = digest("skd-targets", fingerprint_model(teacher), corpus_digest(keys), config, labels, student_is_crf,
                  threshold)
@@ -153,10 +158,6 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
         if k not in seen:
             seen.add(k)
             todo.append(sentence)
-    repeated = len(keys) - len(set(keys))
-    if repeated:
-        log.info(f"teacher targets: {repeated} of {len(keys)} sentences repeat an earlier one (same tokens); each "
-                 "distinct sentence is annotated once and every occurrence gets its targets")
     todo.sort(key=len, reverse=True)  # similar lengths batch together; results do not depend on it
     # only the pieces since the last flushed shard are held in memory while the teacher runs
     pending: Dict[str, dict] = {}

@@ -42,7 +42,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..models.tagger import UNLABELLED
 from ..registry import ConfigError, Registry, check_keys
-from .corpus_files import DOCSTART, check_conllu_file, prepared_column_files
+from .corpus_files import DOCSTART, check_conllu_file, prepared_column_files, span_tag_schemes
 
 log = logging.getLogger("skd_flair")
 
@@ -236,6 +236,13 @@ def column(
     files = _split_files(folder, {"train": train_file, "dev": dev_file, "test": test_file}, autofind_splits, where)
     files = prepared_column_files(where, files, fmt, not allow_extra_columns, column_delimiter, comment_symbol,
                                    encoding, skip_first_line, docstart, strip_prefix)
+    first = next(path for path in files.values() if path is not None)
+    for label, scheme in span_tag_schemes(first, fmt, column_delimiter, comment_symbol, encoding,
+                                          skip_first_line).items():
+        if scheme == "BIO":
+            log.info(f"{where}: the '{label}' column holds BIO tags; Flair reads them as spans, and a tagger "
+                     "(model.tag_format: BIOES, the default) learns and predicts them as BIOES tags (S-, B-, E-, I-): "
+                     "predict writes BIOES")
     flair_corpus = ColumnCorpus(
         folder, fmt, train_file=files["train"], dev_file=files["dev"], test_file=files["test"],
         autofind_splits=False, name=name or str(folder), comment_symbol=comment_symbol,

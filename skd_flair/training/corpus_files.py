@@ -17,7 +17,8 @@ from . import atomic_path, cache_dir
 log = logging.getLogger("skd_flair")
 DOCSTART = "-DOCSTART-"
 
-__all__ = ["check_column_file", "check_conllu_file", "strip_prefix_copy", "prepared_column_files"]
+__all__ = ["check_column_file", "check_conllu_file", "strip_prefix_copy", "prepared_column_files",
+           "span_tag_schemes"]
 
 _CLEAN_VERSION = "1"  # bump when the cleaned-copy format changes, so old cache entries are not reused
 
@@ -137,6 +138,32 @@ def prepared_column_files(where: str, files: Dict[str, Optional[Path]], fmt: Dic
                                      skip_first_line)
         prepared[split] = path
     return prepared
+
+
+def span_tag_schemes(path: Path, fmt: Dict[int, str], column_delimiter: str = r"\s+",
+                     comment_symbol: Optional[str] = None, encoding: str = "utf-8",
+                     skip_first_line: bool = False) -> Dict[str, str]:
+    """The span tag scheme of each labelled column of a column file: ``"BIO"`` when its tags carry ``B-``/``I-``
+    prefixes and never ``E-``/``S-``, ``"BIOES"`` when they do; columns without such prefixes are left out."""
+    pattern = re.compile(column_delimiter)
+    columns = {c: name for c, name in fmt.items() if name != "text"}
+    prefixes: Dict[int, set] = {c: set() for c in columns}
+    with open(path, encoding=encoding) as handle:
+        for lineno, line in enumerate(handle, 1):
+            if (lineno == 1 and skip_first_line) or not line.strip() or (
+                    comment_symbol is not None and line.startswith(comment_symbol)):
+                continue
+            fields = pattern.split(line.rstrip())
+            for c in columns:
+                if c < len(fields) and len(fields[c]) > 2 and fields[c][1] == "-":
+                    prefixes[c].add(fields[c][0].upper())
+    out = {}
+    for c, name in columns.items():
+        if prefixes[c] & {"E", "S"}:
+            out[name] = "BIOES"
+        elif prefixes[c] & {"B", "I"}:
+            out[name] = "BIO"
+    return out
 
 
 def check_conllu_file(path: Path, where: str = "corpus") -> int:

@@ -20,14 +20,26 @@ Three independent steps, each optional:
 The output is an ordinary Flair model file, written atomically, that ``load_model(path)``,
 ``DistillableTagger.load(path)`` and ``flair.nn.Model.load(path)`` read back; :func:`export_model` reloads it
 once and tags a sentence before it reports success.
+
+With ``format="onnx"`` (``skd-flair export MODEL FOLDER --format onnx``, after any trimming) the output is a
+folder instead: ``model.onnx``, the student's graph from token ids to emission scores (the fast path's graph,
+``skd_flair.models.fast_tagger``; exported with ``torch.onnx.export(dynamo=True)``), and ``tagger.json`` with the
+labels, CRF parameters, word tables' words and character dictionary. ``skd_flair.onnx_runner`` tags text with it
+using numpy and onnxruntime only. Needs the ``[export]`` extra (onnx, onnxscript, onnxruntime); students with
+Flair ``WordEmbeddings`` tables and ``CharacterEmbeddings`` only (no fastText table). The export is checked
+by tagging sentences with onnxruntime and with the model and comparing their tags.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import logging
 import os
 import pickle
 import re
+import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
@@ -44,12 +56,14 @@ from . import atomic_path
 
 log = logging.getLogger("skd_flair")
 
-__all__ = ["EXPORT_KEY", "QUANTIZE_MODES", "corpus_vocabulary", "export_model", "export_state", "load_tagger",
+__all__ = ["EXPORT_KEY", "FORMATS", "QUANTIZE_MODES", "corpus_vocabulary", "export_model", "export_onnx",
+           "export_state", "load_tagger",
            "lookup_forms", "read_vocabulary", "save_state", "static_tables", "trim_fasttext", "trim_model",
            "trim_word_embeddings"]
 
 EXPORT_KEY = "skd_export"  # model-file state: what export did (informative; loading does not need it)
 QUANTIZE_MODES = ("int8",)
+FORMATS = ("flair", "onnx")
 _LOAD_ERRORS = (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
                 AttributeError, TypeError)
 Path_ = Union[str, os.PathLike]
@@ -279,12 +293,17 @@ def _check_export(path: Path_, words: Iterable[str]) -> None:
 
 
 def export_model(model_path: Path_, out: Path_, vocab: Optional[Path_] = None, corpus: Optional[Path_] = None,
-                 quantize: Optional[str] = None, half: bool = False) -> Dict[str, Any]:
+                 quantize: Optional[str] = None, half: bool = False, format: str = "flair") -> Dict[str, Any]:
     """Load the tagger in `model_path`, trim its word tables to the vocabulary of `vocab` (a word list) and/or
     `corpus` (a configuration file), optionally quantise (``"int8"``) and/or store fp16, and write it to `out`
-    atomically. Returns the summary that ``skd-flair export`` prints."""
+    atomically; with ``format="onnx"``, write the folder `out` for ``skd_flair.onnx_runner`` instead (see the
+    module docstring). Returns the summary that ``skd-flair export`` prints."""
+    if format not in FORMATS:
+        raise ConfigError(f"export: --format must be one of {', '.join(FORMATS)}, got {format!r}")
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise ConfigError(f"export: --quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}")
+    if format == "onnx":
+        return _export_onnx_command(model_path, out, vocab, corpus, quantize, half)
     if Path(out).is_dir():
         raise ConfigError(f"export: output {out} is a folder; give a file name such as {Path(out) / 'model.pt'}")
     if not Path(model_path).is_file():
@@ -311,6 +330,125 @@ def export_model(model_path: Path_, out: Path_, vocab: Optional[Path_] = None, c
     _check_export(out, (key for t in static_tables(model.embeddings) for key in t[2].vocab))
     summary = {"model": str(model_path), "output": str(out), "size_mb_before": _mb(model_path),
                "size_mb_after": _mb(out), **info, "tables": tables}
+    log.info("export: %s (%.2f MB) -> %s (%.2f MB)", model_path, summary["size_mb_before"], out,
+             summary["size_mb_after"])
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ONNX
+
+
+def _onnx_modules():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ConfigError(f"export --format onnx needs the [export] extra (pip install 'skd_flair[export]': onnx, "
+                          f"onnxscript, onnxruntime); {_one_line(error)}") from error
+
+
+def _check_onnx(model: DistillableTagger, folder: Path, words: List[str]) -> None:
+    """Tag sentences with onnxruntime (through the runner) and with the model; ConfigError if tags differ."""
+    from ..onnx_runner import OnnxTagger
+
+    sample = [words[:8] or ["export", "check"], ["Export", "2024", "check", "-", "ÜNKNOWN"], ["x"]]
+    sentences = [Sentence(list(tokens)) for tokens in sample]
+    model.predict(sentences, force_token_predictions=True)
+    expected = [[token.get_label(model.tag_type).value if token.get_labels(model.tag_type) else "O"
+                 for token in sentence] for sentence in sentences]
+    got = [result["tags"] for result in OnnxTagger(folder).predict(sample)]
+    got = [[tag if tag not in ("O", "_") else "O" for tag in tags] for tags in got]
+    if got != expected:
+        raise ConfigError(f"export: the ONNX graph tags differently from the model ({got} vs {expected})")
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The ONNX exporter prints its progress to stdout (kept for the command's JSON line), warns about traced
+    attributes and logs each optimiser pass at INFO: its output goes to stderr, warnings and INFO are dropped."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")
+            for logger in loggers:
+                logger.setLevel(logging.ERROR)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def export_onnx(model: DistillableTagger, folder: Path_) -> Dict[str, float]:
+    """Write ``model.onnx`` and ``tagger.json`` for `model` into `folder` (each file atomically); returns their
+    sizes in MB. UnsupportedTagger (a ValueError) for a tagger the fast path cannot express."""
+    import onnx
+
+    from ..models.fast_tagger import FastTagger, OnnxEmissions, onnx_input_names, runtime_config
+    from ..onnx_runner import CONFIG_FILE, MODEL_FILE
+
+    fast = FastTagger.from_tagger(model).cpu()
+    graph = OnnxEmissions(fast).eval()
+    config = runtime_config(fast)
+    names = onnx_input_names(fast)
+    batch = fast.tensorize([["Export", "check", "a"], ["x"]])
+    given = {"word_ids": batch.word_ids, "char_ids": batch.char_ids, "char_index": batch.char_index,
+             "lengths": batch.lengths}
+    dims = {name: torch.export.Dim(name) for name in ("B", "N", "U", "C")}
+    shapes = {"word_ids": {0: dims["B"], 1: dims["N"]}, "char_ids": {0: dims["U"], 1: dims["C"]},
+              "char_index": {0: dims["B"], 1: dims["N"]}, "lengths": {0: dims["B"]}}
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    large = sum(p.numel() * p.element_size() for p in fast.parameters()) > 1.5 * 2 ** 30
+    with atomic_path(folder / MODEL_FILE) as tmp, torch.no_grad(), _quiet_exporter():
+        torch.onnx.export(graph, tuple(given[name] for name in names), str(tmp), input_names=names,
+                          output_names=["emissions"], dynamic_shapes={"inputs": tuple(shapes[name] for name in names)},
+                          dynamo=True, external_data=large, verbose=False)
+        # the exporter leaves N static in the output's shape and in the shape hints after its LSTMs (the graph
+        # itself is dynamic; onnxruntime would warn on every batch): name the output's dims, drop the hints
+        proto = onnx.load(str(tmp), load_external_data=False)
+        for dim, name in zip(proto.graph.output[0].type.tensor_type.shape.dim, ("B", "N")):
+            dim.dim_param = name
+        del proto.graph.value_info[:]
+        onnx.save(proto, str(tmp))
+    with atomic_path(folder / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    return {MODEL_FILE: _mb(folder / MODEL_FILE), CONFIG_FILE: _mb(folder / CONFIG_FILE)}
+
+
+def _export_onnx_command(model_path: Path_, out: Path_, vocab: Optional[Path_], corpus: Optional[Path_],
+                         quantize: Optional[str], half: bool) -> Dict[str, Any]:
+    from ..models.fast_tagger import UnsupportedTagger
+
+    if quantize or half:
+        raise ConfigError("export: --quantize and --half apply to --format flair; an ONNX export keeps float32 "
+                          "weights")
+    if Path(out).is_file():
+        raise ConfigError(f"export: --format onnx writes a folder; {out} is a file")
+    if not Path(model_path).is_file():
+        raise ConfigError(f"export: model file {model_path} does not exist")
+    _onnx_modules()
+    trim = vocab is not None or corpus is not None
+    words: Set[str] = set()
+    if vocab is not None:
+        words |= read_vocabulary(vocab)
+    if corpus is not None:
+        words |= corpus_vocabulary(corpus)
+    if trim and not words:
+        raise ConfigError(_EMPTY)
+    model = load_tagger(model_path).eval()
+    tables = trim_model(model, words) if trim else []
+    try:
+        files = export_onnx(model, out)
+    except UnsupportedTagger as error:
+        raise ConfigError(f"export: {error}") from error
+    _check_onnx(model, Path(out), sorted(words)[:8])
+    kept = sum(t["words_after"] for t in tables) if tables else None
+    summary = {"model": str(model_path), "output": str(out), "format": "onnx", "size_mb_before": _mb(model_path),
+               "size_mb_after": round(sum(files.values()), 3), "files": files, "words_kept": kept,
+               "vocabulary": len(words) if tables else None, "tables": tables}
     log.info("export: %s (%.2f MB) -> %s (%.2f MB)", model_path, summary["size_mb_before"], out,
              summary["size_mb_after"])
     return summary

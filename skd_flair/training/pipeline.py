@@ -21,7 +21,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Union
 
 import flair
 import torch
@@ -32,8 +32,9 @@ from flair.trainers.plugins import MetricHistoryPlugin
 from torch.utils.data import ConcatDataset
 
 from ..registry import ConfigError, check_value, check_values
-from ..types import Count, NonNegative, Positive
+from ..types import Count, NonNegative, Positive, Probability
 from .annotate import annotate
+from .budget import TIME_BUDGET, TimeBudgetPlugin
 from .corpora import decoded_lines, load_corpus, plain_sentences
 from .embeddings import check_embedding_packages
 from .models import build_model, load_model
@@ -47,8 +48,25 @@ __all__ = ["load_config", "check_config", "train_model", "distill", "annotate_on
            "SECTIONS"]
 
 SECTIONS = ("seed", "corpus", "unlabelled", "teacher", "model", "kd", "trainer", "name")
-KD_KEYS = ("objective", "mix", "cache_dir", "batch_size", "threshold", "shard_every", "allow_label_leak",
-           "allow_missing_labels", "probe_gradients")
+
+
+def kd_section(objective: Union[str, Mapping[str, Any]] = "structural",
+               mix: Union[str, Mapping[str, Any], None] = None,
+               cache_dir: Union[str, Path, None] = None,
+               batch_size: Count = 32,
+               threshold: Probability = 1e-7,
+               shard_every: Count = 2000,
+               allow_label_leak: bool = False,
+               allow_missing_labels: bool = False,
+               probe_gradients: bool = False) -> Dict[str, Any]:
+    """The ``kd`` section with its defaults filled in: this signature is the section's schema (its keys, value
+    types and defaults; ``check`` validates against it, the configuration reference is generated from it).
+    ``mix: null`` is the default recipe's ``{type: constant, weight: 0.5}`` (``distill.DEFAULT_MIX``); the
+    reference's annealing is ``{type: annealed, factor: 1}``."""
+    return dict(locals())
+
+
+KD_KEYS = tuple(inspect.signature(kd_section).parameters)
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
 
 
@@ -90,6 +108,16 @@ def load_config(source: Union[str, Path, Mapping[str, Any]], overrides: Sequence
     return config
 
 
+def _check_kd(kd: Mapping[str, Any]) -> Dict[str, Any]:
+    """The kd section's keys and values checked against :func:`kd_section`; returns it with defaults."""
+    from ..registry import check_keys
+
+    if not isinstance(kd, Mapping):
+        raise ConfigError(f"kd: expected a mapping of {', '.join(KD_KEYS)}, got {kd!r}")
+    check_keys(kd_section, kd, "kd")
+    return kd_section(**kd)
+
+
 def _check_component(registry, spec, where: str, extra=()):
     from ..registry import check_keys
 
@@ -121,9 +149,7 @@ def check_config(config, files: bool = True) -> Dict[str, Any]:
             _check_component(EMBEDDINGS, spec, f"model.embeddings[{i}]", extra=("corpus",))
         _check_component(MODELS, model, "model", extra=("corpus", "teacher"))
     kd = config.get("kd") or {}
-    unknown = sorted(set(kd) - set(KD_KEYS))
-    if unknown:
-        raise ConfigError(f"kd: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KD_KEYS)}")
+    _check_kd(kd)
     if kd.get("objective"):
         _check_component(OBJECTIVES, kd["objective"], "kd.objective")
     if kd.get("mix"):
@@ -145,7 +171,51 @@ def check_config(config, files: bool = True) -> Dict[str, Any]:
         check_embedding_packages(config["model"].get("embeddings", []))
     if "trainer" in config:
         _check_trainer(config["trainer"])
+        if files:
+            check_plugin_packages(config["trainer"].get("plugins") or ())
     return config
+
+
+def _tensorboard(base_path: Path):
+    from flair.trainers.plugins import TensorboardLogger
+
+    return TensorboardLogger(log_dir=str(base_path / "tensorboard"))
+
+
+# trainer.plugins: name -> (the module it imports, the setup.cfg extra that installs it, factory of base_path)
+TRAINER_PLUGINS = {"tensorboard": ("tensorboard", "tensorboard", _tensorboard)}
+PluginName = Literal[tuple(TRAINER_PLUGINS)]
+
+
+def check_plugin_packages(names: Sequence[str]) -> None:
+    """ConfigError in one line naming the extra to install when a trainer plugin's package is missing."""
+    import importlib.util
+
+    for name in names:
+        if name not in TRAINER_PLUGINS:
+            raise ConfigError(f"trainer.plugins: unknown plugin {name!r}; known: {', '.join(TRAINER_PLUGINS)}")
+        module, extra, _ = TRAINER_PLUGINS[name]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"trainer.plugins: {name} needs the '{module}' package: pip install "
+                              f"'skd_flair[{extra}]' (or pip install {module})")
+
+
+def trainer_plugins(names: Sequence[str], base_path: Path) -> List:
+    """Flair logger plugins for ``trainer.plugins`` (``tensorboard``: Flair's TensorboardLogger writing to
+    ``<base_path>/tensorboard``)."""
+    check_plugin_packages(names)
+    base_path.mkdir(parents=True, exist_ok=True)
+    return [TRAINER_PLUGINS[name][2](base_path) for name in names]
+
+
+def trainer_keys(base_path: Union[str, Path], method: Literal["train", "fine_tune"] = "train",
+                 optimizer: Optional[Literal["SGD", "Adam", "AdamW"]] = None,
+                 optimizer_kwargs: Optional[Mapping[str, Any]] = None,
+                 max_minutes: Optional[Positive] = None,
+                 plugins: Sequence[PluginName] = ()) -> None:
+    """The ``trainer`` keys that skd_flair reads itself, with their types and defaults (``check`` and the
+    configuration reference read this signature); every other ``trainer`` key is an argument of Flair's
+    ``ModelTrainer.train`` / ``fine_tune`` (``method``)."""
 
 
 # ranges Flair's annotations do not say
@@ -158,7 +228,8 @@ def _check_trainer(section: Mapping[str, Any]):
     method = trainer.pop("method", "train")
     if method not in ("train", "fine_tune"):
         raise ConfigError(f"trainer.method must be 'train' or 'fine_tune', got {method!r}")
-    unknown = sorted(set(trainer) - _trainer_arguments(method) - {"base_path", "optimizer_kwargs"})
+    own = set(inspect.signature(trainer_keys).parameters)
+    unknown = sorted(set(trainer) - _trainer_arguments(method) - own)
     if unknown:
         raise ConfigError(f"trainer: unknown key(s) {', '.join(unknown)} for ModelTrainer.{method}")
     if "base_path" not in trainer:
@@ -169,8 +240,9 @@ def _check_trainer(section: Mapping[str, Any]):
     for key, value in trainer.items():
         if key in _TRAINER_RANGES:
             check_value(_TRAINER_RANGES[key], value, key, "trainer")
+    check_values(trainer_keys, {k: v for k, v in trainer.items() if k in own}, "trainer")
     check_values(getattr(ModelTrainer, method), {k: v for k, v in trainer.items() if k not in _TRAINER_RANGES
-                                                 and k not in ("base_path", "optimizer_kwargs")}, "trainer")
+                                                 and k not in own}, "trainer")
 
 
 def _require(config: Mapping[str, Any], *sections: str):
@@ -198,6 +270,9 @@ def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, 
     if method not in ("train", "fine_tune"):
         raise ConfigError(f"trainer.method must be 'train' or 'fine_tune', got {method!r}")
     optimizer_kwargs = spec.pop("optimizer_kwargs", {}) or {}
+    max_minutes = spec.pop("max_minutes", None)
+    logger_names = list(spec.pop("plugins", None) or ())
+    check_plugin_packages(logger_names)
     if isinstance(spec.get("optimizer"), str):
         if spec["optimizer"] not in OPTIMIZERS:
             raise ConfigError(f"trainer.optimizer must be one of {', '.join(OPTIMIZERS)}, got {spec['optimizer']!r}")
@@ -212,11 +287,15 @@ def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, 
     start = time.time()
     # the saved model lists its gold training sentences; the histories say how many epochs ran and which was best
     plugins = [*plugins, ProvenancePlugin(corpus.train), MetricHistoryPlugin()]
+    budget = TimeBudgetPlugin(max_minutes) if max_minutes is not None else None
+    if budget is not None:  # after the KD plugin, which tidies each batch up
+        plugins.append(budget)
     if run_hash is not None:
         checkpoint = prepare_run(base_path, run_hash, overwrite=overwrite)
         plugins = [ResumePlugin(base_path, checkpoint), *plugins]
         if checkpoint is not None:
             spec["epoch"] = int(checkpoint["epoch"])
+    plugins += trainer_plugins(logger_names, base_path)  # after prepare_run, which may refuse the folder
     with warnings.catch_warnings():  # raised inside Flair's trainer on every run; nothing a user can change
         warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", category=FutureWarning)
         result = getattr(trainer, method)(base_path, plugins=plugins, **spec, **optimizer_kwargs)
@@ -227,6 +306,7 @@ def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, 
     return {"test_score": result.get("test_score"), "train_seconds": time.time() - start, "base_path": str(base_path),
             "epochs": resumed + len(result.get("train_loss_history") or []), "dev_score_history": dev,
             "resumed_after_epoch": resumed,
+            "stopped_early": TIME_BUDGET if budget is not None and budget.stopped else None,
             "best_dev_epoch": resumed + 1 + max(range(len(dev)), key=dev.__getitem__) if dev else None}
 
 
@@ -268,22 +348,18 @@ def _training_corpus(corpus: Corpus, unlabelled: Optional[Corpus]) -> Corpus:
 def _distillation_setup(config, needs_trainer: bool):
     """(training corpus, student, teacher targets) of a distillation configuration."""
     _require(config, "corpus", "teacher", "model", "kd", *(("trainer",) if needs_trainer else ()))
-    kd = dict(config["kd"] or {})
-    unknown = sorted(set(kd) - set(KD_KEYS))
-    if unknown:
-        raise ConfigError(f"kd: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KD_KEYS)}")
+    kd = _check_kd(config["kd"] or {})
     _set_seed(config)
     corpus = load_corpus(config["corpus"])
     unlabelled = load_corpus(config["unlabelled"]) if config.get("unlabelled") else None
     teacher = load_model(config["teacher"])
     if unlabelled is not None and unlabelled.train is not None:
-        check_unlabelled(teacher, unlabelled.train, allow_leak=bool(kd.get("allow_label_leak", False)))
+        check_unlabelled(teacher, unlabelled.train, allow_leak=kd["allow_label_leak"])
     train_corpus = _training_corpus(corpus, unlabelled)
     student = build_model(config["model"], train_corpus, teacher=teacher)  # vocabularies see the unlabelled text too
-    targets = annotate(teacher, list(train_corpus.train), student, kd.get("objective", "structural"),
-                       cache_dir=kd.get("cache_dir"), batch_size=kd.get("batch_size", 32),
-                       threshold=kd.get("threshold", 1e-7), shard_every=kd.get("shard_every", 2000),
-                       allow_missing_labels=bool(kd.get("allow_missing_labels", False)))
+    targets = annotate(teacher, list(train_corpus.train), student, kd["objective"], cache_dir=kd["cache_dir"],
+                       batch_size=kd["batch_size"], threshold=kd["threshold"], shard_every=kd["shard_every"],
+                       allow_missing_labels=kd["allow_missing_labels"])
     return train_corpus, student, targets, kd
 
 
@@ -292,7 +368,7 @@ def distill(config, overwrite: bool = False) -> Dict[str, Any]:
     ``train_model``)."""
     config = check_config(load_config(config))
     train_corpus, student, targets, kd = _distillation_setup(config, needs_trainer=True)
-    plugin = DistillationPlugin(targets, mix=kd.get("mix"), probe_gradients=bool(kd.get("probe_gradients", False)))
+    plugin = DistillationPlugin(targets, mix=kd["mix"], probe_gradients=kd["probe_gradients"])
     results = _run_trainer(student, train_corpus, config["trainer"], plugins=[plugin], run_hash=config_hash(config),
                            overwrite=overwrite)
     results.update({"config": config, "kd": {"targets_key": targets.key, "annotation": targets.stats,

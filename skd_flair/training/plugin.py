@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Union
 
 import torch
 from flair.trainers.plugins import TrainerPlugin
+from flair.trainers.plugins.metric_records import MetricRecord
 
 from ..distill import DEFAULT_MIX, MIX_SCHEDULES
 from ..distill.labels import LabelMismatchError
@@ -34,7 +35,8 @@ class DistillationPlugin(TrainerPlugin):
 
     Per epoch it logs the gold and KD losses (per token) separately, the mean per-token KL from the
     teacher's token marginals to the student's, the teacher's mean token entropy and how often the two
-    agree on a token's best label.
+    agree on a token's best label: to Flair's log, to ``kd_loss.tsv``, to ``history``, and as Flair metric
+    records named ``kd/<column>`` (``kd/lambda``, ``kd/gold_loss``, ...), which Flair's logger plugins receive.
     """
 
     def __init__(self, targets: TeacherTargets, mix: Union[dict, str, object, None] = None,
@@ -112,6 +114,7 @@ class DistillationPlugin(TrainerPlugin):
         if self.probe_gradients and self.probe:
             row.update(self._gradient_norms())
         self.history.append(row)
+        self._publish(row, epoch)
         log.info("KD epoch {EPOCH}: lambda {LAMBDA:.4f} - gold loss {GOLD_LOSS:.4f} - KD loss {KD_LOSS:.4f} - "
                  "KL/token {KL_PER_TOKEN:.4f} - teacher entropy {TEACHER_ENTROPY:.4f} - argmax agreement "
                  "{ARGMAX_AGREEMENT:.4f}".format(**row))
@@ -124,6 +127,17 @@ class DistillationPlugin(TrainerPlugin):
                     f.write("\t".join(columns) + "\n")
                 f.write("\t".join(f"{row[c]:.6f}" if isinstance(row[c], float) else str(row[c]) for c in columns)
                         + "\n")
+
+    def _publish(self, row: Dict[str, float], epoch: int):
+        """Send the row through Flair's metric records (``kd/lambda``, ``kd/kd_loss``, ...; step = epoch), as the
+        trainer sends its own losses and scores: Flair's logger plugins (TensorboardLogger, WandbLogger,
+        ClearmlLogger) and any plugin with a ``metric_recorded`` hook receive them."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return
+        for column, value in row.items():
+            if column != "EPOCH":
+                trainer.dispatch("metric_recorded", MetricRecord.scalar(("kd", column.lower()), float(value), epoch))
 
     def _gradient_norms(self) -> Dict[str, float]:
         """The gradient norm of the KD term alone and of the gold term alone on the first training batch's
