@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from skd_flair.distill import DEFAULT_MIX
+
 from .common import REPO, SHARED
 from .plain_text import text_path, write_plain_text
 from .resources import resource_path
@@ -297,16 +299,17 @@ CURVE_TRAINER = {**TAGGER_TRAINER, "max_epochs": 100, "min_learning_rate": 1e-3}
 
 def _curve_students(embeddings, text_file: str) -> List[Student]:
     crf, maxent = _tagger(embeddings, True), _tagger(embeddings, False)
-    methods = (("crf_structural", crf, {"type": "structural", "temperature": T}, "structural", "1a"),
-               ("crf_posterior", crf, {"type": "posterior", "temperature": T}, "posterior", "1a"),
+    # the default recipe (README, "Default recipe"): T=1, KD and gold 0.5 each on the gold sentences
+    methods = (("crf_structural", crf, {"type": "structural"}, "structural", "1a"),
+               ("crf_posterior", crf, {"type": "posterior"}, "posterior", "1a"),
                ("crf_topk", crf, {"type": "topk", "k": 10}, "topk", "1a"),
-               ("maxent_structural", maxent, {"type": "structural", "temperature": T}, "structural", "2a"),
-               ("maxent_token", maxent, {"type": "token", "temperature": T}, "token", "2a"))
+               ("maxent_structural", maxent, {"type": "structural"}, "structural", "2a"),
+               ("maxent_token", maxent, {"type": "token"}, "token", "2a"))
     out = [Student("crf_none", crf, None, method="none", case="1a")]
     for u in (0, *CURVE_U):
         text = {"type": "text", "format": "plain", "train_file": text_file, "sample_train": u} if u else None
-        out += [Student(f"u{u}_{name}", model, objective, unlabelled=text, method=method, case=case)
-                for name, model, objective, method, case in methods]
+        out += [Student(f"u{u}_{name}", model, objective, unlabelled=text, method=method, case=case,
+                        mix=dict(DEFAULT_MIX)) for name, model, objective, method, case in methods]
     return out
 
 
