@@ -60,14 +60,14 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from flair.data import Label, Sentence, Span, get_spans_from_bio
+from flair.data import Sentence
 from flair.embeddings import CharacterEmbeddings, StackedEmbeddings, WordEmbeddings
 from torch import nn
 
 from ..tagging_runtime import Encoder, char_sources, crf_marginals, flair_word_index, viterbi
 from ..structs import LinearChainCRF
 from .fasttext import FastTextSubwordEmbeddings
-from .tagger import DistillableTagger
+from .tagger import DistillableTagger, write_labels
 
 __all__ = ["FastBatch", "FastTagger", "ONNX_FORMAT", "OnnxEmissions", "UnsupportedTagger", "char_sources",
            "fast_predict", "fast_tagger", "flair_word_index", "onnx_input_names", "runtime_config"]
@@ -398,20 +398,8 @@ class FastTagger(nn.Module):
         for b, sentence in enumerate(batch):
             sentence.remove_labels(label_name)
             n = len(sentence)
-            sentence_tags = [names[i] for i in tag_rows[b][:n]]
-            token_scores = scores[b][:n]
-            if spans:
-                for span_tokens, score, value in get_spans_from_bio(sentence_tags, token_scores):
-                    span: Span = sentence[span_tokens[0]:span_tokens[-1] + 1]
-                    span.add_label(label_name, value=value, score=score)
-            else:
-                for token, tag, score in zip(sentence.tokens, sentence_tags, token_scores):
-                    if tag not in ("O", "_"):
-                        token.add_label(typename=label_name, value=tag, score=score)
-            if all_probs is not None:
-                for t, token in enumerate(sentence.tokens):
-                    token.add_tags_proba_dist(label_name, [Label(token, name, float(p))
-                                                           for name, p in zip(names, all_probs[b][t])])
+            write_labels(sentence, [names[i] for i in tag_rows[b][:n]], scores[b][:n], label_name, spans, names,
+                         all_probs[b][:n] if all_probs is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -55,6 +55,23 @@ class _HideFlairTagLine(logging.Filter):
         return not str(record.msg).startswith("SequenceTagger predicts:")
 
 
+def write_labels(sentence: Sentence, tags: List[str], scores: List[float], label_name: str, spans: bool,
+                 names: List[str], distributions: Optional[List[List[float]]] = None) -> None:
+    """A sentence's predicted tags written back as Flair does: spans (BIOES/BIO tag types) or token labels
+    (``O`` and ``_`` left out), and, given ``distributions``, each token's probabilities over ``names``."""
+    if spans:
+        for span_tokens, score, value in get_spans_from_bio(tags, scores):
+            span: Span = sentence[span_tokens[0]:span_tokens[-1] + 1]
+            span.add_label(label_name, value=value, score=score)
+    else:
+        for token, tag, score in zip(sentence.tokens, tags, scores):
+            if tag not in ("O", "_"):
+                token.add_label(typename=label_name, value=tag, score=score)
+    if distributions is not None:
+        for token, row in zip(sentence.tokens, distributions):
+            token.add_tags_proba_dist(label_name, [Label(token, name, float(p)) for name, p in zip(names, row)])
+
+
 class DistillableTagger(SequenceTagger):
     """Flair's `SequenceTagger` (same arguments) usable as KD teacher and student.
 
@@ -262,22 +279,12 @@ class DistillableTagger(SequenceTagger):
 
     def _add_predictions(self, batch, tags, probs, label_name, force_token_predictions, all_classes):
         names = self.label_names
+        spans = self.predict_spans and not force_token_predictions
         for b, sentence in enumerate(batch):
             n = len(sentence)
-            sentence_tags = [names[i] for i in tags[b, :n].tolist()]
-            token_scores = probs[b, torch.arange(n), tags[b, :n]].tolist()
-            if self.predict_spans and not force_token_predictions:
-                for span_tokens, score, value in get_spans_from_bio(sentence_tags, token_scores):
-                    span: Span = sentence[span_tokens[0]:span_tokens[-1] + 1]
-                    span.add_label(label_name, value=value, score=score)
-            else:
-                for token, tag, score in zip(sentence.tokens, sentence_tags, token_scores):
-                    if tag not in ("O", "_"):
-                        token.add_label(typename=label_name, value=tag, score=score)
-            if all_classes:
-                for t, token in enumerate(sentence.tokens):
-                    token.add_tags_proba_dist(label_name, [Label(token, name, float(p))
-                                                           for name, p in zip(names, probs[b, t].tolist())])
+            write_labels(sentence, [names[i] for i in tags[b, :n].tolist()],
+                         probs[b, torch.arange(n), tags[b, :n]].tolist(), label_name, spans, names,
+                         probs[b, :n].tolist() if all_classes else None)
 
     # ------------------------------------------------------------------ save / load
     def _get_state_dict(self):

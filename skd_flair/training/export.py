@@ -292,6 +292,18 @@ def _check_export(path: Path_, words: Iterable[str]) -> None:
 # the command
 
 
+def _wanted_words(vocab, corpus) -> Set[str]:
+    """The words of --vocab and of --corpus's configuration together; an error when both were given nothing."""
+    words: Set[str] = set()
+    if vocab is not None:
+        words |= read_vocabulary(vocab)
+    if corpus is not None:
+        words |= corpus_vocabulary(corpus)
+    if (vocab is not None or corpus is not None) and not words:
+        raise ConfigError(_EMPTY)
+    return words
+
+
 def export_model(model_path: Path_, out: Path_, vocab: Optional[Path_] = None, corpus: Optional[Path_] = None,
                  quantize: Optional[str] = None, half: bool = False, format: str = "flair") -> Dict[str, Any]:
     """Load the tagger in `model_path`, trim its word tables to the vocabulary of `vocab` (a word list) and/or
@@ -309,13 +321,7 @@ def export_model(model_path: Path_, out: Path_, vocab: Optional[Path_] = None, c
     if not Path(model_path).is_file():
         raise ConfigError(f"export: model file {model_path} does not exist")
     trim = vocab is not None or corpus is not None
-    words: Set[str] = set()
-    if vocab is not None:
-        words |= read_vocabulary(vocab)
-    if corpus is not None:
-        words |= corpus_vocabulary(corpus)
-    if trim and not words:
-        raise ConfigError(_EMPTY)
+    words = _wanted_words(vocab, corpus)
     model = load_tagger(model_path)
     tables = trim_model(model, words) if trim else []
     quantized = quantize_layers(model) if quantize == "int8" else []
@@ -431,13 +437,7 @@ def _export_onnx_command(model_path: Path_, out: Path_, vocab: Optional[Path_], 
         raise ConfigError(f"export: model file {model_path} does not exist")
     _onnx_modules()
     trim = vocab is not None or corpus is not None
-    words: Set[str] = set()
-    if vocab is not None:
-        words |= read_vocabulary(vocab)
-    if corpus is not None:
-        words |= corpus_vocabulary(corpus)
-    if trim and not words:
-        raise ConfigError(_EMPTY)
+    words = _wanted_words(vocab, corpus)
     model = load_tagger(model_path).eval()
     tables = trim_model(model, words) if trim else []
     try:
