@@ -52,7 +52,8 @@ class OnnxTagger:
         chars = config["chars"]
         self.encoder = Encoder([{word: i for i, word in enumerate(words)} for words in config["word_tables"]],
                                char_index=None if chars is None else chars["index"],
-                               char_unk=None if chars is None else chars["unk"])
+                               char_unk=None if chars is None else chars["unk"],
+                               flair_char_order=chars is None or chars.get("flair_order", True))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -78,14 +78,17 @@ class Encoder:
         char_index: ``character -> id`` of the char dictionary (None: no character embeddings).
         char_unk: the id of an unknown character (``<unk>`` = 0 in a Flair ``Dictionary`` with ``add_unk``), or
             None to raise, as Flair does, on a character the dictionary lacks.
+        flair_char_order: reproduce Flair ``CharacterEmbeddings``' reordering of repeated words
+            (:func:`char_sources`); False for ``BatchedCharacterEmbeddings``, where every token is its own source.
     """
 
     def __init__(self, word_vocabs: Sequence[Dict[str, int]], word_kinds: Optional[Sequence[str]] = None,
                  char_index: Optional[Dict[str, int]] = None, char_unk: Optional[int] = None,
-                 cache_size: int = 500_000):
+                 cache_size: int = 500_000, flair_char_order: bool = True):
         self.word_vocabs = list(word_vocabs)
         self.word_kinds = list(word_kinds or ["word"] * len(self.word_vocabs))
         self.char_index, self.char_unk = char_index, char_unk
+        self.flair_char_order = flair_char_order
         self.cache_size = cache_size
         self._words: List[Dict[str, int]] = [{} for _ in self.word_vocabs]
         self._chars: Dict[str, Tuple[int, ...]] = {}
@@ -138,7 +141,7 @@ class Encoder:
         per_sentence = []
         for words in sentences:
             ids = [self.char_ids(word) for word in words]
-            per_sentence.append([ids[i] for i in char_sources(ids)])
+            per_sentence.append([ids[i] for i in char_sources(ids)] if self.flair_char_order else ids)
         char_index = None
         if unique:
             rows = {x: None for ids in per_sentence for x in ids}  # distinct, in first-seen order

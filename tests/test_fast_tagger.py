@@ -8,6 +8,7 @@ from flair.data import Sentence
 from flair.embeddings import CharacterEmbeddings, StackedEmbeddings, WordEmbeddings
 
 from skd_flair.models import DistillableTagger, FastTextSubwordEmbeddings
+from skd_flair.models.char_embeddings import BatchedCharacterEmbeddings
 from skd_flair.models.fast_tagger import FastTagger, UnsupportedTagger, char_sources, fast_predict
 from skd_flair.training.embeddings import char_dictionary
 from tests import toy
@@ -45,9 +46,12 @@ def kv_path(tmp_path_factory, corpus):
     return path
 
 
-def chars(corpus, name="Char"):
-    return CharacterEmbeddings(path_to_char_dict=char_dictionary(corpus), char_embedding_dim=4, hidden_size_char=3,
-                               name=name)
+CHAR_CLASSES = {"flair": CharacterEmbeddings, "batched": BatchedCharacterEmbeddings}
+
+
+def chars(corpus, name="Char", kind="flair"):
+    return CHAR_CLASSES[kind](path_to_char_dict=char_dictionary(corpus), char_embedding_dim=4, hidden_size_char=3,
+                              name=name)
 
 
 def make(corpus, embeddings, seed=0, **kw):
@@ -92,9 +96,10 @@ STUDENTS = {
 }
 
 
+@pytest.mark.parametrize("char_kind", sorted(CHAR_CLASSES))
 @pytest.mark.parametrize("kind", sorted(STUDENTS))
-def test_same_tags_spans_and_scores_as_predict(corpus, kv_path, kind):
-    model = make(corpus, StackedEmbeddings([WordEmbeddings(str(kv_path), name="tiny"), chars(corpus)]),
+def test_same_tags_spans_and_scores_as_predict(corpus, kv_path, kind, char_kind):
+    model = make(corpus, StackedEmbeddings([WordEmbeddings(str(kv_path), name="tiny"), chars(corpus, kind=char_kind)]),
                  **STUDENTS[kind])
     assert_same_predictions(model)
     assert_same_predictions(model, batch_size=1)
@@ -106,10 +111,12 @@ def test_token_labels_and_all_class_probabilities(corpus, kv_path):
     assert_same_predictions(make(corpus, chars(corpus), use_crf=False), label_name="other")
 
 
-def test_embeddings_and_emissions_match_flair(corpus, kv_path):
-    """Flair's lookup rules and its char-embedding reordering quirk, position by position."""
+@pytest.mark.parametrize("char_kind", sorted(CHAR_CLASSES))
+def test_embeddings_and_emissions_match_flair(corpus, kv_path, char_kind):
+    """Flair's lookup rules and its char-embedding reordering quirk (absent from the batched class), position by
+    position."""
     word = WordEmbeddings(str(kv_path), name="tiny", stable=True)
-    model = make(corpus, StackedEmbeddings([word, chars(corpus)]))
+    model = make(corpus, StackedEmbeddings([word, chars(corpus, kind=char_kind)]))
     fast = FastTagger.from_tagger(model)
     batch = sorted(sentences()[:5] + sentences()[6:13], key=len, reverse=True)
     with torch.no_grad():
@@ -123,11 +130,14 @@ def test_embeddings_and_emissions_match_flair(corpus, kv_path):
         per_position = fast.tensorize([[t.text for t in s] for s in batch], unique=False)
         assert per_position.char_ids.dim() == 3 and per_position.char_index is None
         assert torch.allclose(fast.emissions(*per_position)[mask], flair_em, atol=1e-5)
+    flair_x, _ = model._prepare_tensors([Sentence("a the a".split())])
+    if char_kind == "batched":  # each token its own characters: both "a" get one vector
+        assert torch.equal(flair_x[0, 0], flair_x[0, 2]) and not torch.equal(flair_x[0, 0, 6:], flair_x[0, 1, 6:])
+        return
     # "a the a": the first "a" is not the last of its characters, so Flair gives it the embedding at sorted
     # position 0, the token "the"; in "in Berlin in Paris in" the first "in" gets Berlin's (sorted position 0)
     assert char_sources([(1,), (2, 3, 4), (1,)]) == [1, 1, 2]
     assert char_sources([(1, 2), (3, 4, 5, 6, 7, 8), (1, 2), (9, 4, 10, 11, 12), (1, 2)]) == [1, 1, 0, 3, 4]
-    flair_x, _ = model._prepare_tensors([Sentence("a the a".split())])
     assert torch.equal(flair_x[0, 0, 6:], flair_x[0, 1, 6:]) and not torch.equal(flair_x[0, 0], flair_x[0, 2])
 
 

@@ -16,6 +16,7 @@ from flair.embeddings import CharacterEmbeddings, StackedEmbeddings, WordEmbeddi
 
 from skd_flair.cli import main
 from skd_flair.models import DistillableTagger
+from skd_flair.models.char_embeddings import BatchedCharacterEmbeddings
 from skd_flair.training.embeddings import char_dictionary
 from tests import toy
 
@@ -34,9 +35,10 @@ TEXTS = ["Anna went to Berlin", "ANNA went TO berlin", "anna saw bob in paris", 
          "from Rome to Paris and from Paris to Rome with Anna and Bob and Carla in 2020"]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A CRF student (GloVe-like table + chars) exported with a vocabulary, and the model itself."""
+@pytest.fixture(scope="module", params=[CharacterEmbeddings, BatchedCharacterEmbeddings], ids=["flair", "batched"])
+def exported(tmp_path_factory, request):
+    """A CRF student (GloVe-like table + chars, Flair's class or the batched one, which does not reorder repeated
+    words) exported with a vocabulary, and the model itself."""
     from gensim.models import KeyedVectors
 
     corpus = toy.corpus()
@@ -46,7 +48,7 @@ def exported(tmp_path_factory):
     kv.add_vectors(words, np.random.default_rng(0).normal(size=(len(words), 6)).astype(np.float32))
     kv.save(str(tmp / "tiny.kv"))
     torch.manual_seed(0)
-    chars = CharacterEmbeddings(path_to_char_dict=char_dictionary(corpus), char_embedding_dim=4, hidden_size_char=3)
+    chars = request.param(path_to_char_dict=char_dictionary(corpus), char_embedding_dim=4, hidden_size_char=3)
     model = DistillableTagger(StackedEmbeddings([WordEmbeddings(str(tmp / "tiny.kv"), name="tiny"), chars]),
                               corpus.make_label_dictionary("ner", add_unk=False), "ner", hidden_size=5)
     with torch.no_grad():
@@ -74,6 +76,11 @@ def test_export_writes_graph_and_config(exported, capsys):
     assert {"paris", "####"} <= set(config["word_tables"][0]) and "zurich" not in config["word_tables"][0]
     graph = onnx.load(str(out / "model.onnx"))
     assert [d.dim_param for d in graph.graph.output[0].type.tensor_type.shape.dim[:2]] == ["B", "N"]
+    # every input dimension stays dynamic, also for the second export in this process (the fixture's second
+    # parameter), where stale RNN dispatch caches once fixed N and C to the example's sizes
+    inputs = {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim] for i in graph.graph.input}
+    assert inputs["char_ids"] == ["U", "C"] and inputs["char_index"] == ["B", "N"] and inputs["lengths"] == ["B"]
+    assert inputs["word_ids"][:2] == ["B", "N"]
 
 
 def test_runner_without_torch_or_flair_tags_like_the_model(exported):

@@ -1,9 +1,10 @@
 """Flair models that teach and learn by structural KD (importing this registers them with Flair's loaders)."""
+from .char_embeddings import BatchedCharacterEmbeddings
 from .dependency_tagger import DependencyTagger
 from .fasttext import FastTextSubwordEmbeddings
 from .parser import BiaffineParser
 from .span_ner import BiaffineSpanTagger
 from .tagger import KD_TARGETS, UNLABELLED, DistillableTagger, is_unlabelled
 
-__all__ = ["BiaffineParser", "BiaffineSpanTagger", "DependencyTagger", "DistillableTagger", "FastTextSubwordEmbeddings", "KD_TARGETS", "UNLABELLED",
+__all__ = ["BatchedCharacterEmbeddings", "BiaffineParser", "BiaffineSpanTagger", "DependencyTagger", "DistillableTagger", "FastTextSubwordEmbeddings", "KD_TARGETS", "UNLABELLED",
            "is_unlabelled"]

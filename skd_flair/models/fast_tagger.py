@@ -19,7 +19,8 @@ and one graph over the ids (:meth:`FastTagger.forward`: ``word_ids [B, N(, W)]``
   Flair keeps of it: the *output at the last character* of both directions (for the backward direction that is
   one LSTM step over the last character from a zero state, not its final state); and Flair's reordering quirk: a
   token whose character ids occur again later in its sentence gets the char embedding of the token at its own
-  index in the length-sorted order (``CharacterEmbeddings._add_embeddings_internal``; ``char_sources``);
+  index in the length-sorted order (``CharacterEmbeddings._add_embeddings_internal``; ``char_sources``); not so
+  for ``BatchedCharacterEmbeddings`` (what skd_flair's ``char`` embedding builds), where each token is its own;
 - the pieces concatenated in Flair's order (``Token.get_each_embedding``: sorted by embedding name),
   ``embedding2nn`` when the tagger reprojects; the dropouts are skipped (inactive in eval);
 - the RNN: each layer and direction as its own one-layer module (weights copied), the backward direction run
@@ -66,6 +67,7 @@ from torch import nn
 
 from ..tagging_runtime import Encoder, char_sources, crf_marginals, flair_word_index, viterbi
 from ..structs import LinearChainCRF
+from .char_embeddings import BatchedCharacterEmbeddings
 from .fasttext import FastTextSubwordEmbeddings
 from .tagger import DistillableTagger, write_labels
 
@@ -91,7 +93,7 @@ def _members(embeddings) -> List[Tuple[str, nn.Module]]:
             if member.field is not None:
                 raise UnsupportedTagger(f"fast path: word table {member.name!r} embeds label field "
                                         f"{member.field!r}, not the token text; unsupported")
-        elif type(member) is not CharacterEmbeddings:
+        elif type(member) not in (CharacterEmbeddings, BatchedCharacterEmbeddings):
             raise UnsupportedTagger(f"fast path: unsupported embedding {kind} ({member.name}); supported: Flair "
                                     f"WordEmbeddings, FastTextSubwordEmbeddings and CharacterEmbeddings")
         out.append((member.name, member))
@@ -165,6 +167,7 @@ class FastTagger(nn.Module):
         self.char_dictionary = None
         self.char_index: Optional[Dict[str, int]] = None
         self.char_unk: Optional[int] = None
+        self.flair_char_order = True
         for _, member in members:
             if isinstance(member, CharacterEmbeddings):
                 self._init_chars(member)
@@ -200,7 +203,8 @@ class FastTagger(nn.Module):
                 self.rnn_layers.append(nn.ModuleList([_single_direction(rnn, layer, reverse, size)
                                                       for reverse in ((False, True) if directions == 2 else (False,))]))
         self.linear = copy.deepcopy(_float(tagger.linear, "the tagger's linear layer", (nn.Linear,)))
-        self.encoder = Encoder(self.word_vocabs, self.word_kinds, self.char_index, self.char_unk)
+        self.encoder = Encoder(self.word_vocabs, self.word_kinds, self.char_index, self.char_unk,
+                               flair_char_order=self.flair_char_order)
         if self.use_crf:
             flair_trans = tagger.crf.transitions.detach()  # [to, from], exactly as DistillableTagger.chain_scores
             start = tagger.label_dictionary.get_idx_for_item("<START>")
@@ -216,6 +220,7 @@ class FastTagger(nn.Module):
         char_rnn = _float(member.char_rnn, "the char LSTM", (nn.LSTM,))
         self.char_dictionary = member.char_dictionary
         self.char_unk = 0 if member.char_dictionary.add_unk else None
+        self.flair_char_order = not isinstance(member, BatchedCharacterEmbeddings)
         self.char_index = {item.decode("utf-8"): i for item, i in member.char_dictionary.item2idx.items()}
         self.char_weight = nn.Parameter(member.char_embedding.weight.detach().clone(), requires_grad=False)
         self.char_fwd = _single_direction(char_rnn, 0, False, char_rnn.input_size)
@@ -484,7 +489,7 @@ def runtime_config(fast: FastTagger) -> dict:
         crf = {"transitions": fast.transitions.tolist(), "start": fast.start.tolist(), "end": fast.end.tolist()}
     chars = None
     if fast.has_chars:
-        chars = {"index": fast.char_index, "unk": fast.char_unk}
+        chars = {"index": fast.char_index, "unk": fast.char_unk, "flair_order": fast.flair_char_order}
     return {"format": ONNX_FORMAT, "version": ONNX_VERSION, "tag_type": fast.tag_type, "labels": fast.label_names,
             "predict_spans": fast.predict_spans, "crf": crf, "inputs": onnx_input_names(fast),
             "word_tables": tables, "chars": chars}

@@ -50,6 +50,7 @@ from flair.embeddings import (
 )
 
 from ..registry import ConfigError, Registry
+from ..models.char_embeddings import BatchedCharacterEmbeddings
 from ..models.fasttext import FastTextSubwordEmbeddings
 from . import atomic_path, cache_dir
 
@@ -350,8 +351,9 @@ def char(
     min_freq: int = 1,
     name: str = "Char",
 ) -> CharacterEmbeddings:
-    """``CharacterEmbeddings`` with a character dictionary built from the corpus (or loaded from `char_dict`, a
-    saved Flair ``Dictionary``); Flair's default would download 'common-chars'."""
+    """Flair's character embeddings (``BatchedCharacterEmbeddings``: one LSTM call per batch) with a character
+    dictionary built from the corpus (or loaded from `char_dict`, a saved Flair ``Dictionary``); Flair's default
+    would download 'common-chars'."""
     where = "embedding type 'char'"
     if char_dict is not None:
         path = _local_path(char_dict, "char_dict", where)
@@ -362,7 +364,7 @@ def char(
         dictionary = char_dictionary(_need_corpus(corpus, where), min_freq=min_freq)
         if len(dictionary) <= 1:
             raise ConfigError(f"{where}: the corpus has no characters with frequency >= {min_freq}")
-    return CharacterEmbeddings(path_to_char_dict=dictionary, char_embedding_dim=char_embedding_dim,
+    return BatchedCharacterEmbeddings(path_to_char_dict=dictionary, char_embedding_dim=char_embedding_dim,
                                hidden_size_char=hidden_size_char, name=name)
 
 

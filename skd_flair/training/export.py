@@ -387,6 +387,14 @@ def _quiet_exporter():
             logger.setLevel(level)
 
 
+def _clear_rnn_dispatch_caches() -> None:
+    """The exporter swaps in while-loop LSTM/GRU decompositions (dynamic sequence length) by editing the ops'
+    ``py_kernels`` directly, which leaves the ops' dispatch caches stale: a second export in one process traced
+    the plain LSTM kernel and came out with the example's sentence and word lengths fixed in the graph."""
+    for op in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
+        op._dispatch_cache.clear()
+
+
 def export_onnx(model: DistillableTagger, folder: Path_) -> Dict[str, float]:
     """Write ``model.onnx`` and ``tagger.json`` for `model` into `folder` (each file atomically); returns their
     sizes in MB. UnsupportedTagger (a ValueError) for a tagger the fast path cannot express."""
@@ -409,6 +417,7 @@ def export_onnx(model: DistillableTagger, folder: Path_) -> Dict[str, float]:
     folder.mkdir(parents=True, exist_ok=True)
     large = sum(p.numel() * p.element_size() for p in fast.parameters()) > 1.5 * 2 ** 30
     with atomic_path(folder / MODEL_FILE) as tmp, torch.no_grad(), _quiet_exporter():
+        _clear_rnn_dispatch_caches()
         torch.onnx.export(graph, tuple(given[name] for name in names), str(tmp), input_names=names,
                           output_names=["emissions"], dynamic_shapes={"inputs": tuple(shapes[name] for name in names)},
                           dynamo=True, external_data=large, verbose=False)
