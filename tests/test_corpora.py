@@ -188,6 +188,19 @@ def test_docstart_dropped_and_documents_unlinked(tmp_path):
     assert kept[0].is_document_boundary and kept[3].is_document_boundary
 
 
+def test_bom_and_zero_width_lines_of_a_column_file_are_blank_lines(tmp_path, caplog):
+    text = "EU B-ORG\nrejects O\n\ufeff\nPeter B-PER\n\u200b \n\nBonn B-LOC\n\ufeff\n"
+    source = write(tmp_path / "c" / "train.txt", text)
+    with caplog.at_level("WARNING", logger="skd_flair"):
+        corpus = column(tmp_path / "c", sample_missing_splits=False)
+    assert [s.to_tokenized_string() for s in sentences(corpus.train)] == ["EU rejects", "Peter", "Bonn"]
+    assert "3 line(s)" in caplog.text and "line 3" in caplog.text
+    assert source.read_text(encoding="utf-8") == text  # the user's file is left as it was
+    with pytest.raises(ConfigError, match=r"train.txt, line 2: expected 2 columns"):  # a BOM is not a column
+        write(tmp_path / "d" / "train.txt", "EU B-ORG\n\ufeffrejects\n")
+        column(tmp_path / "d", sample_missing_splits=False)
+
+
 @needs_shared("ner/conll03_en")
 def test_conll03_docstart_from_shared_data():
     corpus = load_corpus({"type": "column", "data_folder": str(SHARED / "ner" / "conll03_en"),

@@ -37,13 +37,14 @@ class TeacherTargets:
     """A teacher's targets for a set of sentences, in one student's label space, looked up by sentence."""
 
     def __init__(self, entries: Mapping[str, dict], labels: Sequence[str], student_is_crf: bool, objective: dict,
-                 key: str = "", stats: Optional[dict] = None):
+                 key: str = "", stats: Optional[dict] = None, path: Optional[Path] = None):
         self.entries = entries
         self.labels = list(labels)
         self.student_is_crf = student_is_crf
         self.objective = objective
         self.key = key
         self.stats = stats or {}
+        self.path = path  # the cache file (None without a cache)
 
     def __len__(self):
         return len(self.entries)
@@ -105,7 +106,9 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
         student: the student model (its label dictionary and whether it is a CRF decide the targets).
         objective: a KD objective or its config; its temperature and map are part of the targets.
         cache_dir: where targets are cached (None: ``$SKD_FLAIR_CACHE/targets``, by default under
-            ``~/.cache/skd_flair``); ``False`` disables caching.
+            ``~/.cache/skd_flair``); ``False`` disables caching. Targets are content-addressed: a sentence
+            annotated before by the same teacher with the same objective and student labels (in any corpus) is
+            reused, not annotated again; ``stats["reused"]`` counts them.
         threshold: probabilities below this are not stored (see `cache`).
         shard_every: sentences between flushes of partial results (an interrupted run resumes from them).
         clear_embeddings: drop every embedding from the sentences before and after the teacher sees them, so
@@ -135,9 +138,11 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
                  f"merged: each of the {len(keys) - repeated} distinct sentences is annotated once and every "
                  "occurrence gets its targets")
     config = objective.config()
-    key = digest("skd-targets", fingerprint_model(teacher), corpus_digest(keys), config, labels, student_is_crf,
-                 threshold)
-    cache = TargetCache(cache_dir or default_cache_dir(), key) if cache_dir is not False else None
+    # the target space: what a sentence's targets depend on besides its tokens; a file holds one corpus of it
+    space = digest("skd-targets", fingerprint_model(teacher), config, labels, student_is_crf, threshold)
+    key = digest(space, corpus_digest(keys))
+    cache = (TargetCache(Path(cache_dir or default_cache_dir()) / space[:32], key) if cache_dir is not False
+             else None)
     distributed = _distributed() and cache is not None
     if distributed and torch.distributed.get_rank() != 0:
         torch.distributed.barrier()  # rank 0 annotates and saves; every other process reads its file
@@ -147,12 +152,20 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
             log.info(f"teacher targets: cache hit {cache.path} ({len(stored['entries'])} sentences)")
             if distributed and torch.distributed.get_rank() == 0:
                 torch.distributed.barrier()
-            return TeacherTargets(stored["entries"], labels, student_is_crf, config, key, stored.get("stats"))
+            # the stats are those of the run that wrote the file, marked as read from it
+            return TeacherTargets(stored["entries"], labels, student_is_crf, config, key,
+                                  {**(stored.get("stats") or {}), "cache_hit": True}, cache.path)
         if distributed and torch.distributed.get_rank() != 0:
             raise RuntimeError(f"rank 0 did not leave teacher targets at {cache.path}")
-    done = cache.load_partial() if cache is not None else MergedEntries()
-    if len(done):
-        log.info(f"teacher targets: resuming, {len(done)} sentences already annotated")
+    partial = cache.load_partial() if cache is not None else MergedEntries()
+    if len(partial):
+        log.info(f"teacher targets: resuming, {len(partial)} sentences already annotated")
+    wanted = set(keys) - set(partial)
+    reused = cache.reuse(wanted) if cache is not None and wanted else {}
+    if reused:
+        log.info(f"teacher targets: {len(reused)} of {len(set(keys))} sentences reused from earlier annotations "
+                 f"with this teacher and objective; {len(wanted) - len(reused)} to annotate")
+    done = MergedEntries([partial, reused])
     todo, seen = [], set(done)
     for sentence, k in zip(sentences, keys):
         if k not in seen:
@@ -189,13 +202,13 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
         teacher.train(was_training)
         bar.close()
     elapsed = time.time() - start
-    stats = {"sentences": len(todo), "seconds": elapsed, "max_dropped_mass": dropped,
-             "device": str(flair.device)}
+    stats = {"sentences": len(todo), "reused": len(reused), "resumed": len(partial), "seconds": elapsed,
+             "max_dropped_mass": dropped, "device": str(flair.device)}
     if todo:
         log.info(f"teacher targets: {len(todo)} sentences in {elapsed:.1f}s ({len(todo) / max(elapsed, 1e-9):.1f} "
                  f"sentences/s)")
     if cache is not None:
-        cache.save({"entries": MergedEntries([*cache.load_partial().parts, pending]), "labels": labels,
+        cache.save({"entries": MergedEntries([*cache.load_partial().parts, reused, pending]), "labels": labels,
                     "objective": config, "stats": stats})
         pending = {}
         entries = cache.load()["entries"]  # the packed file: compact, whatever was held before
@@ -203,7 +216,7 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
         entries = pending
     if distributed:
         torch.distributed.barrier()
-    return TeacherTargets(entries, labels, student_is_crf, config, key, stats)
+    return TeacherTargets(entries, labels, student_is_crf, config, key, stats, cache.path if cache else None)
 
 
 def _distributed() -> bool:

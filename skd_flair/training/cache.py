@@ -1,8 +1,10 @@
 """Teacher targets on disk: compact, checksummed, written atomically, resumable.
 
 Entries are keyed per sentence (a hash of its tokens), so what a sentence gets never depends on how the
-corpus was batched, shuffled or split across processes. A file holds every entry for one key (teacher
-weights, corpus content, objective with its temperature and map, student labels). Files are written to a
+corpus was batched, shuffled or split across processes. A target space (teacher weights, objective with its
+temperature and map, student labels, threshold) has one directory; a file in it holds every entry of one
+corpus. A new corpus takes the entries its sentences already have in any file of the space
+(:meth:`TargetCache.reuse`) and annotates only the rest. Files are written to a
 temporary name and renamed; a truncated or corrupted file fails its checksum and is recomputed, never
 used. Long annotations are flushed in shards, so an interrupted run resumes where it stopped.
 
@@ -316,11 +318,38 @@ class TargetCache:
         count = len(list(self.partial.glob(f"shard-*{SUFFIX}"))) if self.partial.is_dir() else 0
         _save_packed(entries, self.partial / f"shard-{count:06d}{SUFFIX}", self.key)
 
+    def reuse(self, wanted: Iterable[str]) -> Dict[str, dict]:
+        """Copies of the pieces of `wanted` sentence keys found in the other complete files of this directory
+        (the same target space), newest file first; each file is read once and released."""
+        wanted, found = set(wanted), {}
+        if not self.directory.is_dir():
+            return found
+        files = [p for p in self.directory.glob(f"*{SUFFIX}") if p != self.path]
+        for path in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True):
+            if not wanted:
+                break
+            stored = _load_packed(path, path.name[:-len(SUFFIX)])
+            if stored is None:
+                path.unlink(missing_ok=True)
+                continue
+            entries = stored[0]
+            for key in [k for k in wanted if k in entries]:
+                found[key] = _copy_piece(entries[key])
+                wanted.discard(key)
+        return found
+
     def clear_partial(self):
         if self.partial.is_dir():
             for shard in self.partial.iterdir():
                 shard.unlink()
             self.partial.rmdir()
+
+
+def _copy_piece(piece: dict) -> dict:
+    """A stored piece detached from the file it was read from (its tensors are views into the whole file)."""
+    return {name: value if name == "kind" else
+            ({**value, "index": value["index"].clone(), "value": value["value"].clone()} if isinstance(value, dict)
+             else value.clone()) for name, value in piece.items()}
 
 
 def corpus_digest(keys: Iterable[str]) -> str:

@@ -42,7 +42,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..models.tagger import UNLABELLED
 from ..registry import ConfigError, Registry, check_keys
-from .corpus_files import DOCSTART, check_conllu_file, prepared_column_files, span_tag_schemes
+from .corpus_files import DOCSTART, INVISIBLE, check_conllu_file, prepared_column_files, span_tag_schemes
 
 log = logging.getLogger("skd_flair")
 
@@ -347,7 +347,6 @@ def flair_dataset(
 
 
 _GLOB = set("*?[")
-_INVISIBLE = "\ufeff\u200b"  # a byte-order mark or zero-width space alone makes a line blank, not a sentence
 
 
 def _plain_files(folder: Optional[Path], name: Optional[str], split: str, where: str) -> List[Path]:
@@ -385,7 +384,7 @@ def decoded_lines(path: Path, encoding: str, where: str) -> Iterator[str]:
                                   f"byte {err.start}); set 'encoding' or fix the file") from err
             except LookupError as err:
                 raise ConfigError(f"{where}: unknown encoding {encoding!r}") from err
-            yield line.strip().strip(_INVISIBLE)
+            yield line.strip().strip(INVISIBLE)
 
 
 def plain_sentences(paths: Sequence[Path], encoding: str, comment_symbol: Optional[str], docstart: Optional[str],

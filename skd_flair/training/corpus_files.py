@@ -21,6 +21,15 @@ __all__ = ["check_column_file", "check_conllu_file", "strip_prefix_copy", "prepa
            "span_tag_schemes"]
 
 _CLEAN_VERSION = "1"  # bump when the cleaned-copy format changes, so old cache entries are not reused
+INVISIBLE = "\ufeff\u200b"  # a byte-order mark or zero-width space alone makes a line blank, not a token
+
+
+def _blank(line: str) -> bool:
+    return not line.strip().strip(INVISIBLE)
+
+
+def _invisible_only(line: str) -> bool:
+    return bool(line.strip()) and _blank(line)
 
 
 def _compile(delimiter: str, where: str) -> "re.Pattern[str]":
@@ -35,7 +44,9 @@ def check_column_file(path: Path, n_columns: int, exact: bool = True, column_del
                       docstart: Optional[str] = DOCSTART, text_column: int = 0, where: str = "corpus") -> int:
     """Check every token line of a column file the way Flair's ``ColumnDataset`` splits it
     (``re.split(column_delimiter, line.rstrip())``): it must have `n_columns` fields (at least that many when
-    not `exact`) and a non-empty token. Returns the number of sentences; raises ConfigError naming file and line."""
+    not `exact`) and a non-empty token. A line holding only a byte-order mark or zero-width spaces counts as blank
+    (:func:`blank_invisible_lines` makes the copy Flair reads). Returns the number of sentences; raises
+    ConfigError naming file and line."""
     pattern = _compile(column_delimiter, where)
     sentences, in_sentence = 0, False
     try:
@@ -43,7 +54,7 @@ def check_column_file(path: Path, n_columns: int, exact: bool = True, column_del
             for lineno, line in enumerate(handle, 1):
                 if lineno == 1 and skip_first_line:
                     continue
-                if not line.strip():
+                if _blank(line):
                     in_sentence = False
                     continue
                 if comment_symbol is not None and line.startswith(comment_symbol):
@@ -81,6 +92,30 @@ def _field_span(body: str, pattern: "re.Pattern[str]", column: int) -> Optional[
     return (start, len(body)) if index == column else None
 
 
+def blank_invisible_lines(path: Path, encoding: str = "utf-8", where: str = "corpus") -> Path:
+    """`path` itself, or when some of its lines hold nothing but a byte-order mark or zero-width spaces (which
+    Flair would read as a token), a copy with those lines empty, written once into ``cache_dir('corpora')``
+    under a key of the file's content; the count is logged."""
+    data = path.read_bytes()
+    try:
+        lines = data.decode(encoding).splitlines(keepends=True)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where}: {path} is not valid {encoding} text ({err}); set 'encoding'") from err
+    found = [i for i, line in enumerate(lines) if _invisible_only(line)]
+    if not found:
+        return path
+    log.warning(f"{where}: {len(found)} line(s) of {path} hold only a byte-order mark or zero-width space "
+                f"(first: line {found[0] + 1}); they are read as blank lines")
+    key = hashlib.sha1(data + repr(("blank-invisible", _CLEAN_VERSION, encoding)).encode("utf-8")).hexdigest()[:20]
+    target = cache_dir("corpora") / key / path.name
+    if not target.exists():
+        for i in found:
+            lines[i] = lines[i][len(lines[i].rstrip("\r\n")):]
+        with atomic_path(target) as tmp:
+            tmp.write_text("".join(lines), encoding=encoding)
+    return target
+
+
 def strip_prefix_copy(path: Path, prefix: str, text_column: int = 0, column_delimiter: str = r"\s+",
                       comment_symbol: Optional[str] = None, encoding: str = "utf-8",
                       skip_first_line: bool = False) -> Path:
@@ -98,7 +133,7 @@ def strip_prefix_copy(path: Path, prefix: str, text_column: int = 0, column_deli
     stripped = tokens = 0
     for lineno, line in enumerate(data.decode(encoding).splitlines(keepends=True), 1):
         body = line.rstrip("\r\n")
-        if (lineno == 1 and skip_first_line) or not body.strip() or (
+        if (lineno == 1 and skip_first_line) or _blank(body) or (
                 comment_symbol is not None and line.startswith(comment_symbol)):
             out.append(line)
             continue
@@ -133,6 +168,7 @@ def prepared_column_files(where: str, files: Dict[str, Optional[Path]], fmt: Dic
                                   skip_first_line, docstart, text_column, where)
         if count == 0:
             raise ConfigError(f"{where}: {split}_file '{path}' holds no sentences")
+        path = blank_invisible_lines(path, encoding, where)
         if strip_prefix:
             path = strip_prefix_copy(path, strip_prefix, text_column, column_delimiter, comment_symbol, encoding,
                                      skip_first_line)
@@ -150,7 +186,7 @@ def span_tag_schemes(path: Path, fmt: Dict[int, str], column_delimiter: str = r"
     prefixes: Dict[int, set] = {c: set() for c in columns}
     with open(path, encoding=encoding) as handle:
         for lineno, line in enumerate(handle, 1):
-            if (lineno == 1 and skip_first_line) or not line.strip() or (
+            if (lineno == 1 and skip_first_line) or _blank(line) or (
                     comment_symbol is not None and line.startswith(comment_symbol)):
                 continue
             fields = pattern.split(line.rstrip())
