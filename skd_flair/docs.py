@@ -217,6 +217,8 @@ MEANINGS: Dict[str, Dict[str, str]] = {
                    "`<base_path>/tensorboard` (train and KD metrics; `pip install 'skd_flair[tensorboard]'`)",
         "max_minutes": "wall-clock budget: training stops cleanly once it is spent (checked after every batch); the "
                        "test score is the best dev epoch's, `results.json` says `\"stopped_early\": \"time budget\"`",
+        "save_final_model": "unset: a run keeps one model, `best-model.pt` when a dev split chose one, else "
+                            "`final-model.pt`; `true` keeps the last epoch's as well, `false` never writes it",
         # Flair's train-only and fine_tune-only arguments (its docstring documents train_custom's only)
         "anneal_factor": "learning rate factor when the dev score did not improve for `patience` epochs",
         "patience": "epochs without dev improvement before the learning rate is annealed",

@@ -1,6 +1,7 @@
 """The configuration-driven jobs and the skd-flair command line, on a tiny corpus written to disk."""
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -50,8 +51,13 @@ def config(data, out, **extra):
 @pytest.fixture(scope="module")
 def teacher(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
-    train_model(config(data, out))
-    return out / "final-model.pt"
+    return Path(train_model(config(data, out))["model"])
+
+
+def kept(folder):
+    """The one model file a run keeps: the best dev epoch's, else (no best epoch saved) the last."""
+    best = folder / "best-model.pt"
+    return best if best.exists() else folder / "final-model.pt"
 
 
 def test_train_distill_and_results_files(data, teacher, tmp_path):
@@ -71,7 +77,8 @@ def test_command_line_end_to_end(data, teacher, tmp_path, capsys):
                                               kd={"objective": "structural"})))
     assert main(["annotate", str(cfg_path)]) == 0
     assert main(["distill", str(cfg_path), "-o", "trainer.max_epochs=1", "-o", "model.use_crf=false"]) == 0
-    model = tmp_path / "s" / "final-model.pt"
+    model = kept(tmp_path / "s")
+    assert sorted(p.name for p in (tmp_path / "s").glob("*-model.pt")) == [model.name]  # one model a run
     assert main(["evaluate", "--model", str(model), "--config", str(cfg_path)]) == 0
     assert "main_score" in capsys.readouterr().out
     raw = data / "raw.txt"
@@ -158,7 +165,7 @@ def test_parser_and_span_teachers_through_configurations(tmp_path, data):
     train_model({"corpus": ud, "model": {"type": "parser", "embeddings": [small], "hidden_size": 8, "lstm_layers": 1,
                                          "arc_mlp": 8, "rel_mlp": 8, "projective": True},
                  "trainer": {**trainer, "base_path": str(tmp_path / "parser")}})
-    result = distill({"corpus": ud, "teacher": {"path": str(tmp_path / "parser" / "final-model.pt"), "type": "parser"},
+    result = distill({"corpus": ud, "teacher": {"path": str(kept(tmp_path / "parser")), "type": "parser"},
                       "model": {"type": "dependency_tagger", "embeddings": [small], "hidden_size": 8, "rnn_layers": 1},
                       "kd": {"objective": {"type": "structural", "arc_marginals": "tree"}},
                       "trainer": {**trainer, "base_path": str(tmp_path / "sl")}})
@@ -167,7 +174,7 @@ def test_parser_and_span_teachers_through_configurations(tmp_path, data):
     train_model({"corpus": corpus, "model": {"type": "span_ner", "tag_type": "ner", "embeddings": [small],
                                              "hidden_size": 8, "mlp_size": 8, "max_width": 4},
                  "trainer": {**trainer, "base_path": str(tmp_path / "spans")}})
-    result = distill({"corpus": corpus, "teacher": {"path": str(tmp_path / "spans" / "final-model.pt"),
+    result = distill({"corpus": corpus, "teacher": {"path": str(kept(tmp_path / "spans")),
                                                     "type": "span_ner"},
                       "model": {"type": "tagger", "tag_type": "ner", "use_crf": False, "hidden_size": 8,
                                 "embeddings": [small]},
@@ -284,7 +291,8 @@ def test_resume_after_a_kill_ends_with_the_uninterrupted_model(data, teacher, tm
 
     def cfg(out, **extra):
         return config(data, out, teacher={"path": str(teacher)}, kd={"objective": "structural"},
-                      trainer={"base_path": str(out), "max_epochs": 3, "mini_batch_size": 8}, **extra)
+                      trainer={"base_path": str(out), "max_epochs": 3, "mini_batch_size": 8,
+                               "save_final_model": True}, **extra)
 
     whole = distill(cfg(tmp_path / "whole"))
     reference = torch.load(tmp_path / "whole" / "final-model.pt", weights_only=False)["state_dict"]
@@ -336,7 +344,8 @@ def test_gradient_probe_logs_both_terms_and_leaves_training_unchanged(data, teac
     def run(out, probe):
         kd = {"objective": {"type": "structural", "temperature": 2.0}, "probe_gradients": probe}
         return distill(config(data, out, teacher={"path": str(teacher)}, kd=kd,
-                              trainer={"base_path": str(out), "max_epochs": 2, "mini_batch_size": 8}))
+                              trainer={"base_path": str(out), "max_epochs": 2, "mini_batch_size": 8,
+                                       "save_final_model": True}))
 
     plain, probed = run(tmp_path / "plain", False), run(tmp_path / "probed", True)
     rows = probed["kd"]["history"]

@@ -45,7 +45,7 @@ def test_training_stops_at_the_time_budget_and_keeps_the_best_model(data, tmp_pa
     assert saved["epochs"] == 4 and len(saved["dev_score_history"]) == 4
     assert isinstance(saved["test_score"], float) and saved["test_score"] > 0
     assert max(saved["dev_score_history"]) > 0 and (tmp_path / "run" / "best-model.pt").exists()
-    assert (tmp_path / "run" / "final-model.pt").exists()
+    assert not (tmp_path / "run" / "final-model.pt").exists() and result["model"].endswith("best-model.pt")
     assert json.loads((tmp_path / "run" / "run.json").read_text())["finished"] is True
     log = (tmp_path / "run" / "training.log").read_text()
     assert "time budget of 2.8 minutes spent" in log and "epoch 5, after batch 3/5" in log

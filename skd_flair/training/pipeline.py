@@ -301,9 +301,13 @@ def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, 
         result = getattr(trainer, method)(base_path, plugins=plugins, **spec, **optimizer_kwargs)
     if run_hash is not None:
         finish_run(base_path, run_hash)
+    best, final = base_path / "best-model.pt", base_path / "final-model.pt"
+    if "save_final_model" not in spec and best.exists():
+        final.unlink(missing_ok=True)  # one model per run: the best dev epoch's (set save_final_model to keep both)
     dev = result.get("dev_score_history") or []
     resumed = int(spec.get("epoch", 0))  # epochs finished before a resume: the histories start after them
     return {"test_score": result.get("test_score"), "train_seconds": time.time() - start, "base_path": str(base_path),
+            "model": str(best if best.exists() else final),
             "epochs": resumed + len(result.get("train_loss_history") or []), "dev_score_history": dev,
             "resumed_after_epoch": resumed,
             "stopped_early": TIME_BUDGET if budget is not None and budget.stopped else None,
