@@ -83,14 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     _overrides(p)
 
     for name, text in (("evaluate", "evaluate a saved model on a corpus split"),
-                       ("speed", "prediction speed (sentences/s) of saved models on a corpus split")):
+                       ("speed", "what saved models cost to run on a corpus split: file size, load time, memory, "
+                                 "sentences/s at each --batch-size (predict, and fast_predict for taggers), each "
+                                 "model in a fresh process")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--model", required=True, action="append", help="model file or hub id (repeatable for speed)")
+        p.add_argument("--model", required=True, action="append",
+                       help="model file or hub id (repeatable for speed; an ONNX export folder too)")
         p.add_argument("--type", default="tagger", help="model type (tagger, parser, dependency_tagger, span_ner)")
         p.add_argument("--config", help="a configuration whose corpus section to use")
         p.add_argument("--corpus", help="a corpus spec as YAML/JSON text or file")
         p.add_argument("--split", default="test", choices=["train", "dev", "test"])
-        p.add_argument("--batch-size", type=int, default=32)
+        if name == "speed":
+            p.add_argument("--batch-size", type=int, action="append", help="repeatable (default: 1 and 32)")
+            p.add_argument("--sentences", type=int, help="measure on the first N sentences of the split")
+            p.add_argument("--no-fast", action="store_true", help="do not measure the fast path")
+        else:
+            p.add_argument("--batch-size", type=int, default=32)
 
     p = sub.add_parser("predict", help="tag the sentences of a file")
     p.add_argument("--model", required=True)
@@ -98,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="one sentence a line, whitespace-tokenised (plain), or a column "
                                                   "file (column); one output block per non-blank sentence, in order")
     p.add_argument("--output", required=True)
-    p.add_argument("--format", default="plain", choices=["plain", "column"])
+    p.add_argument("--format", default="plain", choices=["plain", "column"], help="of the input file")
+    p.add_argument("--output-format", default="auto", choices=["auto", "tsv", "conll", "jsonl", "conllu"],
+                   help="tsv: token TAB tag; conll: token TAB tag TAB score; jsonl: one JSON object a sentence "
+                        "(tokens, tags, scores, spans); conllu: parsers' heads and relations; auto: conllu for "
+                        "parsers, else tsv")
     p.add_argument("--encoding", default="utf-8", help="of the input file (a byte-order mark is dropped)")
     p.add_argument("--batch-size", type=int, default=32)
 
@@ -144,15 +156,18 @@ def run(args) -> Optional[dict]:
                                        batch_size=args.batch_size)
     if args.command == "speed":
         from .training.corpora import load_corpus
-        from .training.models import load_model
+        from .training.speed import speed_report
 
         corpus = load_corpus(_corpus_spec(args))
-        data = list(getattr(corpus, args.split))
-        return {m: pipeline.measure_speed(load_model({"path": m, "type": args.type}, where="model"), data,
-                                          args.batch_size) for m in args.model}
+        split = getattr(corpus, args.split)
+        if split is None or len(split) == 0:
+            raise ConfigError(f"speed: the corpus has no {args.split} sentences")
+        data = list(split)[:args.sentences] if args.sentences else list(split)
+        return speed_report(args.model, data, batch_sizes=args.batch_size or (1, 32), kind=args.type,
+                            fast=not args.no_fast)
     if args.command == "predict":
         n = pipeline.predict_file({"path": args.model, "type": args.type}, args.input, args.output, args.format,
-                                  args.batch_size, encoding=args.encoding)
+                                  args.batch_size, encoding=args.encoding, output_format=args.output_format)
         return {"sentences": n, "output": args.output}
     if args.command == "export":
         from .training.export import export_model

@@ -85,7 +85,15 @@ def test_command_line_end_to_end(data, teacher, tmp_path, capsys):
     assert main(["predict", "--model", str(model), "--input", str(raw), "--output", str(tmp_path / "p.tsv")]) == 0
     lines = (tmp_path / "p.tsv").read_text().split("\n\n")
     assert len([b for b in lines if b.strip()]) == 15
-    assert main(["speed", "--model", str(model), "--model", str(teacher), "--config", str(cfg_path)]) == 0
+    capsys.readouterr()
+    assert main(["speed", "--model", str(model), "--model", str(teacher), "--config", str(cfg_path),
+                 "--sentences", "6", "--batch-size", "1", "--batch-size", "4"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report) == [str(model), str(teacher)]
+    for path, row in report.items():
+        assert row["size_mb"] == round(Path(path).stat().st_size / 2 ** 20, 2)
+        assert set(row["predict"]) == {"batch_1", "batch_4"} and row["load_seconds"] > 0
+        assert "fast_predict" not in row  # one-hot embeddings: no fast path, said by its absence
 
 
 @pytest.mark.parametrize("change, message", [
@@ -127,13 +135,43 @@ def test_a_damaged_model_file_is_one_clear_line(data, teacher, tmp_path, capsys,
     assert "not a complete Flair model file" in err and "Traceback" not in err and len(err.splitlines()) == 1
 
 
+def blocks_of(text):
+    """Token columns of predict's tsv/conll output: every blank line ends one sentence (an empty one too)."""
+    blocks, tokens = [], []
+    for line in text.split("\n")[:-1]:
+        if line:
+            tokens.append(line.split("\t")[0])
+        else:
+            blocks.append(tokens)
+            tokens = []
+    return blocks
+
+
 def test_predict_keeps_sentences_aligned_and_names_undecodable_lines(teacher, tmp_path, capsys):
     raw = tmp_path / "in.txt"
     raw.write_bytes("\ufeffAnna went to Berlin\n \t \nBob\vsaw Paris\n\nthe end\n".encode("utf-8"))
     out = tmp_path / "out.tsv"
     assert main(["predict", "--model", str(teacher), "--input", str(raw), "--output", str(out)]) == 0
-    blocks = [[line.split("\t")[0] for line in b.splitlines()] for b in out.read_text().split("\n\n") if b.strip()]
-    assert blocks == [["Anna", "went", "to", "Berlin"], ["Bob", "saw", "Paris"], ["the", "end"]]
+    expected = [["Anna", "went", "to", "Berlin"], [], ["Bob", "saw", "Paris"], [], ["the", "end"]]
+    assert blocks_of(out.read_text()) == expected  # one block per input line, blank ones empty
+    assert main(["predict", "--model", str(teacher), "--input", str(raw), "--output", str(out),
+                 "--output-format", "jsonl"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["tokens"] for r in records] == expected
+    for r in records:
+        assert len(r["tags"]) == len(r["scores"]) == len(r["tokens"])
+        in_spans = sorted(i for span in r["spans"] for i in range(span["start"], span["end"]))
+        assert in_spans == [i for i, tag in enumerate(r["tags"]) if tag != "O"]
+        assert all(r["scores"][i] == pytest.approx(span["score"]) for span in r["spans"]
+                   for i in range(span["start"], span["end"]))
+    assert main(["predict", "--model", str(teacher), "--input", str(raw), "--output", str(out),
+                 "--output-format", "conll"]) == 0
+    rows = [line.split("\t") for line in out.read_text().splitlines() if line]
+    assert [row[:2] for row in rows] == [[w, t] for r in records for w, t in zip(r["tokens"], r["tags"])]
+    assert [row[2] for row in rows] == [f"{x:.4f}" if x is not None else "_" for r in records for x in r["scores"]]
+    assert main(["predict", "--model", str(teacher), "--input", str(raw), "--output", str(out),
+                 "--output-format", "conllu"]) == 2
+    assert "conllu is for parsers" in capsys.readouterr().err
     raw.write_bytes("K\u00f6ln\n".encode("utf-8") + "M\u00fcnchen\n".encode("latin-1"))
     capsys.readouterr()
     assert main(["predict", "--model", str(teacher), "--input", str(raw), "--output", str(out)]) == 2
@@ -170,6 +208,21 @@ def test_parser_and_span_teachers_through_configurations(tmp_path, data):
                       "kd": {"objective": {"type": "structural", "arc_marginals": "tree"}},
                       "trainer": {**trainer, "base_path": str(tmp_path / "sl")}})
     assert result["kd"]["annotation"]["sentences"] == 30
+    raw = tmp_path / "raw.txt"
+    raw.write_text("the cat sat\n\nI saw it here\n", encoding="utf-8")
+    assert main(["predict", "--model", str(kept(tmp_path / "parser")), "--type", "parser", "--input", str(raw),
+                 "--output", str(tmp_path / "parsed.conllu")]) == 0
+    rows, block = [], []
+    for line in (tmp_path / "parsed.conllu").read_text().split("\n")[:-1]:  # a blank line ends each sentence
+        if line:
+            block.append(line.split("\t"))
+        else:
+            rows, block = rows + [block], []
+    assert [[r[1] for r in block] for block in rows] == [["the", "cat", "sat"], [], ["I", "saw", "it", "here"]]
+    for block in rows:
+        assert all(len(r) == 10 and r[0] == str(i) and 0 <= int(r[6]) <= len(block) and r[7] not in ("", "_")
+                   for i, r in enumerate(block, 1))
+        assert sum(r[6] == "0" for r in block) == (1 if block else 0)  # a tree: one root
     corpus = {"type": "column", "data_folder": str(data), "column_format": {0: "text", 1: "ner"}}
     train_model({"corpus": corpus, "model": {"type": "span_ner", "tag_type": "ner", "embeddings": [small],
                                              "hidden_size": 8, "mlp_size": 8, "max_width": 4},

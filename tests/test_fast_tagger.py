@@ -227,3 +227,17 @@ def test_numpy_decoding_equals_linear_chain_crf_and_flair_spans():
         scores = [rng.random() for _ in seq]
         assert spans_from_bio(seq, scores) == get_spans_from_bio(list(seq), list(scores))
         assert spans_from_bio(seq) == get_spans_from_bio(list(seq))
+
+
+def test_speed_report_measures_the_fast_path_of_a_student_file(corpus, kv_path, tmp_path):
+    from skd_flair.training.speed import speed_report
+
+    model = make(corpus, StackedEmbeddings([WordEmbeddings(str(kv_path), name="tiny"), chars(corpus, kind="batched")]))
+    model.save(tmp_path / "student.pt")
+    texts = [text.split() for text in TEXTS if text]
+    report = speed_report([tmp_path / "student.pt"], texts, batch_sizes=[2], isolate=False)
+    row = report[str(tmp_path / "student.pt")]
+    assert set(row["predict"]) == set(row["fast_predict"]) == {"batch_2"}
+    assert row["size_mb"] == round((tmp_path / "student.pt").stat().st_size / 2 ** 20, 2)
+    with pytest.raises(ValueError, match="no non-empty sentences"):
+        speed_report([tmp_path / "student.pt"], [[]], isolate=False)

@@ -35,7 +35,7 @@ from ..registry import ConfigError, check_value, check_values
 from ..types import Count, NonNegative, Positive, Probability
 from .annotate import annotate
 from .budget import TIME_BUDGET, TimeBudgetPlugin
-from .corpora import decoded_lines, load_corpus, plain_sentences
+from .corpora import load_corpus
 from .embeddings import check_embedding_packages
 from .models import build_model, load_model
 from .plugin import DistillationPlugin
@@ -411,57 +411,18 @@ def evaluate_model(model_spec, corpus_spec, split: str = "test", gold_label_type
     return {"main_score": result.main_score, "scores": scores, "detailed": result.detailed_results}
 
 
-def _read_sentences(path: Path, fmt: str, encoding: str = "utf-8") -> List[Sentence]:
-    """Sentences of a file to tag: lines end at newlines only (a vertical tab or form feed inside a line is
-    whitespace between tokens, never a new sentence), blank and BOM-only lines are skipped, and undecodable
-    text is an error naming the line."""
-    if fmt == "plain":
-        return plain_sentences([path], encoding, None, None, False, None, None, "predict")
-    if fmt == "column":
-        sentences, tokens = [], []
-        for line in [*decoded_lines(path, encoding, "predict"), ""]:
-            if line.strip():
-                tokens.append(line.split()[0])
-            elif tokens:
-                sentences.append(Sentence(tokens))
-                tokens = []
-        return sentences
-    raise ConfigError(f"input format must be 'plain' or 'column', got {fmt!r}")
-
-
-def _bioes(sentence: Sentence, label_type: str) -> List[str]:
-    tags = ["O"] * len(sentence)
-    for span in sentence.get_spans(label_type):
-        idx = [t.idx - 1 for t in span]
-        if len(idx) == 1:
-            tags[idx[0]] = "S-" + span.tag
-        else:
-            tags[idx[0]], tags[idx[-1]] = "B-" + span.tag, "E-" + span.tag
-            for i in idx[1:-1]:
-                tags[i] = "I-" + span.tag
-    return tags
-
-
 def predict_file(model_spec, input_path, output_path, input_format: str = "plain", batch_size: int = 32,
-                 encoding: str = "utf-8") -> int:
-    """Tag every sentence of a file; write ``token TAB tag`` lines (BIOES for span taggers), blank between
-    sentences. Returns the number of sentences."""
+                 encoding: str = "utf-8", output_format: str = "auto") -> int:
+    """Tag (or parse) every sentence of a file and write them in order (see ``predict_io`` for the formats;
+    an empty input line is an empty sentence, kept in place). Returns the number of sentences."""
+    from .predict_io import predict_to_file, read_input
+
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise ConfigError(f"input file {input_path} does not exist")
     model = load_model(model_spec, where="model")
-    sentences = _read_sentences(input_path, input_format, encoding)
-    model.predict(sentences, mini_batch_size=batch_size)
-    lines = []
-    for sentence in sentences:
-        if getattr(model, "predict_spans", False):
-            tags = _bioes(sentence, model.label_type)
-        else:
-            tags = [token.get_label(model.label_type, "O").value for token in sentence]
-        lines += [f"{token.text}\t{tag}" for token, tag in zip(sentence, tags)] + [""]
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    output_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return len(sentences)
+    return predict_to_file(model, read_input(input_path, input_format, encoding), output_path, output_format,
+                           batch_size)
 
 
 def measure_speed(model, sentences: Iterable[Sentence], batch_size: int = 32, repeats: int = 1) -> float:

@@ -1,0 +1,138 @@
+"""The student a user ships, against its teacher: size, F1 and speed before and after export (CoNLL-2003 English).
+
+    python -m benchmarks.bench_student [--student PATH] [--teacher PATH] [--speed-sentences 300]
+
+Needs ``../shared/data/ner/conll03_en`` and trained models (``python -m experiments.run curve_en --only crf_none``
+or any CoNLL-03 tagger student, and the ``ner_en`` teacher). The student is exported as a user would:
+- ``trimmed (training text)``: the word table cut to the tokens of the 2,000 training sentences (``--corpus``);
+- ``trimmed (+ N frequent words)``: the same plus the N most frequent words of the student's own table (GloVe
+  lists its words by frequency), the ``--vocab`` a user would pass to cover unseen text;
+- that, with int8 LSTM/Linear layers, and with fp16 weights; and as an ONNX folder.
+Every row is scored on the same 1,000 test sentences, and timed on the first `--speed-sentences` of them, each
+model in a fresh process at one thread (``skd_flair.training.speed``). Writes
+``benchmarks/results/student_ship.json`` and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks" / "results" / "student_ship.json"
+RUNS = REPO / "experiments" / "runs"
+
+
+def _kept(folder: Path) -> Path:
+    best = folder / "best-model.pt"
+    return best if best.exists() else folder / "final-model.pt"
+
+
+def _f1(path: Path, test, kind: str) -> float:
+    if path.is_dir():  # ONNX: the runner's spans against the gold spans, micro F1 as Flair computes it
+        from skd_flair.onnx_runner import OnnxTagger
+
+        tagged = OnnxTagger(path).predict([[t.text for t in s] for s in test])
+        correct = predicted = gold = 0
+        for sentence, result in zip(test, tagged):
+            spans = {(span[0].idx - 1, span[-1].idx, span.tag) for span in sentence.get_spans("ner")}
+            mine = {(x["start"], x["end"], x["type"]) for x in result["spans"]}
+            correct, predicted, gold = correct + len(spans & mine), predicted + len(mine), gold + len(spans)
+        p, r = correct / max(predicted, 1), correct / max(gold, 1)
+        return 2 * p * r / max(p + r, 1e-12)
+    from skd_flair.training.models import load_model
+
+    model = load_model({"path": str(path), "type": kind}, where="model")
+    return model.evaluate(test, gold_label_type="ner", mini_batch_size=32).main_score
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--student", type=Path, default=_kept(RUNS / "curve_en" / "crf_none-seed1"))
+    parser.add_argument("--teacher", type=Path, default=_kept(RUNS / "ner_en" / "teacher"))
+    parser.add_argument("--frequent", type=int, nargs="+", default=[20000, 100000],
+                        help="numbers of frequent table words kept besides the training text (one row each; the "
+                             "last also int8, fp16 and ONNX)")
+    parser.add_argument("--speed-sentences", type=int, default=300)
+    args = parser.parse_args(argv)
+    for path in (args.student, args.teacher):
+        if not path.exists():
+            print(f"bench_student: {path} does not exist (train it first; see the docstring)", file=sys.stderr)
+            return 2
+    import torch
+
+    torch.set_num_threads(1)
+    logging.getLogger("flair").setLevel(logging.WARNING)
+    from experiments.suites import SUITES
+    from skd_flair.models import DistillableTagger
+    from skd_flair.training.corpora import load_corpus
+    from skd_flair.training.export import export_model
+    from skd_flair.training.speed import speed_report
+
+    corpus_spec = SUITES["ner_en"].corpus
+    corpus = load_corpus(corpus_spec)
+    test = list(corpus.test)
+    student = DistillableTagger.load(args.student)
+    words = [m for m in getattr(student.embeddings, "embeddings", [student.embeddings]) if hasattr(m, "vocab")]
+    by_frequency = sorted(words[0].vocab, key=words[0].vocab.__getitem__) if words else []
+    train_words = sorted({t.text for s in corpus.train for t in s})
+    rows = {"teacher": args.teacher, "student": args.student}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "train.txt").write_text("\n".join(train_words), encoding="utf-8")
+        exports = {"trimmed (training text)": dict(vocab=tmp / "train.txt")}
+        for n in args.frequent:
+            vocab = tmp / f"frequent{n}.txt"
+            vocab.write_text("\n".join(sorted(set(train_words) | set(by_frequency[:n]))), encoding="utf-8")
+            exports[f"trimmed (+ {n:,} frequent words)"] = dict(vocab=vocab)
+        last = args.frequent[-1]
+        exports.update({f"trimmed (+ {last:,}), int8": dict(vocab=vocab, quantize="int8"),
+                        f"trimmed (+ {last:,}), fp16": dict(vocab=vocab, half=True),
+                        f"trimmed (+ {last:,}), ONNX": dict(vocab=vocab, format="onnx")})
+        for i, (name, options) in enumerate(exports.items()):
+            target = tmp / (f"export{i}" if options.get("format") == "onnx" else f"export{i}.pt")
+            export_model(args.student, target, **{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
+            rows[name] = target
+        results = {}
+        for name, path in rows.items():
+            print(f"bench_student: {name}: F1 ...", file=sys.stderr, flush=True)
+            f1 = _f1(path, test, "tagger")
+            speed = speed_report([path], test[:args.speed_sentences], batch_sizes=(1, 32), fast=name != "teacher")
+            results[name] = {"f1": round(100 * f1, 2), **speed[str(path)]}
+    record = {"corpus": "CoNLL-2003 English test (1,000 sentences, the suites' sample)",
+              "student": str(args.student.relative_to(REPO)) if args.student.is_relative_to(REPO) else str(args.student),
+              "teacher": str(args.teacher.relative_to(REPO)) if args.teacher.is_relative_to(REPO) else str(args.teacher),
+              "speed_sentences": args.speed_sentences, "threads": 1,
+              # speeds are comparable within one run only; a busy machine (load > cores) slows every row
+              "load_average": {"start": [round(x, 2) for x in load_before],
+                               "end": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count()},
+              "rows": results}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(record, indent=1) + "\n")
+    print(table(record))
+    return 0
+
+
+def table(record: dict) -> str:
+    rows = record["rows"]
+    teacher = rows["teacher"]
+    t32 = teacher["predict"]["batch_32"]
+    lines = ["| model | size (MB) | test F1 | load (s) | RSS after load (MB) | sent/s b1 | sent/s b32 | x teacher b32 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        paths = [k for k in ("onnx", "fast_predict", "predict") if k in row]
+        best = max(paths, key=lambda k: row[k]["batch_32"])
+        speed = row[best]
+        lines.append(f"| {name} ({best}) | {row['size_mb']:.1f} | {row['f1']:.2f} | {row['load_seconds']:.2f} | "
+                     f"{row['rss_after_load_mb']:.0f} | {speed['batch_1']:.0f} | {speed['batch_32']:.0f} | "
+                     f"{speed['batch_32'] / t32:.0f}x |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
