@@ -207,6 +207,7 @@ MEANINGS: Dict[str, Dict[str, str]] = {
     "teacher": {
         "path": "the teacher model: a local `.pt` file or a hub id",
         "type": "its model type (the class that loads it)",
+        "weight": "in a list of teachers: its share of the mixture (weights are normalised)",
     },
     "trainer": {
         "base_path": "run folder: models, `loss.tsv`, `kd_loss.tsv`, `training.log`, `results.json`",
@@ -459,7 +460,7 @@ def reference() -> str:
     from .training.models import MODEL_CLASSES, MODELS
     from .training.pipeline import SECTIONS, kd_section
 
-    top_hints = {"corpus": "corpus spec", "unlabelled": "corpus spec", "teacher": "path or mapping",
+    top_hints = {"corpus": "corpus spec", "unlabelled": "corpus spec", "teacher": "path, mapping or list",
                  "model": "model spec", "kd": "mapping", "trainer": "mapping"}
     lines = [
         "# Configuration reference",
@@ -495,8 +496,13 @@ def reference() -> str:
 
     teacher_rows = [("path", "str", REQUIRED, _meaning("teacher", "", "path")),
                     ("type", " or ".join(f'"{t}"' for t in sorted(MODEL_CLASSES)), default_text("tagger"),
-                     _meaning("teacher", "", "type"))]
-    lines += ["", "## teacher", "", "`teacher` is a path (or hub id) or a mapping:", ""] + _table(teacher_rows)
+                     _meaning("teacher", "", "type")),
+                    ("weight", "float >= 0", default_text(1.0), _meaning("teacher", "", "weight"))]
+    lines += ["", "## teacher", "", "`teacher` is a path (or hub id) or a mapping; or a list of mappings, several "
+              "teachers whose targets are mixed: each sentence learns from the weighted mean of their marginals over "
+              "the student's parts, the exact cross-entropy to the teachers' mixture (one objective for all; not "
+              "Top-K). Each teacher's targets are cached on their own, so a changed weight re-runs no teacher.", ""]
+    lines += _table(teacher_rows)
 
     lines += ["", "## kd", "", "`kd` configures the distillation (`skd-flair distill` / `annotate`)."] + [""]
     default_mix = "{" + ", ".join(f"{k}: {v}" for k, v in DEFAULT_MIX.items()) + "}"

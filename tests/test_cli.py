@@ -409,3 +409,24 @@ def test_gradient_probe_logs_both_terms_and_leaves_training_unchanged(data, teac
     a = torch.load(tmp_path / "plain" / "final-model.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "probed" / "final-model.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_multi_teacher_configuration_mixes_two_teachers(data, teacher, tmp_path, capsys):
+    second = Path(train_model(config(data, tmp_path / "teacher2", seed=2))["model"])
+    both = [{"path": str(teacher), "weight": 3}, {"path": str(second), "weight": 1}]
+    result = distill(config(data, tmp_path / "s", teacher=both, kd={"objective": "structural"}))
+    mixture = result["kd"]["annotation"]["teachers"]
+    assert [m["weight"] for m in mixture] == [0.75, 0.25] and mixture[0]["key"] != mixture[1]["key"]
+    assert result["kd"]["history"][0]["KD_LOSS"] > 0
+    capsys.readouterr()
+    for bad, message in (([{"path": str(teacher), "weight": -1}], r"teacher\[0\]: weight must be a number >= 0"),
+                         ([{"path": str(teacher), "weigth": 1}], r"teacher\[0\]: unknown key\(s\) weigth"),
+                         ([], "kd: a distillation needs a teacher section")):
+        cfg = tmp_path / "bad.yaml"
+        cfg.write_text(yaml.safe_dump(config(data, tmp_path / "x", teacher=bad, kd={"objective": "structural"})))
+        assert main(["check", str(cfg)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert re.search(message, err) and len(err.splitlines()) == 1, err
+    cfg.write_text(yaml.safe_dump(config(data, tmp_path / "y", teacher=both, kd={"objective": {"type": "topk"}})))
+    assert main(["annotate", str(cfg)]) == 2
+    assert "teacher: Top-K targets do not mix exactly" in capsys.readouterr().err.splitlines()[-1]

@@ -7,6 +7,7 @@ from .maps import (arcs_to_offset_tags, chain_to_chain, chain_to_tokens, registe
 from .objectives import OBJECTIVES, KDObjective, PosteriorKD, StructuralKD, TokenKD, TopKKD
 from .schedules import DEFAULT_MIX, MIX_SCHEDULES, AnnealedMix, ConstantMix, mix_losses
 from .mean_field import MeanFieldTreeScores
+from .mixture import mix_pieces, mix_targets
 from .scores import ChainScores, TreeScores
 from .span_scores import SpanScores, SpanTokenMarginals
 from .targets import ArcMarginals, ChainMarginals, SequenceTargets, TokenMarginals
@@ -18,6 +19,6 @@ __all__ = [
     "to_student", "register_map", "chain_to_chain", "chain_to_tokens", "tokens_to_chain", "tokens_to_tokens",
     "arcs_to_offset_tags",
     "OBJECTIVES", "KDObjective", "StructuralKD", "TokenKD", "PosteriorKD", "TopKKD",
-    "MIX_SCHEDULES", "DEFAULT_MIX", "ConstantMix", "AnnealedMix", "mix_losses",
+    "MIX_SCHEDULES", "DEFAULT_MIX", "ConstantMix", "AnnealedMix", "mix_losses", "mix_pieces", "mix_targets",
     "ChainScores", "TreeScores", "MeanFieldTreeScores", "SpanScores", "SpanTokenMarginals", "ChainMarginals", "TokenMarginals", "SequenceTargets", "ArcMarginals", "temper",
 ]

@@ -21,7 +21,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import flair
 import torch
@@ -157,12 +157,11 @@ def check_config(config, files: bool = True) -> Dict[str, Any]:
     if config.get("kd") is not None and not config.get("teacher"):
         raise ConfigError("kd: a distillation needs a teacher section (teacher: {path: ...})")
     if config.get("teacher") is not None:
-        teacher = config["teacher"]
-        if isinstance(teacher, Mapping) and set(teacher) - {"path", "type"}:
-            raise ConfigError(f"teacher: unknown key(s) {', '.join(sorted(set(teacher) - {'path', 'type'}))}")
-        path = str(teacher.get("path", "") if isinstance(teacher, Mapping) else teacher)
-        if files and (path.endswith(".pt") or path.startswith((".", "/", "~"))) and not Path(path).expanduser().exists():
-            raise ConfigError(f"teacher: model file {path} does not exist")
+        for where, teacher, _ in _teacher_specs(config["teacher"]):
+            path = str(teacher.get("path", "") if isinstance(teacher, Mapping) else teacher)
+            if files and (path.endswith(".pt") or path.startswith((".", "/", "~"))) and \
+                    not Path(path).expanduser().exists():
+                raise ConfigError(f"{where}: model file {path} does not exist")
     for section in ("corpus", "unlabelled") if files else ():
         folder = (config.get(section) or {}).get("data_folder") if isinstance(config.get(section), Mapping) else None
         if folder is not None and not Path(str(folder)).expanduser().is_dir():
@@ -349,22 +348,62 @@ def _training_corpus(corpus: Corpus, unlabelled: Optional[Corpus]) -> Corpus:
     return Corpus(ConcatDataset(parts), corpus.dev, corpus.test, name=corpus.name, sample_missing_splits=False)
 
 
+def _teacher_specs(section) -> List[Tuple[str, Any, float]]:
+    """(where, model spec, weight) of the teacher section: one teacher (a path or {path, type}), or a list of
+    {path, type, weight} whose targets are mixed (an ensemble; ``TeacherMixture``)."""
+    entries = section if isinstance(section, list) else [section]
+    if not entries:
+        raise ConfigError("teacher: an empty list; give one teacher or a list of {path, type, weight}")
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"teacher[{i}]" if isinstance(section, list) else "teacher"
+        allowed = {"path", "type", "weight"} if isinstance(section, list) else {"path", "type"}
+        if isinstance(entry, Mapping):
+            if set(entry) - allowed:
+                raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - allowed))}")
+            weight = entry.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+                raise ConfigError(f"{where}: weight must be a number >= 0, got {weight!r}")
+            out.append((where, {k: v for k, v in entry.items() if k != "weight"}, float(weight)))
+        elif isinstance(entry, str):
+            out.append((where, entry, 1.0))
+        else:
+            raise ConfigError(f"{where}: expected a path or {{path, type{', weight' if len(allowed) > 2 else ''}}}, "
+                              f"got {entry!r}")
+    if sum(weight for _, _, weight in out) <= 0:
+        raise ConfigError("teacher: the weights sum to 0")
+    return out
+
+
 def _distillation_setup(config, needs_trainer: bool):
-    """(training corpus, student, teacher targets) of a distillation configuration."""
+    """(training corpus, student, teacher targets) of a distillation configuration; with several teachers
+    each annotates (and caches) on its own, one loaded at a time, and their targets are mixed."""
     _require(config, "corpus", "teacher", "model", "kd", *(("trainer",) if needs_trainer else ()))
     kd = _check_kd(config["kd"] or {})
     _set_seed(config)
     corpus = load_corpus(config["corpus"])
     unlabelled = load_corpus(config["unlabelled"]) if config.get("unlabelled") else None
-    teacher = load_model(config["teacher"])
-    if unlabelled is not None and unlabelled.train is not None:
-        check_unlabelled(teacher, unlabelled.train, allow_leak=kd["allow_label_leak"])
     train_corpus = _training_corpus(corpus, unlabelled)
-    student = build_model(config["model"], train_corpus, teacher=teacher)  # vocabularies see the unlabelled text too
-    targets = annotate(teacher, list(train_corpus.train), student, kd["objective"], cache_dir=kd["cache_dir"],
-                       batch_size=kd["batch_size"], threshold=kd["threshold"], shard_every=kd["shard_every"],
-                       allow_missing_labels=kd["allow_missing_labels"])
-    return train_corpus, student, targets, kd
+    student, members = None, []
+    for where, spec, weight in _teacher_specs(config["teacher"]):
+        teacher = load_model(spec, where=where)
+        if unlabelled is not None and unlabelled.train is not None:
+            check_unlabelled(teacher, unlabelled.train, allow_leak=kd["allow_label_leak"])
+        if student is None:  # vocabularies see the unlabelled text too; tag dictionaries the (first) teacher's
+            student = build_model(config["model"], train_corpus, teacher=teacher)
+        members.append((annotate(teacher, list(train_corpus.train), student, kd["objective"],
+                                 cache_dir=kd["cache_dir"], batch_size=kd["batch_size"], threshold=kd["threshold"],
+                                 shard_every=kd["shard_every"], allow_missing_labels=kd["allow_missing_labels"]),
+                        weight))
+        del teacher
+    if len(members) == 1:
+        return train_corpus, student, members[0][0], kd
+    from .mixture import TeacherMixture
+
+    try:
+        return train_corpus, student, TeacherMixture(members), kd
+    except ValueError as error:
+        raise ConfigError(f"teacher: {error}") from error
 
 
 def distill(config, overwrite: bool = False) -> Dict[str, Any]:
