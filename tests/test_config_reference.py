@@ -57,7 +57,7 @@ def test_every_registered_key_is_in_the_reference(generated, text_of):
 def test_sections_kd_and_trainer_keys_are_in_the_reference(generated):
     from flair.trainers import ModelTrainer
 
-    from skd_flair.training.pipeline import KD_KEYS, SECTIONS, _trainer_arguments, trainer_keys
+    from skd_flair.training.pipeline import KD_KEYS, SECTIONS, TEACHER_KEYS, _trainer_arguments, trainer_keys
 
     blocks = _blocks(generated)
     assert set(blocks["Sections"]) == set(SECTIONS)
@@ -65,7 +65,7 @@ def test_sections_kd_and_trainer_keys_are_in_the_reference(generated):
     trainer = set(_trainer_arguments("train")) | set(_trainer_arguments("fine_tune")) | set(
         inspect.signature(trainer_keys).parameters)
     assert set(blocks["trainer"]) == trainer
-    assert {"path", "type"} == set(blocks["teacher"])
+    assert set(TEACHER_KEYS) == set(blocks["teacher"])
     assert "max_epochs" in inspect.signature(ModelTrainer.train).parameters
 
 

@@ -348,6 +348,9 @@ def _training_corpus(corpus: Corpus, unlabelled: Optional[Corpus]) -> Corpus:
     return Corpus(ConcatDataset(parts), corpus.dev, corpus.test, name=corpus.name, sample_missing_splits=False)
 
 
+TEACHER_KEYS = ("path", "type", "weight")  # weight: only in a list of teachers
+
+
 def _teacher_specs(section) -> List[Tuple[str, Any, float]]:
     """(where, model spec, weight) of the teacher section: one teacher (a path or {path, type}), or a list of
     {path, type, weight} whose targets are mixed (an ensemble; ``TeacherMixture``)."""
@@ -357,7 +360,7 @@ def _teacher_specs(section) -> List[Tuple[str, Any, float]]:
     out = []
     for i, entry in enumerate(entries):
         where = f"teacher[{i}]" if isinstance(section, list) else "teacher"
-        allowed = {"path", "type", "weight"} if isinstance(section, list) else {"path", "type"}
+        allowed = set(TEACHER_KEYS) if isinstance(section, list) else set(TEACHER_KEYS) - {"weight"}
         if isinstance(entry, Mapping):
             if set(entry) - allowed:
                 raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - allowed))}")
