@@ -72,7 +72,7 @@ def _order(key_runs):
 
 # suites whose students repeat another suite's architectures and were timed while the machine was shared
 # (their speeds say nothing new): left out of the speed table and plot
-UNTIMED = {name for name in SUITES if name.startswith("recipe_")}
+UNTIMED = {name for name in SUITES if name.startswith(("recipe_", "converge_", "curve_"))}
 
 PARSING_COLUMNS = [("UAS", "uas"), ("LAS", "las"), ("UAS no punct", "uas_nopunct"), ("LAS no punct", "las_nopunct")]
 
@@ -345,7 +345,7 @@ def main():
         title = SUITES[name].title if name in SUITES else name
         lines += [f"## {title}", "", f"Suite `{name}`: `python -m experiments.run {name}`", ""]
         lines += suite_table(name, all_runs[name] + borrowed_teacher(name, all_runs)) + [""]
-        if name.startswith("recipe_") or any(_ratio(((r.get("kd") or {}).get("history")), 0) for r in all_runs[name]):
+        if name.startswith(("recipe_", "converge_", "curve_")) or any(_ratio(((r.get("kd") or {}).get("history")), 0) for r in all_runs[name]):
             lines += recipe_table(all_runs[name]) + [""]
     lines += ["## Speed and size", ""] + speed_table(all_runs) + [""]
     lines += confidence_table()

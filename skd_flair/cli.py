@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("annotate", help="compute and cache the teacher targets of a distillation configuration")
     p.add_argument("config")
+    p.add_argument("--nproc", type=int, default=1, help="annotate with N local processes (torch.distributed, gloo), "
+                                                        "each a disjoint share of the sentences")
     _overrides(p)
 
     for name, text in (("evaluate", "evaluate a saved model on a corpus split"),
@@ -150,7 +152,12 @@ def run(args) -> Optional[dict]:
         pipeline.check_config(pipeline.load_config(args.config, args.overrides))
         return {"config": args.config, "valid": True}
     if args.command == "annotate":
-        return pipeline.annotate_only(pipeline.load_config(args.config, args.overrides))
+        config = pipeline.load_config(args.config, args.overrides)
+        if args.nproc < 1:
+            raise ConfigError(f"annotate: --nproc must be >= 1, got {args.nproc}")
+        if args.nproc > 1:
+            _annotate_sharded(pipeline.check_config(config), args.nproc)
+        return pipeline.annotate_only(config)
     if args.command == "evaluate":
         return pipeline.evaluate_model({"path": args.model[0], "type": args.type}, _corpus_spec(args), args.split,
                                        batch_size=args.batch_size)
@@ -184,6 +191,32 @@ def run(args) -> Optional[dict]:
 
         return run_demo(args.out, fresh=args.fresh)
     raise AssertionError(args.command)
+
+
+def _annotate_rank(rank: int, world: int, init_file: str, config) -> None:
+    """One process of ``annotate --nproc N``: join the group (gloo, a rendezvous file) and annotate its share."""
+    import torch
+    import torch.distributed as dist
+
+    from .training import pipeline
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        pipeline.annotate_only(config)
+    finally:
+        dist.destroy_process_group()
+
+
+def _annotate_sharded(config, nproc: int) -> None:
+    """Annotate with `nproc` local processes (each a disjoint share of the sentences by hash; rank 0 merges the
+    shards into the cache), so that the caller's own annotate_only then finds the merged file."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(_annotate_rank, args=(nproc, f"{folder}/rendezvous", config), nprocs=nproc, join=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

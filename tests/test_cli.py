@@ -430,3 +430,17 @@ def test_multi_teacher_configuration_mixes_two_teachers(data, teacher, tmp_path,
     cfg.write_text(yaml.safe_dump(config(data, tmp_path / "y", teacher=both, kd={"objective": {"type": "topk"}})))
     assert main(["annotate", str(cfg)]) == 2
     assert "teacher: Top-K targets do not mix exactly" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_sharded_annotate_with_two_processes(data, teacher, tmp_path, capsys):
+    cfg = tmp_path / "kd.yaml"
+    cfg.write_text(yaml.safe_dump(config(data, tmp_path / "s", teacher={"path": str(teacher)},
+                                         kd={"objective": "structural", "cache_dir": str(tmp_path / "cache")})))
+    capsys.readouterr()
+    assert main(["annotate", str(cfg), "--nproc", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)  # the caller reads the file the two processes merged
+    assert result["stats"]["processes"] == 2 and result["stats"]["cache_hit"]
+    assert result["stats"]["sentences"] == result["sentences"] > 0
+    assert main(["annotate", str(cfg), "--nproc", "0"]) == 2
+    assert "--nproc must be >= 1" in capsys.readouterr().err

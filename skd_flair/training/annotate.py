@@ -143,20 +143,17 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
     key = digest(space, corpus_digest(keys))
     cache = (TargetCache(Path(cache_dir or default_cache_dir()) / space[:32], key) if cache_dir is not False
              else None)
+    # under torch.distributed each rank annotates the sentences whose hash falls to it and flushes them as its
+    # own shards; rank 0 merges every shard into the one file all ranks then read
     distributed = _distributed() and cache is not None
-    if distributed and torch.distributed.get_rank() != 0:
-        torch.distributed.barrier()  # rank 0 annotates and saves; every other process reads its file
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
     if cache is not None:
-        stored = cache.load()
+        stored = cache.load()  # written only after every rank has passed this point, so all ranks agree
         if stored is not None:
             log.info(f"teacher targets: cache hit {cache.path} ({len(stored['entries'])} sentences)")
-            if distributed and torch.distributed.get_rank() == 0:
-                torch.distributed.barrier()
             # the stats are those of the run that wrote the file, marked as read from it
             return TeacherTargets(stored["entries"], labels, student_is_crf, config, key,
                                   {**(stored.get("stats") or {}), "cache_hit": True}, cache.path)
-        if distributed and torch.distributed.get_rank() != 0:
-            raise RuntimeError(f"rank 0 did not leave teacher targets at {cache.path}")
     partial = cache.load_partial() if cache is not None else MergedEntries()
     if len(partial):
         log.info(f"teacher targets: resuming, {len(partial)} sentences already annotated")
@@ -170,7 +167,8 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
     for sentence, k in zip(sentences, keys):
         if k not in seen:
             seen.add(k)
-            todo.append(sentence)
+            if int(k[:8], 16) % world == rank:
+                todo.append(sentence)
     todo.sort(key=len, reverse=True)  # similar lengths batch together; results do not depend on it
     # only the pieces since the last flushed shard are held in memory while the teacher runs
     pending: Dict[str, dict] = {}
@@ -196,30 +194,40 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
                 dropped = max(dropped, float(targets.dropped_mass.max()))
             bar.update(len(batch))
             if cache is not None and len(pending) >= shard_every:
-                cache.save_shard(pending)
+                cache.save_shard(pending, rank)
                 pending = {}
     finally:
         teacher.train(was_training)
         bar.close()
     elapsed = time.time() - start
-    stats = {"sentences": len(todo), "reused": len(reused), "resumed": len(partial), "seconds": elapsed,
-             "max_dropped_mass": dropped, "device": str(flair.device)}
+    annotated = len(todo)
     if todo:
         log.info(f"teacher targets: {len(todo)} sentences in {elapsed:.1f}s ({len(todo) / max(elapsed, 1e-9):.1f} "
-                 f"sentences/s)")
-    if cache is not None:
-        cache.save({"entries": MergedEntries([*cache.load_partial().parts, reused, pending]), "labels": labels,
-                    "objective": config, "stats": stats})
+                 f"sentences/s)" + (f" in rank {rank} of {world}" if distributed else ""))
+    if distributed:
+        cache.save_shard(pending, rank)
         pending = {}
+        totals = torch.tensor([float(annotated), elapsed, dropped], dtype=torch.float64)
+        torch.distributed.all_reduce(totals[:1])
+        torch.distributed.all_reduce(totals[1:], op=torch.distributed.ReduceOp.MAX)
+        annotated, elapsed, dropped = int(totals[0]), float(totals[1]), float(totals[2])
+        torch.distributed.barrier()  # every rank's shards are on disk
+    stats = {"sentences": annotated, "reused": len(reused), "resumed": len(partial), "seconds": elapsed,
+             "max_dropped_mass": dropped, "device": str(flair.device), "processes": world}
+    if cache is not None:
+        if rank == 0:
+            cache.save({"entries": MergedEntries([*cache.load_partial().parts, reused, pending]), "labels": labels,
+                        "objective": config, "stats": stats})
+        pending = {}
+        if distributed:
+            torch.distributed.barrier()  # the merged file is written
         entries = cache.load()["entries"]  # the packed file: compact, whatever was held before
     else:
         entries = pending
-    if distributed:
-        torch.distributed.barrier()
     return TeacherTargets(entries, labels, student_is_crf, config, key, stats, cache.path if cache else None)
 
 
 def _distributed() -> bool:
-    """Inside Flair's launch_distributed (several processes): annotate once, in rank 0."""
+    """Inside torch.distributed with several processes (torchrun, Flair's launch_distributed)."""
     return (torch.distributed.is_available() and torch.distributed.is_initialized()
             and torch.distributed.get_world_size() > 1)

@@ -312,11 +312,12 @@ class TargetCache:
                 parts.append(part[0])
         return MergedEntries(parts)
 
-    def save_shard(self, entries: Mapping[str, dict]):
+    def save_shard(self, entries: Mapping[str, dict], rank: int = 0):
+        """Flush pieces of an annotation under way; each process (`rank`) numbers its own shards."""
         if not entries:
             return
-        count = len(list(self.partial.glob(f"shard-*{SUFFIX}"))) if self.partial.is_dir() else 0
-        _save_packed(entries, self.partial / f"shard-{count:06d}{SUFFIX}", self.key)
+        count = len(list(self.partial.glob(f"shard-r{rank}-*{SUFFIX}"))) if self.partial.is_dir() else 0
+        _save_packed(entries, self.partial / f"shard-r{rank}-{count:06d}{SUFFIX}", self.key)
 
     def reuse(self, wanted: Iterable[str]) -> Dict[str, dict]:
         """Copies of the pieces of `wanted` sentence keys found in the other complete files of this directory
