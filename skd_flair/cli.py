@@ -48,7 +48,10 @@ def _print(result):
 
 @contextmanager
 def _flair_logs_to_stderr():
-    """Flair's logger writes to stdout; keep stdout for a command's JSON result while the block runs."""
+    """Flair's logger writes to stdout; keep stdout for a command's JSON result while the block runs (Flair is
+    imported here, so its handler exists to be redirected)."""
+    import flair  # noqa: F401
+
     handlers = [h for h in logging.getLogger("flair").handlers
                 if type(h) is logging.StreamHandler and h.stream is not sys.stderr]
     streams = [h.setStream(sys.stderr) for h in handlers]
@@ -179,9 +182,8 @@ def run(args) -> Optional[dict]:
     if args.command == "export":
         from .training.export import export_model
 
-        with _flair_logs_to_stderr():
-            return export_model(args.model, args.out, vocab=args.vocab, corpus=args.corpus, quantize=args.quantize,
-                                half=args.half, format=args.format)
+        return export_model(args.model, args.out, vocab=args.vocab, corpus=args.corpus, quantize=args.quantize,
+                            half=args.half, format=args.format)
     if args.command == "plot":
         from .training.plot import plot_run
 
@@ -223,7 +225,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
     try:
-        result = run(args)
+        if args.command == "plot":  # needs no Flair
+            result = run(args)
+        else:
+            with _flair_logs_to_stderr():  # stdout carries only the command's JSON: `> out.json` parses
+                result = run(args)
     except (ConfigError, StructureInputError) as error:  # bad configuration, data or label sets: one line
         print(f"skd-flair: error: {error}", file=sys.stderr)
         return 2

@@ -205,7 +205,7 @@ MEANINGS: Dict[str, Dict[str, str]] = {
         "probe_gradients": "log per epoch the gradient norms of the KD and the gold term on one fixed batch",
     },
     "teacher": {
-        "path": "the teacher model: a local `.pt` file or a hub id",
+        "path": "the teacher model: a local `.pt` file, a run folder (the model it kept) or a hub id",
         "type": "its model type (the class that loads it)",
         "weight": "in a list of teachers: its share of the mixture (weights are normalised)",
     },

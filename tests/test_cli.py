@@ -444,3 +444,19 @@ def test_sharded_annotate_with_two_processes(data, teacher, tmp_path, capsys):
     assert result["stats"]["sentences"] == result["sentences"] > 0
     assert main(["annotate", str(cfg), "--nproc", "0"]) == 2
     assert "--nproc must be >= 1" in capsys.readouterr().err
+
+
+def test_train_prints_only_json_and_a_run_folder_names_its_model(data, tmp_path, capsys):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(config(data, tmp_path / "t")))
+    capsys.readouterr()
+    assert main(["train", str(cfg)]) == 0
+    result = json.loads(capsys.readouterr().out)  # Flair's logs went to stderr
+    assert Path(result["model"]).parent == tmp_path / "t"
+    student = config(data, tmp_path / "s", teacher={"path": str(tmp_path / "t")}, kd={"objective": "structural"})
+    assert distill(student)["kd"]["annotation"]["sentences"] > 0  # the folder's kept model taught
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    student["teacher"] = {"path": str(empty)}
+    with pytest.raises(ConfigError, match="holds no best-model.pt or final-model.pt"):
+        distill(student)

@@ -132,6 +132,11 @@ def load_model(spec: Union[str, Mapping[str, Any]], where: str = "teacher"):
     if kind not in MODEL_CLASSES:
         raise ConfigError(f"{where}: unknown model type {kind!r}; known: {', '.join(sorted(MODEL_CLASSES))}")
     path = str(spec["path"])
+    if Path(path).is_dir():  # a run folder: the model it kept (best dev epoch's, else the last)
+        kept = [Path(path) / name for name in ("best-model.pt", "final-model.pt") if (Path(path) / name).is_file()]
+        if not kept:
+            raise ConfigError(f"{where}: folder {path} holds no best-model.pt or final-model.pt")
+        path = str(kept[0])
     if path.endswith(".pt") and not Path(path).exists():  # anything else may be a hub id
         raise ConfigError(f"{where}: model file {path} does not exist")
     try:
