@@ -54,6 +54,15 @@ def teacher(data, tmp_path_factory):
     return Path(train_model(config(data, out))["model"])
 
 
+def error_of(err: str) -> str:
+    """The one error line of a failed command: the last line of stderr (above it, only Flair's logs), no
+    traceback."""
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("skd-flair: error")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in err, err
+    return errors[0]
+
+
 def kept(folder):
     """The one model file a run keeps: the best dev epoch's, else (no best epoch saved) the last."""
     best = folder / "best-model.pt"
@@ -131,8 +140,7 @@ def test_a_damaged_model_file_is_one_clear_line(data, teacher, tmp_path, capsys,
                      "text": b"this is not a model\n"}[damage])
     assert main(["predict", "--model", str(bad), "--input", str(data / "raw.txt"),
                  "--output", str(tmp_path / "p.tsv")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "not a complete Flair model file" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert "not a complete Flair model file" in error_of(capsys.readouterr().err)
 
 
 def blocks_of(text):
@@ -175,8 +183,7 @@ def test_predict_keeps_sentences_aligned_and_names_undecodable_lines(teacher, tm
     raw.write_bytes("K\u00f6ln\n".encode("utf-8") + "M\u00fcnchen\n".encode("latin-1"))
     capsys.readouterr()
     assert main(["predict", "--model", str(teacher), "--input", str(raw), "--output", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "in.txt line 2 is not valid utf-8 text" in err and len(err.splitlines()) == 1
+    assert "in.txt line 2 is not valid utf-8 text" in error_of(capsys.readouterr().err)
     assert main(["predict", "--model", str(teacher), "--input", str(raw), "--output", str(out),
                  "--encoding", "latin-1"]) == 0
 
@@ -307,8 +314,8 @@ def test_check_rejects_wrong_types_ranges_and_missing_things(data, teacher, tmp_
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["check", str(path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    err = error_of(capsys.readouterr().err)
+    assert re.search(message, err), err
 
 
 def test_overrides_bad_yaml_and_missing_packages_are_one_line(data, teacher, tmp_path, capsys, monkeypatch):
@@ -425,8 +432,8 @@ def test_multi_teacher_configuration_mixes_two_teachers(data, teacher, tmp_path,
         cfg = tmp_path / "bad.yaml"
         cfg.write_text(yaml.safe_dump(config(data, tmp_path / "x", teacher=bad, kd={"objective": "structural"})))
         assert main(["check", str(cfg)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert re.search(message, err) and len(err.splitlines()) == 1, err
+        err = error_of(capsys.readouterr().err)
+        assert re.search(message, err), err
     cfg.write_text(yaml.safe_dump(config(data, tmp_path / "y", teacher=both, kd={"objective": {"type": "topk"}})))
     assert main(["annotate", str(cfg)]) == 2
     assert "teacher: Top-K targets do not mix exactly" in capsys.readouterr().err.splitlines()[-1]

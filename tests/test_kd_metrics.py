@@ -91,8 +91,9 @@ def test_tensorboard_without_its_package_is_one_line_naming_the_extra(data, tmp_
     path.write_text(yaml.safe_dump(cfg))
     for command in ("check", "train"):
         assert main([command, str(path)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "skd_flair[tensorboard]" in err, err
+        from tests.test_cli import error_of
+
+        assert "skd_flair[tensorboard]" in error_of(capsys.readouterr().err)
     assert not (tmp_path / "s" / "final-model.pt").exists()
     check_config(cfg, files=False)  # a configuration for another machine is still valid
 
