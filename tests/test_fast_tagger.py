@@ -241,3 +241,17 @@ def test_speed_report_measures_the_fast_path_of_a_student_file(corpus, kv_path, 
     assert row["size_mb"] == round((tmp_path / "student.pt").stat().st_size / 2 ** 20, 2)
     with pytest.raises(ValueError, match="no non-empty sentences"):
         speed_report([tmp_path / "student.pt"], [[]], isolate=False)
+
+
+@pytest.mark.slow  # a fresh process imports Flair
+def test_speed_report_peak_memory_is_the_measuring_process_own(corpus, kv_path, tmp_path):
+    from skd_flair.training.speed import speed_report
+
+    model = make(corpus, StackedEmbeddings([WordEmbeddings(str(kv_path), name="tiny"), chars(corpus, kind="batched")]))
+    model.save(tmp_path / "student.pt")
+    ballast = torch.ones(500_000_000)  # 2 GB resident in this process, which the measuring child must not report
+    ballast[::1024] = 2.0
+    row = speed_report([tmp_path / "student.pt"], [t.split() for t in TEXTS if t], batch_sizes=[2])[
+        str(tmp_path / "student.pt")]
+    del ballast
+    assert 0 < row["peak_rss_mb"] < 1900, row

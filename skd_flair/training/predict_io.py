@@ -19,7 +19,6 @@ from typing import List, Optional, Tuple
 from flair.data import Sentence
 
 from ..registry import ConfigError
-from ..tagging_runtime import spans_from_bio
 from . import atomic_path
 from .corpora import decoded_lines
 
@@ -44,25 +43,29 @@ def read_input(path: Path, fmt: str, encoding: str = "utf-8") -> List[Optional[S
 
 
 def _is_parser(model) -> bool:
-    return type(model).__name__ in ("BiaffineParser", "DependencyTagger")
+    from ..models import BiaffineParser, DependencyTagger
+
+    return isinstance(model, (BiaffineParser, DependencyTagger))
 
 
-def _tags_and_scores(model, sentence: Sentence) -> Tuple[List[str], List[Optional[float]]]:
-    """BIOES tags and per-token scores; a span tagger's tokens carry their span's score, and its O tokens none
-    (Flair writes span labels only)."""
+def _tags_scores_spans(model, sentence: Sentence) -> Tuple[List[str], List[Optional[float]], List[dict]]:
+    """Tags (BIOES for a span tagger), per-token scores and spans; a span tagger's tokens carry their span's score
+    and its O tokens none (Flair writes span labels only)."""
     label_type = model.label_type
-    if getattr(model, "predict_spans", False):
-        tags: List[str] = ["O"] * len(sentence)
-        scores: List[Optional[float]] = [None] * len(sentence)
-        for span in sentence.get_spans(label_type):
-            idx = [t.idx - 1 for t in span]
-            names = [f"S-{span.tag}"] if len(idx) == 1 else \
-                [f"B-{span.tag}", *[f"I-{span.tag}"] * (len(idx) - 2), f"E-{span.tag}"]
-            for i, name in zip(idx, names):
-                tags[i], scores[i] = name, float(span.score)
-        return tags, scores
-    labels = [token.get_label(label_type, "O") for token in sentence]
-    return [label.value for label in labels], [float(label.score) for label in labels]
+    if not getattr(model, "predict_spans", False):
+        labels = [token.get_label(label_type, "O") for token in sentence]
+        return [label.value for label in labels], [float(label.score) for label in labels], []
+    tags: List[str] = ["O"] * len(sentence)
+    scores: List[Optional[float]] = [None] * len(sentence)
+    spans = []
+    for span in sentence.get_spans(label_type):
+        idx = [t.idx - 1 for t in span]
+        names = [f"S-{span.tag}"] if len(idx) == 1 else \
+            [f"B-{span.tag}", *[f"I-{span.tag}"] * (len(idx) - 2), f"E-{span.tag}"]
+        for i, name in zip(idx, names):
+            tags[i], scores[i] = name, float(span.score)
+        spans.append({"start": idx[0], "end": idx[-1] + 1, "type": span.tag, "score": round(float(span.score), 6)})
+    return tags, scores, spans
 
 
 def predict_to_file(model, sentences: List[Optional[Sentence]], output_path: Path, fmt: str = "auto",
@@ -86,25 +89,23 @@ def predict_to_file(model, sentences: List[Optional[Sentence]], output_path: Pat
             blocks.append(json.dumps({"tokens": [], "tags": [], "scores": [], "spans": []}) if fmt == "jsonl" else "")
             continue
         if parser:
-            relation = getattr(model, "relation_label_type", None) or model.label_type
             rows = [f"{t.idx}\t{t.text}\t_\t_\t_\t_\t{t.head_id if t.head_id is not None else '_'}\t"
-                    f"{t.get_label(relation, '_').value}\t_\t_" for t in sentence]
+                    f"{t.get_label(model.label_type, '_').value}\t_\t_" for t in sentence]
             blocks.append("\n".join(rows) + "\n")
             continue
-        tags, scores = _tags_and_scores(model, sentence)
+        tags, scores, spans = _tags_scores_spans(model, sentence)
         tokens = [t.text for t in sentence]
         if fmt == "jsonl":
             record = {"tokens": tokens, "tags": tags, "scores": [None if x is None else round(x, 6) for x in scores]}
             if getattr(model, "predict_spans", False):
-                record["spans"] = [{"start": idx[0], "end": idx[-1] + 1, "type": kind, "score": round(score, 6)}
-                                   for idx, score, kind in spans_from_bio(tags, [x or 0.0 for x in scores])]
+                record["spans"] = spans
             blocks.append(json.dumps(record, ensure_ascii=False))
         elif fmt == "conll":
             blocks.append("\n".join(f"{w}\t{t}\t{'_' if s is None else f'{s:.4f}'}"
                                      for w, t, s in zip(tokens, tags, scores)) + "\n")
         else:
             blocks.append("\n".join(f"{w}\t{t}" for w, t in zip(tokens, tags)) + "\n")
-    text = "\n".join(blocks) + "\n" if fmt == "jsonl" else "\n".join(blocks) + ("\n" if blocks else "")
+    text = "\n".join(blocks) + ("\n" if blocks else "")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_path) as tmp:
         tmp.write_text(text, encoding="utf-8")

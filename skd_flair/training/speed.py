@@ -18,18 +18,29 @@ from typing import Any, Dict, List, Optional, Sequence
 __all__ = ["speed_report", "measure_one"]
 
 
-def _rss_mb() -> float:
-    """The process's resident memory now (Linux ``/proc``; elsewhere its peak so far)."""
+def _status_mb(field: str) -> Optional[float]:
+    """A memory figure of this process from Linux ``/proc/self/status`` (``VmRSS`` now, ``VmHWM`` its peak), or
+    None elsewhere."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return _peak_mb()
+    return None
+
+
+def _rss_mb() -> float:
+    now = _status_mb("VmRSS")
+    return now if now is not None else _peak_mb()
 
 
 def _peak_mb() -> float:
+    """The process's peak resident memory. ``VmHWM`` where it exists: ``ru_maxrss`` of a spawned child starts at
+    its parent's resident set at the fork (Linux carries it across exec), so it would report the parent's."""
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
