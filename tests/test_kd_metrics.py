@@ -10,21 +10,12 @@ from flair.trainers.plugins import TrainerPlugin
 from skd_flair.cli import main
 from skd_flair.registry import ConfigError
 from skd_flair.training.pipeline import check_config, distill, train_model
-from tests import toy
-from tests.test_cli import config, write_column
+from tests.test_cli import config, data  # noqa: F401  (data: the toy column corpus fixture)
 
 pytestmark = pytest.mark.slow
 
 KD_NAMES = ["kd/lambda", "kd/gold_loss", "kd/kd_loss", "kd/kl_per_token", "kd/teacher_entropy",
             "kd/argmax_agreement", "kd/grad_norm_kd", "kd/grad_norm_gold"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    for split, n, seed in (("train", 40, 0), ("dev", 10, 1), ("test", 10, 2)):
-        write_column(root / f"{split}.txt", toy.sentences(n, seed))
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,9 @@ import pytest
 from skd_flair.registry import ConfigError
 from skd_flair.training import budget
 from skd_flair.training.pipeline import check_config, train_model
-from tests import toy
-from tests.test_cli import config, write_column
+from tests.test_cli import config, data  # noqa: F401  (data: the toy column corpus fixture)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    for split, n, seed in (("train", 40, 0), ("dev", 10, 1), ("test", 10, 2)):
-        write_column(root / f"{split}.txt", toy.sentences(n, seed))
-    return root
 
 
 class FakeClock:

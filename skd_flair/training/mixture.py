@@ -13,7 +13,7 @@ from typing import List, Sequence, Tuple
 from flair.data import Sentence
 
 from ..distill import OBJECTIVES, KDObjective
-from ..distill.mixture import MIXABLE_KINDS, mix_pieces, normalise_weights
+from ..distill.mixture import mix_pieces, normalise_weights
 from .annotate import TeacherTargets
 from .cache import digest, sentence_key
 
@@ -56,10 +56,7 @@ class TeacherMixture:
             raise KeyError(f"no teacher holds targets for sentence {sentence.to_tokenized_string()[:80]!r}")
         if len(held) == 1:
             return held[0][0].piece(sentence)
-        pieces = [t.piece(sentence) for t, _ in held]
-        if pieces[0]["kind"] not in MIXABLE_KINDS:
-            raise ValueError(f"targets of kind {pieces[0]['kind']!r} do not mix exactly")
-        return mix_pieces(pieces, [w for _, w in held])
+        return mix_pieces([t.piece(sentence) for t, _ in held], [w for _, w in held])
 
     def build_objective(self) -> KDObjective:
         return OBJECTIVES.build(self.objective, where="teacher targets")
