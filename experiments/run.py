@@ -35,6 +35,9 @@ from .suites import SUITES, Student, Suite
 
 log = logging.getLogger("skd_flair")
 SPEED_SENTENCES = 200
+# records from before 2026-12-02 lack this: their runs chose the best epoch and annealed on dev scores computed
+# with epoch-1 character vectors (skd_flair.training.fresh_embeddings); test scores were computed afresh
+DEV_EMBEDDINGS = "fresh"
 
 
 def _best(base: Path) -> Path:
@@ -194,7 +197,7 @@ class SuiteRunner:
                              "model": student.model, "trainer": trainer},
                   "command": self.command(f" --only {student.name} --seeds {seed}"),
                   "flair_test_score": out["test_score"], "epochs": out["epochs"], "best_dev_epoch": out["best_dev_epoch"],
-                  "dev_score_history": out["dev_score_history"]}
+                  "dev_score_history": out["dev_score_history"], "dev_embeddings": DEV_EMBEDDINGS}
         # speed and size once per student, on the suite's first seed: a later `--seeds 2 3` run would only
         # re-time the same architecture, often while a second process shares the cores
         if seed == self.suite.seeds[0]:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from ..distill import OBJECTIVES, ChainScores, KDObjective, mix_losses
 from ..distill.batching import collate_targets, piece_length
 from ..distill.diagnostics import token_diagnostics
+from .embedding_names import restore_stack_names, stack_names
 from .quantize import quantize_like, quiet
 
 log = logging.getLogger("flair")
@@ -289,7 +290,8 @@ class DistillableTagger(SequenceTagger):
     # ------------------------------------------------------------------ save / load
     def _get_state_dict(self):
         return {**super()._get_state_dict(), "bidirectional": self.bidirectional,
-                "kd_objective": None if self.kd_objective is None else self.kd_objective.config()}
+                "kd_objective": None if self.kd_objective is None else self.kd_objective.config(),
+                "embedding_names": stack_names(self.embeddings)}
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict``, also for the state dict of a dynamically int8-quantised tagger: its
@@ -305,4 +307,6 @@ class DistillableTagger(SequenceTagger):
     def _init_model_with_state_dict(cls, state, **kwargs):
         kwargs.setdefault("bidirectional", state.get("bidirectional", True))
         kwargs.setdefault("kd_objective", state.get("kd_objective"))
-        return super()._init_model_with_state_dict(state, **kwargs)
+        model = super()._init_model_with_state_dict(state, **kwargs)
+        restore_stack_names(model.embeddings, state.get("embedding_names"))
+        return model

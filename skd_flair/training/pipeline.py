@@ -37,6 +37,7 @@ from .annotate import annotate
 from .budget import TIME_BUDGET, TimeBudgetPlugin
 from .corpora import load_corpus
 from .embeddings import check_embedding_packages
+from .fresh_embeddings import FreshEvaluationEmbeddingsPlugin
 from .models import build_model, load_model
 from .plugin import DistillationPlugin
 from .provenance import ProvenancePlugin, check_unlabelled
@@ -285,7 +286,8 @@ def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, 
     trainer = ModelTrainer(model, corpus)
     start = time.time()
     # the saved model lists its gold training sentences; the histories say how many epochs ran and which was best
-    plugins = [*plugins, ProvenancePlugin(corpus.train), MetricHistoryPlugin()]
+    plugins = [*plugins, ProvenancePlugin(corpus.train), MetricHistoryPlugin(),
+               FreshEvaluationEmbeddingsPlugin([corpus.train, corpus.dev, corpus.test])]
     budget = TimeBudgetPlugin(max_minutes) if max_minutes is not None else None
     if budget is not None:  # after the KD plugin, which tidies each batch up
         plugins.append(budget)
