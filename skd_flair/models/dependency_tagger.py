@@ -13,12 +13,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 import flair
 import torch
 from flair.data import Dictionary, Sentence
-from flair.datasets import DataLoader, FlairDatapointDataset
 from flair.embeddings import TokenEmbeddings
-from flair.training_utils import Result, store_embeddings
-from tqdm import tqdm
+from flair.training_utils import Result
 
 from .dependency_eval import AttachmentScores, attachment_result, gold_tree, main_metric_name, write_parses
+from .eval_loop import eval_mode, inference_batches
 from .offset_tags import (DEFAULT_TAG_TYPE, REPAIRS, OffsetTagCodec, decode_offset_tags, encode_corpus,
                           encode_sentence, make_tag_dictionary, offset_tag)
 from .tagger import DistillableTagger
@@ -85,16 +84,6 @@ class DependencyTagger(DistillableTagger):
         scores = self.chain_scores(features, lengths)
         return scores, scores.log_softmax()
 
-    def _batches(self, sentences, mini_batch_size, verbose=False):
-        if isinstance(sentences, Sentence):
-            sentences = [sentences]
-        if isinstance(sentences, list):
-            dataset = FlairDatapointDataset([s for s in sentences if len(s) > 0])
-        else:
-            dataset = sentences
-        loader = DataLoader(dataset, batch_size=mini_batch_size)
-        return tqdm(loader, desc="parsing") if verbose else loader
-
     def predict(self, sentences: Union[List[Sentence], Sentence], mini_batch_size: int = 32,
                 return_probabilities_for_all_classes: bool = False, verbose: bool = False,
                 label_name: Optional[str] = None, return_loss=False, embedding_storage_mode="none",
@@ -106,35 +95,27 @@ class DependencyTagger(DistillableTagger):
         label_name = label_name or self.relation_type
         repair = repair or self.repair
         total_loss, count = torch.zeros(1, device=flair.device), 0
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                for batch in self._batches(sentences, mini_batch_size, verbose):
-                    batch = [s for s in batch if len(s) > 0]
-                    if not batch:
-                        continue
-                    scores, logp = self._log_probs(batch)
-                    if return_loss:
-                        total_loss += self._gold_loss(scores, self._gold_tags(batch, logp.shape[1])).sum()
-                        count += int(scores.lengths.sum())
-                    trees = self.decode(logp, scores.lengths, repair)
-                    logp = logp.double().cpu()
-                    for b, (sentence, (heads, rels)) in enumerate(zip(batch, trees)):
-                        for i, (token, h, r) in enumerate(zip(sentence, heads, rels), start=1):
-                            token.head_id = h
-                            prob = 0.0
-                            if h is not None:
-                                prob = self.codec.best_relation(logp[b], i, h)[1]
-                            token.set_label(label_name, r if r is not None else "dep", prob)
-                        if tag_label_name is not None:
-                            best = logp[b, :len(sentence)].argmax(-1).tolist()
-                            for token, k in zip(sentence, best):
-                                token.set_label(tag_label_name, self.label_names[k], float(logp[b, token.idx - 1,
-                                                                                                 k].exp()))
-                    store_embeddings(batch, storage_mode=embedding_storage_mode)
-        finally:
-            self.train(was_training)
+        with eval_mode(self):
+            for batch in inference_batches(sentences, mini_batch_size, verbose, embedding_storage_mode,
+                                           desc="parsing"):
+                scores, logp = self._log_probs(batch)
+                if return_loss:
+                    total_loss += self._gold_loss(scores, self._gold_tags(batch, logp.shape[1])).sum()
+                    count += int(scores.lengths.sum())
+                trees = self.decode(logp, scores.lengths, repair)
+                logp = logp.double().cpu()
+                for b, (sentence, (heads, rels)) in enumerate(zip(batch, trees)):
+                    for i, (token, h, r) in enumerate(zip(sentence, heads, rels), start=1):
+                        token.head_id = h
+                        prob = 0.0
+                        if h is not None:
+                            prob = self.codec.best_relation(logp[b], i, h)[1]
+                        token.set_label(label_name, r if r is not None else "dep", prob)
+                    if tag_label_name is not None:
+                        best = logp[b, :len(sentence)].argmax(-1).tolist()
+                        for token, k in zip(sentence, best):
+                            token.set_label(tag_label_name, self.label_names[k], float(logp[b, token.idx - 1,
+                                                                                             k].exp()))
         if return_loss:
             return total_loss, count
         return None
@@ -151,35 +132,26 @@ class DependencyTagger(DistillableTagger):
         scorers = {m: AttachmentScores() for m in modes}
         total_loss, count, tag_hits, tag_total = 0.0, 0, 0, 0
         rows = []
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                for batch in self._batches(data_points, mini_batch_size):
-                    batch = [s for s in batch if len(s) > 0]
-                    if not batch:
-                        continue
-                    scores, logp = self._log_probs(batch)
-                    if return_loss:
-                        total_loss += float(self._gold_loss(scores, self._gold_tags(batch, logp.shape[1])).sum())
-                        count += int(scores.lengths.sum())
-                    best = logp.argmax(-1).cpu()
-                    gold_strings = iter(self._get_gold_labels(batch))
-                    for b, sentence in enumerate(batch):
-                        for i in range(len(sentence)):
-                            tag_hits += self.label_names[int(best[b, i])] == next(gold_strings)
-                            tag_total += 1
-                    for mode in modes:
-                        trees = self.decode(logp, scores.lengths, mode)
-                        for sentence, (heads, rels) in zip(batch, trees):
-                            scorers[mode].add(sentence, heads, rels, self.relation_type)
-                            if mode == self.repair and out_path is not None:
-                                gh, gr = gold_tree(sentence, self.relation_type)
-                                rows.append([(i, t.text, gh[i - 1], gr[i - 1], heads[i - 1], rels[i - 1])
-                                             for i, t in enumerate(sentence, start=1)])
-                    store_embeddings(batch, embedding_storage_mode)
-        finally:
-            self.train(was_training)
+        with eval_mode(self):
+            for batch in inference_batches(data_points, mini_batch_size, False, embedding_storage_mode):
+                scores, logp = self._log_probs(batch)
+                if return_loss:
+                    total_loss += float(self._gold_loss(scores, self._gold_tags(batch, logp.shape[1])).sum())
+                    count += int(scores.lengths.sum())
+                best = logp.argmax(-1).cpu()
+                gold_strings = iter(self._get_gold_labels(batch))
+                for b, sentence in enumerate(batch):
+                    for i in range(len(sentence)):
+                        tag_hits += self.label_names[int(best[b, i])] == next(gold_strings)
+                        tag_total += 1
+                for mode in modes:
+                    trees = self.decode(logp, scores.lengths, mode)
+                    for sentence, (heads, rels) in zip(batch, trees):
+                        scorers[mode].add(sentence, heads, rels, self.relation_type)
+                        if mode == self.repair and out_path is not None:
+                            gh, gr = gold_tree(sentence, self.relation_type)
+                            rows.append([(i, t.text, gh[i - 1], gr[i - 1], heads[i - 1], rels[i - 1])
+                                         for i, t in enumerate(sentence, start=1)])
         if out_path is not None:
             write_parses(out_path, rows)
         metric = main_metric_name(main_evaluation_metric, self.main_metric)

@@ -37,12 +37,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from flair.data import Dictionary, Sentence
-from flair.datasets import DataLoader, FlairDatapointDataset
 from flair.embeddings import TokenEmbeddings
-from flair.training_utils import Result, store_embeddings
+from flair.training_utils import Result
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from tqdm import tqdm
 
 from ..distill.mean_field import MeanFieldTreeScores
 from ..distill.scores import TreeScores
@@ -54,6 +52,7 @@ from ..structs.second_order import SiblingTree
 from .dependency_eval import AttachmentScores, attachment_result, gold_tree, is_well_formed, main_metric_name, \
     write_parses
 from .embedding_names import restore_stack_names, stack_names
+from .eval_loop import eval_mode, inference_batches
 from .layers import MLP, Biaffine, Triaffine
 
 log = logging.getLogger("flair")
@@ -316,17 +315,6 @@ class BiaffineParser(flair.nn.Model[Sentence]):
         best = probs.argmax(-1)
         return heads, best, probs.gather(-1, best.unsqueeze(-1)).squeeze(-1)
 
-    def _batches(self, sentences, mini_batch_size, verbose=False):
-        if isinstance(sentences, Sentence):
-            sentences = [sentences]
-        if isinstance(sentences, list):
-            sentences = [s for s in sentences if len(s) > 0]
-            dataset = FlairDatapointDataset(sentences)
-        else:
-            dataset = sentences
-        loader = DataLoader(dataset, batch_size=mini_batch_size)
-        return tqdm(loader, desc="parsing") if verbose else loader
-
     def predict(self, sentences: Union[List[Sentence], Sentence], mini_batch_size: int = 32, verbose: bool = False,
                 label_name: Optional[str] = None, return_loss: bool = False, embedding_storage_mode="none"):
         """Parse: every token gets ``head_id`` (0 = root) and a relation label of type `label_name` (default:
@@ -334,27 +322,19 @@ class BiaffineParser(flair.nn.Model[Sentence]):
         label_name = label_name or self.relation_type
         names = self.relation_names
         total_loss, count = torch.zeros(1, device=flair.device), 0
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                for batch in self._batches(sentences, mini_batch_size, verbose):
-                    batch = [s for s in batch if len(s) > 0]
-                    if not batch:
-                        continue
-                    hidden, lengths = self._represent(batch)
-                    arcs, sibs = self._arc_scores(hidden), self._sib_scores(hidden)
-                    if return_loss:
-                        total_loss += self._loss(hidden, arcs, sibs, lengths, batch)
-                        count += int(lengths.sum())
-                    heads, rels, probs = (x.cpu() for x in self._parse(hidden, arcs, sibs, lengths))
-                    for b, s in enumerate(batch):
-                        for i, token in enumerate(s, start=1):
-                            token.head_id = int(heads[b, i])
-                            token.set_label(label_name, names[int(rels[b, i])], float(probs[b, i]))
-                    store_embeddings(batch, storage_mode=embedding_storage_mode)
-        finally:
-            self.train(was_training)
+        with eval_mode(self):
+            for batch in inference_batches(sentences, mini_batch_size, verbose, embedding_storage_mode,
+                                           desc="parsing"):
+                hidden, lengths = self._represent(batch)
+                arcs, sibs = self._arc_scores(hidden), self._sib_scores(hidden)
+                if return_loss:
+                    total_loss += self._loss(hidden, arcs, sibs, lengths, batch)
+                    count += int(lengths.sum())
+                heads, rels, probs = (x.cpu() for x in self._parse(hidden, arcs, sibs, lengths))
+                for b, s in enumerate(batch):
+                    for i, token in enumerate(s, start=1):
+                        token.head_id = int(heads[b, i])
+                        token.set_label(label_name, names[int(rels[b, i])], float(probs[b, i]))
         if return_loss:
             return total_loss, count
         return None
@@ -370,32 +350,23 @@ class BiaffineParser(flair.nn.Model[Sentence]):
         scorer = AttachmentScores()
         total_loss, count = 0.0, 0
         rows = []
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                for batch in self._batches(data_points, mini_batch_size):
-                    batch = [s for s in batch if len(s) > 0]
-                    if not batch:
-                        continue
-                    hidden, lengths = self._represent(batch)
-                    arcs, sibs = self._arc_scores(hidden), self._sib_scores(hidden)
-                    if return_loss:
-                        total_loss += float(self._loss(hidden, arcs, sibs, lengths, batch))
-                        count += int(lengths.sum())
-                    heads, rels, _ = (x.cpu() for x in self._parse(hidden, arcs, sibs, lengths))
-                    for b, s in enumerate(batch):
-                        n = len(s)
-                        ph = heads[b, 1:n + 1].tolist()
-                        pr = [names[i] for i in rels[b, 1:n + 1].tolist()]
-                        scorer.add(s, ph, pr, self.relation_type, self.single_root)
-                        if out_path is not None:
-                            gh, gr = gold_tree(s, self.relation_type)
-                            rows.append([(i, t.text, gh[i - 1], gr[i - 1], ph[i - 1], pr[i - 1])
-                                         for i, t in enumerate(s, start=1)])
-                    store_embeddings(batch, embedding_storage_mode)
-        finally:
-            self.train(was_training)
+        with eval_mode(self):
+            for batch in inference_batches(data_points, mini_batch_size, False, embedding_storage_mode):
+                hidden, lengths = self._represent(batch)
+                arcs, sibs = self._arc_scores(hidden), self._sib_scores(hidden)
+                if return_loss:
+                    total_loss += float(self._loss(hidden, arcs, sibs, lengths, batch))
+                    count += int(lengths.sum())
+                heads, rels, _ = (x.cpu() for x in self._parse(hidden, arcs, sibs, lengths))
+                for b, s in enumerate(batch):
+                    n = len(s)
+                    ph = heads[b, 1:n + 1].tolist()
+                    pr = [names[i] for i in rels[b, 1:n + 1].tolist()]
+                    scorer.add(s, ph, pr, self.relation_type, self.single_root)
+                    if out_path is not None:
+                        gh, gr = gold_tree(s, self.relation_type)
+                        rows.append([(i, t.text, gh[i - 1], gr[i - 1], ph[i - 1], pr[i - 1])
+                                     for i, t in enumerate(s, start=1)])
         if out_path is not None:
             write_parses(out_path, rows)
         metric = main_metric_name(main_evaluation_metric, self.main_metric)
@@ -406,14 +377,10 @@ class BiaffineParser(flair.nn.Model[Sentence]):
     def teacher_scores(self, sentences: List[Sentence]) -> TreeScores:
         """The parser's scores for teaching (eval mode, no graph): arcs, relation logits (``<unk>`` and, with a
         root relation, the ROOT constraint masked to -inf), sibling scores for second order."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             hidden, lengths = self._represent(list(sentences))
             arcs, sibs = self._arc_scores(hidden), self._sib_scores(hidden)
             rels = self._rel_full(hidden)
-        finally:
-            self.train(was_training)
         size = arcs.shape[1]
         from_root = torch.zeros(arcs.shape[0], size, size, dtype=torch.bool, device=arcs.device)
         from_root[:, 0] = True

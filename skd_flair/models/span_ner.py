@@ -26,14 +26,13 @@ import flair
 import torch
 import torch.nn.functional as F
 from flair.data import Dictionary, Label, Sentence
-from flair.datasets import DataLoader, FlairDatapointDataset
 from flair.embeddings import TokenEmbeddings
-from flair.training_utils import store_embeddings
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 from ..distill.span_scores import SpanScores
 from ..structs.spans import LabelledSpans
 from .embedding_names import restore_stack_names, stack_names
+from .eval_loop import eval_mode, inference_batches
 from .layers import Biaffine
 from .tagger import is_unlabelled
 
@@ -168,12 +167,8 @@ class BiaffineSpanTagger(flair.nn.Classifier[Sentence]):
     @torch.no_grad()
     def teacher_scores(self, sentences: List[Sentence]) -> SpanScores:
         """Span scores of sentences (in the given order) for teaching: eval mode, no graph."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             logits, lengths = self.span_logits(sentences)
-        finally:
-            self.train(was_training)
         return SpanScores(self.relative_scores(logits).detach(), lengths.to(logits.device), self.type_names,
                           self.max_width)
 
@@ -260,26 +255,15 @@ class BiaffineSpanTagger(flair.nn.Classifier[Sentence]):
         count = 0
         if sentences:
             Sentence.set_context_for_sentences(sentences)
-            was_training = self.training
-            self.eval()
-            try:
-                with torch.no_grad():
-                    ordered = sorted(sentences, key=len, reverse=True)
-                    loader = DataLoader(FlairDatapointDataset(ordered), batch_size=mini_batch_size)
-                    if verbose:
-                        from tqdm import tqdm
-
-                        loader = tqdm(loader, desc="Batch inference")
-                    for batch in loader:
-                        logits, lengths = self.span_logits(batch)
-                        if return_loss:
-                            total_loss += self._loss(logits, lengths, batch).sum()
-                            count += int(lengths.sum())
-                        self._add_predictions(batch, self.structure(logits, lengths), label_name,
-                                              return_probabilities_for_all_classes)
-                        store_embeddings(batch, storage_mode=embedding_storage_mode)
-            finally:
-                self.train(was_training)
+        with eval_mode(self):
+            for batch in inference_batches(sentences, mini_batch_size, verbose, embedding_storage_mode,
+                                           longest_first=True):
+                logits, lengths = self.span_logits(batch)
+                if return_loss:
+                    total_loss += self._loss(logits, lengths, batch).sum()
+                    count += int(lengths.sum())
+                self._add_predictions(batch, self.structure(logits, lengths), label_name,
+                                      return_probabilities_for_all_classes)
         if return_loss:
             return total_loss, count
         return None

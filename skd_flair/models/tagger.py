@@ -28,6 +28,7 @@ from ..distill import OBJECTIVES, ChainScores, KDObjective, mix_losses
 from ..distill.batching import collate_targets, piece_length
 from ..distill.diagnostics import token_diagnostics
 from .embedding_names import restore_stack_names, stack_names
+from .eval_loop import eval_mode
 from .quantize import quantize_like, quiet
 
 log = logging.getLogger("flair")
@@ -165,12 +166,8 @@ class DistillableTagger(SequenceTagger):
     @torch.no_grad()
     def teacher_scores(self, sentences: List[Sentence]) -> ChainScores:
         """Scores of sentences (in the given order) for teaching: eval mode, no graph."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             features, lengths = self._features(sentences)
-        finally:
-            self.train(was_training)
         return self.chain_scores(features.detach(), lengths)
 
     # ------------------------------------------------------------------ training

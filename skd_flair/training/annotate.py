@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import flair
 import torch
@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..distill import KDObjective, OBJECTIVES
 from ..distill.batching import split_targets
 from ..distill.labels import SPECIAL_LABELS, LabelMismatchError
+from ..models.eval_loop import eval_mode
 from ..models.tagger import DistillableTagger
 from ..registry import ConfigError
 from . import cache_dir
@@ -89,9 +90,33 @@ def _check_label_coverage(teacher, student, labels: List[str], sentences: List[S
     log.warning(message)
 
 
-def _batches(sentences: List[Sentence], size: int) -> Iterable[List[Sentence]]:
-    for i in range(0, len(sentences), size):
-        yield sentences[i:i + size]
+def _run_teacher(teacher, todo: List[Sentence], objective: KDObjective, labels, student_is_crf: bool,
+                 batch_size: int, threshold: float, clear_embeddings: bool, cache: Optional[TargetCache], rank: int,
+                 shard_every: int, progress: bool) -> Tuple[Dict[str, dict], float]:
+    """The teacher's compressed targets of `todo` by sentence key, flushed to `cache` as shards every
+    `shard_every` sentences (the unflushed rest is returned), and the largest probability mass Top-K dropped."""
+    pending: Dict[str, dict] = {}  # only the pieces since the last flushed shard are held in memory
+    dropped = 0.0
+    bar = tqdm(total=len(todo), desc="teacher targets", unit="sent", disable=not progress or not todo,
+               mininterval=5.0)
+    with eval_mode(teacher), bar:
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i:i + batch_size]
+            if clear_embeddings:
+                for s in batch:
+                    s.clear_embeddings()  # never let a student's cached embeddings reach the teacher
+            targets = objective.targets(teacher.teacher_scores(batch), labels, student_is_crf)
+            for s, piece in zip(batch, split_targets(targets)):
+                pending[sentence_key(s)] = compress(piece, threshold)
+                if clear_embeddings:
+                    s.clear_embeddings()  # ... nor the teacher's reach the student
+            if getattr(targets, "dropped_mass", None) is not None:
+                dropped = max(dropped, float(targets.dropped_mass.max()))
+            bar.update(len(batch))
+            if cache is not None and len(pending) >= shard_every:
+                cache.save_shard(pending, rank)
+                pending = {}
+    return pending, dropped
 
 
 def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[KDObjective, dict, str] = "structural",
@@ -170,35 +195,9 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
             if int(k[:8], 16) % world == rank:
                 todo.append(sentence)
     todo.sort(key=len, reverse=True)  # similar lengths batch together; results do not depend on it
-    # only the pieces since the last flushed shard are held in memory while the teacher runs
-    pending: Dict[str, dict] = {}
-    dropped = 0.0
     start = time.time()
-    bar = tqdm(total=len(todo), desc="teacher targets", unit="sent", disable=not progress or not todo,
-               mininterval=5.0)
-    was_training = teacher.training
-    teacher.eval()
-    try:
-        for batch in _batches(todo, batch_size):
-            if clear_embeddings:
-                for s in batch:
-                    s.clear_embeddings()  # never let a student's cached embeddings reach the teacher
-            with torch.no_grad():
-                scores = teacher.teacher_scores(batch)
-                targets = objective.targets(scores, labels, student_is_crf)
-            for s, piece in zip(batch, split_targets(targets)):
-                pending[sentence_key(s)] = compress(piece, threshold)
-                if clear_embeddings:
-                    s.clear_embeddings()  # ... nor the teacher's reach the student
-            if getattr(targets, "dropped_mass", None) is not None:
-                dropped = max(dropped, float(targets.dropped_mass.max()))
-            bar.update(len(batch))
-            if cache is not None and len(pending) >= shard_every:
-                cache.save_shard(pending, rank)
-                pending = {}
-    finally:
-        teacher.train(was_training)
-        bar.close()
+    pending, dropped = _run_teacher(teacher, todo, objective, labels, student_is_crf, batch_size, threshold,
+                                    clear_embeddings, cache, rank, shard_every, progress)
     elapsed = time.time() - start
     annotated = len(todo)
     if todo:

@@ -31,6 +31,7 @@ from flair.trainers import ModelTrainer
 from flair.trainers.plugins import MetricHistoryPlugin
 from torch.utils.data import ConcatDataset
 
+from ..models.eval_loop import eval_mode
 from ..registry import ConfigError, check_value, check_values
 from ..types import Count, NonNegative, Positive, Probability
 from .annotate import annotate
@@ -473,14 +474,12 @@ def measure_speed(model, sentences: Iterable[Sentence], batch_size: int = 32, re
     """Prediction throughput (sentences/s) from raw text: fresh sentences, embeddings computed and dropped per
     batch as in deployment; one warm-up batch is not timed."""
     texts = [[t.text for t in s] for s in sentences]
-    was_training = model.training
-    model.eval()
-    model.predict([Sentence(t) for t in texts[:batch_size]], mini_batch_size=batch_size)
     best = float("inf")
-    for _ in range(repeats):
-        fresh = [Sentence(t) for t in texts]
-        start = time.perf_counter()
-        model.predict(fresh, mini_batch_size=batch_size, embedding_storage_mode="none")
-        best = min(best, time.perf_counter() - start)
-    model.train(was_training)
+    with eval_mode(model):
+        model.predict([Sentence(t) for t in texts[:batch_size]], mini_batch_size=batch_size)
+        for _ in range(repeats):
+            fresh = [Sentence(t) for t in texts]
+            start = time.perf_counter()
+            model.predict(fresh, mini_batch_size=batch_size, embedding_storage_mode="none")
+            best = min(best, time.perf_counter() - start)
     return len(texts) / best
