@@ -31,6 +31,7 @@ $SKD train "$OUT/teacher.yaml" > "$OUT/teacher.json"
 $SKD check "$OUT/student.yaml"
 $SKD distill "$OUT/student.yaml" > "$OUT/student.json"
 $SKD evaluate --model "$OUT/student" --config "$OUT/student.yaml" > "$OUT/evaluate.json"
+$SKD evaluate --model "$OUT/teacher" --config "$OUT/teacher.yaml" > "$OUT/evaluate_teacher.json"
 $SKD predict --model "$OUT/student" --input "$OUT/raw.txt" --output "$OUT/raw.jsonl" --output-format jsonl
 $SKD plot "$OUT/student" > /dev/null
 $SKD export "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$OUT/student.json")" "$OUT/student-small.pt" --corpus "$OUT/student.yaml" > "$OUT/export.json"
@@ -40,9 +41,13 @@ $SKD annotate "$OUT/student.yaml" > "$OUT/annotate_changed.json"
 python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
-for name in ("teacher", "student"):
+for name, evaluated in (("teacher", "evaluate_teacher"), ("student", "evaluate")):
     r = json.load(open(f"{out}/{name}.json"))
-    print(name, "test", round(r["test_score"], 4), "epochs", r["epochs"], "stopped_early", r["stopped_early"])
+    again = json.load(open(f"{out}/{evaluated}.json"))["main_score"]
+    print(name, "test", round(r["test_score"], 4), "| skd-flair evaluate on the saved model", round(again, 4),
+          "| epochs", r["epochs"], "best dev epoch", r["best_dev_epoch"], "stopped_early", r["stopped_early"])
+    # the model a run keeps must score what the run reported (a reloaded one-hot stack once did not)
+    assert abs(again - r["test_score"]) < 1e-6, (name, again, r["test_score"])
 print("annotation after the change:", json.load(open(f"{out}/annotate_changed.json"))["stats"])
 print("predict:", [len(json.loads(l)["tokens"]) for l in open(f"{out}/raw.jsonl")])
 print("export:", json.load(open(f"{out}/export.json")))

@@ -208,6 +208,8 @@ MEANINGS: Dict[str, Dict[str, str]] = {
         "path": "the teacher model: a local `.pt` file, a run folder (the model it kept) or a hub id",
         "type": "its model type (the class that loads it)",
         "weight": "in a list of teachers: its share of the mixture (weights are normalised)",
+        "corpus": "in a list of teachers: the `name`(s) of the `concat` corpus parts it annotates (routing, e.g. "
+                  "one teacher per language); omitted: every sentence",
     },
     "trainer": {
         "base_path": "run folder: models, `loss.tsv`, `kd_loss.tsv`, `training.log`, `results.json`",
@@ -497,7 +499,8 @@ def reference() -> str:
     teacher_rows = [("path", "str", REQUIRED, _meaning("teacher", "", "path")),
                     ("type", " or ".join(f'"{t}"' for t in sorted(MODEL_CLASSES)), default_text("tagger"),
                      _meaning("teacher", "", "type")),
-                    ("weight", "float >= 0", default_text(1.0), _meaning("teacher", "", "weight"))]
+                    ("weight", "float >= 0", default_text(1.0), _meaning("teacher", "", "weight")),
+                    ("corpus", "str or list of str", "every sentence", _meaning("teacher", "", "corpus"))]
     lines += ["", "## teacher", "", "`teacher` is a path (or hub id) or a mapping; or a list of mappings, several "
               "teachers whose targets are mixed: each sentence learns from the weighted mean of their marginals over "
               "the student's parts, the exact cross-entropy to the teachers' mixture (one objective for all; not "

@@ -4,10 +4,12 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from skd_flair.cli import main
 from skd_flair.registry import ConfigError
+from skd_flair.training.cache import sentence_key
 from skd_flair.training.pipeline import distill, load_config, train_model
 from tests import toy
 
@@ -437,6 +439,49 @@ def test_multi_teacher_configuration_mixes_two_teachers(data, teacher, tmp_path,
     cfg.write_text(yaml.safe_dump(config(data, tmp_path / "y", teacher=both, kd={"objective": {"type": "topk"}})))
     assert main(["annotate", str(cfg)]) == 2
     assert "teacher: Top-K targets do not mix exactly" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_multi_teacher_routing_sends_each_concat_part_to_its_teacher(data, teacher, tmp_path):
+    from skd_flair.training.annotate import annotate
+    from skd_flair.training.models import load_model
+    from skd_flair.training.pipeline import _distillation_setup, check_config
+
+    other = tmp_path / "other"
+    other.mkdir()
+    for split, n, seed in (("train", 20, 5), ("dev", 5, 6), ("test", 5, 7)):
+        write_column(other / f"{split}.txt", toy.sentences(n, seed))
+    column = {"type": "column", "column_format": {0: "text", 1: "ner"}}
+    corpus = {"type": "concat", "corpora": [{**column, "data_folder": str(data), "name": "a"},
+                                            {**column, "data_folder": str(other), "name": "b"}]}
+    second = Path(train_model(config(data, tmp_path / "teacher2", seed=2))["model"])
+    kd = {"objective": "structural", "cache_dir": str(tmp_path / "cache")}
+    routed = [{"path": str(teacher), "corpus": "a"}, {"path": str(second), "corpus": ["b"]}]
+    train, student, mixture, _ = _distillation_setup(check_config(config(data, tmp_path / "s", corpus=corpus,
+                                                                         teacher=routed, kd=kd)), False)
+    parts = {"a": [], "b": []}
+    for sentence in train.train:
+        parts[sentence.get_metadata("corpus")].append(sentence)
+    assert len(parts["a"]) == 40 and len(parts["b"]) == 20
+    only_b = {sentence_key(s) for s in parts["b"]} - {sentence_key(s) for s in parts["a"]}
+    alone = [annotate(load_model(str(path), where="t"), parts[name], student, "structural", cache_dir=False,
+                      progress=False) for path, name in ((teacher, "a"), (second, "b"))]
+    for name, own, foreign in (("a", alone[0], alone[1]), ("b", alone[1], alone[0])):
+        for sentence in parts[name]:
+            if name == "a" or sentence_key(sentence) in only_b:
+                piece = mixture.piece(sentence)
+                assert all(torch.equal(piece[k], own.piece(sentence)[k]) for k in piece if torch.is_tensor(piece[k]))
+                assert sentence not in foreign  # the other teacher never saw it
+    for teachers, message in (([{"path": str(teacher), "corpus": "c"}, {"path": str(second), "corpus": "b"}],
+                               r"teacher\[0\]: corpus 'c' names no part of the training text \(its concat parts: a, b\)"),
+                              ([{"path": str(teacher), "corpus": "a"}, {"path": str(second), "corpus": "a"}],
+                               r"teacher: 20 training sentences belong to no teacher's corpus"),
+                              ([{"path": str(teacher), "corpus": 3}, {"path": str(second)}],
+                               r"teacher\[0\]: corpus must name a part")):
+        with pytest.raises(ConfigError, match=message):
+            _distillation_setup(check_config(config(data, tmp_path / "s", corpus=corpus, teacher=teachers, kd=kd)),
+                                False)
+    with pytest.raises(ConfigError, match="it is not a concat corpus"):
+        _distillation_setup(check_config(config(data, tmp_path / "s", teacher=routed, kd=kd)), False)
 
 
 @pytest.mark.slow

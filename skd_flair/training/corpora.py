@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import flair.datasets
-from flair.data import Corpus, Sentence
+from flair.data import Corpus, Sentence, _iter_dataset
 from flair.datasets import ColumnCorpus, FlairDatapointDataset
 from flair.datasets.base import find_train_dev_test_files
 from flair.datasets.treebanks import UniversalDependenciesDataset
@@ -51,6 +51,7 @@ register_corpus = CORPORA.register
 
 DEFAULT_SEED = 42
 SPLITS = ("train", "dev", "test")
+PART = "corpus"  # sentence metadata: the name of the `concat` member a sentence came from
 
 
 def load_corpus(spec: Union[Mapping[str, Any], str]) -> Corpus:
@@ -501,7 +502,10 @@ def concat(
     teacher). Every member spec is built with :func:`load_corpus` (with its own sampling keys); then train, dev
     and test are each the ``ConcatDataset`` of the members' splits, in the order given, skipping members that
     lack the split. The common keys (``sample_train``, ...) then apply to the concatenation; no missing split is
-    sampled by default (each member samples its own)."""
+    sampled by default (each member samples its own). Every sentence records its member's ``name`` (the member
+    spec's ``name`` key, else the corpus's own name) as the metadata ``"corpus"``: a teacher given
+    ``corpus: <name>`` annotates only those sentences (per-language teachers routed into one student). Members
+    must be read into memory (the default) for the record to stay on the sentences."""
     where = _where("concat")
     if isinstance(corpora, (str, bytes, Mapping)) or not isinstance(corpora, Sequence) or not corpora:
         raise ConfigError(f"{where}: corpora must be a non-empty list of corpus specs, got {corpora!r}")
@@ -514,6 +518,12 @@ def concat(
         except ConfigError as err:
             message = str(err)
             raise ConfigError(message if message.startswith(where) else f"{where}, corpora[{i}]: {message}") from err
+    names = [str(spec.get("name") or getattr(member, "name", i)) for i, (spec, member) in
+             enumerate(zip(corpora, members))]
+    for member_name, member in zip(names, members):  # which part a sentence came from: a teacher's `corpus`
+        for split in SPLITS:
+            for sentence in _iter_dataset(getattr(member, split)):
+                sentence.add_metadata(PART, member_name)
     splits: List[Optional[Dataset]] = []
     for split in SPLITS:
         parts = [getattr(member, split) for member in members]

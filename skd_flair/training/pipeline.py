@@ -36,7 +36,7 @@ from ..registry import ConfigError, check_value, check_values
 from ..types import Count, NonNegative, Positive, Probability
 from .annotate import annotate
 from .budget import TIME_BUDGET, TimeBudgetPlugin
-from .corpora import load_corpus
+from .corpora import PART, load_corpus
 from .embeddings import check_embedding_packages
 from .fresh_embeddings import FreshEvaluationEmbeddingsPlugin
 from .models import build_model, load_model
@@ -351,34 +351,68 @@ def _training_corpus(corpus: Corpus, unlabelled: Optional[Corpus]) -> Corpus:
     return Corpus(ConcatDataset(parts), corpus.dev, corpus.test, name=corpus.name, sample_missing_splits=False)
 
 
-TEACHER_KEYS = ("path", "type", "weight")  # weight: only in a list of teachers
+TEACHER_KEYS = ("path", "type", "weight", "corpus")  # weight and corpus: only in a list of teachers
 
 
-def _teacher_specs(section) -> List[Tuple[str, Any, float]]:
-    """(where, model spec, weight) of the teacher section: one teacher (a path or {path, type}), or a list of
-    {path, type, weight} whose targets are mixed (an ensemble; ``TeacherMixture``)."""
+def _teacher_specs(section) -> List[Tuple[str, Any, float, Optional[List[str]]]]:
+    """(where, model spec, weight, corpus parts) of the teacher section: one teacher (a path or {path, type}),
+    or a list of {path, type, weight, corpus} whose targets are mixed (``TeacherMixture``): every teacher on
+    every sentence (an ensemble), or, with ``corpus``, each teacher on the sentences of the named parts of a
+    ``concat`` corpus only (routing: per-language teachers into one student)."""
     entries = section if isinstance(section, list) else [section]
     if not entries:
         raise ConfigError("teacher: an empty list; give one teacher or a list of {path, type, weight}")
     out = []
     for i, entry in enumerate(entries):
         where = f"teacher[{i}]" if isinstance(section, list) else "teacher"
-        allowed = set(TEACHER_KEYS) if isinstance(section, list) else set(TEACHER_KEYS) - {"weight"}
+        allowed = set(TEACHER_KEYS) if isinstance(section, list) else set(TEACHER_KEYS) - {"weight", "corpus"}
         if isinstance(entry, Mapping):
             if set(entry) - allowed:
                 raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(set(entry) - allowed))}")
             weight = entry.get("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
                 raise ConfigError(f"{where}: weight must be a number >= 0, got {weight!r}")
-            out.append((where, {k: v for k, v in entry.items() if k != "weight"}, float(weight)))
+            parts = entry.get("corpus")
+            parts = [parts] if isinstance(parts, str) else parts
+            if parts is not None and (not isinstance(parts, list) or not parts
+                                      or not all(isinstance(p, str) for p in parts)):
+                raise ConfigError(f"{where}: corpus must name a part of a concat corpus (or a list of names), "
+                                  f"got {entry['corpus']!r}")
+            out.append((where, {k: v for k, v in entry.items() if k not in ("weight", "corpus")}, float(weight),
+                        parts))
         elif isinstance(entry, str):
-            out.append((where, entry, 1.0))
+            out.append((where, entry, 1.0, None))
         else:
-            raise ConfigError(f"{where}: expected a path or {{path, type{', weight' if len(allowed) > 2 else ''}}}, "
+            raise ConfigError(f"{where}: expected a path or {{path, type{', weight, corpus' if 'weight' in allowed else ''}}}, "
                               f"got {entry!r}")
-    if sum(weight for _, _, weight in out) <= 0:
+    if sum(weight for _, _, weight, _ in out) <= 0:
         raise ConfigError("teacher: the weights sum to 0")
     return out
+
+
+def _routed(specs, sentences: List[Sentence]) -> List[List[Sentence]]:
+    """The training sentences each teacher annotates: all of them, or those of its ``corpus`` parts; every
+    sentence must fall to some teacher."""
+    found = {s.get_metadata(PART) if s.has_metadata(PART) else None for s in sentences}
+    shares = []
+    for where, _, _, parts in specs:
+        if parts is None:
+            shares.append(sentences)
+            continue
+        unknown = sorted(set(parts) - found)
+        if unknown:
+            known = sorted(str(p) for p in found if p is not None)
+            raise ConfigError(f"{where}: corpus {', '.join(map(repr, unknown))} names no part of the training text "
+                              f"({'its concat parts: ' + ', '.join(known) if known else 'it is not a concat corpus'})")
+        shares.append([s for s in sentences if s.has_metadata(PART) and s.get_metadata(PART) in parts])
+    if all(parts is not None for _, _, _, parts in specs):
+        routed = set().union(*(parts for _, _, _, parts in specs))
+        missed = [s for s in sentences if not s.has_metadata(PART) or s.get_metadata(PART) not in routed]
+        if missed:
+            raise ConfigError(f"teacher: {len(missed)} training sentences belong to no teacher's corpus (e.g. "
+                              f"{missed[0].to_tokenized_string()[:60]!r}, part "
+                              f"{missed[0].get_metadata(PART) if missed[0].has_metadata(PART) else None!r})")
+    return shares
 
 
 def _distillation_setup(config, needs_trainer: bool):
@@ -391,13 +425,16 @@ def _distillation_setup(config, needs_trainer: bool):
     unlabelled = load_corpus(config["unlabelled"]) if config.get("unlabelled") else None
     train_corpus = _training_corpus(corpus, unlabelled)
     student, members = None, []
-    for where, spec, weight in _teacher_specs(config["teacher"]):
+    specs = _teacher_specs(config["teacher"])
+    sentences = list(train_corpus.train)
+    shares = _routed(specs, sentences)
+    for (where, spec, weight, _), share in zip(specs, shares):
         teacher = load_model(spec, where=where)
         if unlabelled is not None and unlabelled.train is not None:
             check_unlabelled(teacher, unlabelled.train, allow_leak=kd["allow_label_leak"])
         if student is None:  # vocabularies see the unlabelled text too; tag dictionaries the (first) teacher's
             student = build_model(config["model"], train_corpus, teacher=teacher)
-        members.append((annotate(teacher, list(train_corpus.train), student, kd["objective"],
+        members.append((annotate(teacher, share, student, kd["objective"],
                                  cache_dir=kd["cache_dir"], batch_size=kd["batch_size"], threshold=kd["threshold"],
                                  shard_every=kd["shard_every"], allow_missing_labels=kd["allow_missing_labels"]),
                         weight))
