@@ -159,7 +159,7 @@ def check_config(config, files: bool = True) -> Dict[str, Any]:
     if config.get("kd") is not None and not config.get("teacher"):
         raise ConfigError("kd: a distillation needs a teacher section (teacher: {path: ...})")
     if config.get("teacher") is not None:
-        for where, teacher, _ in _teacher_specs(config["teacher"]):
+        for where, teacher, _, _ in _teacher_specs(config["teacher"]):
             path = str(teacher.get("path", "") if isinstance(teacher, Mapping) else teacher)
             if files and (path.endswith(".pt") or path.startswith((".", "/", "~"))) and \
                     not Path(path).expanduser().exists():
