@@ -178,6 +178,26 @@ def test_int8_file_loads_again_and_predicts_near_identically(model_path, vocab_f
     assert isinstance(DistillableTagger.load(again).rnn, QLSTM)
 
 
+def test_int8_stores_word_tables_as_int8_rows_within_half_a_step(model_path, vocab_file, tmp_path):
+    export_model(model_path, tmp_path / "f32.pt", vocab=vocab_file)
+    summary = export_model(model_path, tmp_path / "int8.pt", vocab=vocab_file, quantize="int8")
+    key = "embeddings.list_embedding_0.embedding.weight"
+    assert summary["int8_tables"] == [key]
+    stored = torch.load(tmp_path / "int8.pt", map_location="cpu", weights_only=False)["state_dict"]
+    assert key not in stored and stored[key + "_int8"].dtype == torch.int8
+    scale = stored[key + "_row_scale"]
+    full = word_table(load_model(tmp_path / "f32.pt")).embedding.weight
+    loaded = load_model(tmp_path / "int8.pt")
+    table = word_table(loaded).embedding.weight
+    assert table.dtype == torch.float32 and table.shape == full.shape
+    error = (table - full).abs()
+    assert bool((error <= scale[:, None] / 2 + 1e-7).all()) and float(error.max()) > 0
+    # every row's largest entry is exact up to float rounding: the scale is max|row| / 127
+    assert torch.allclose(table.abs().amax(1), full.abs().amax(1), rtol=1e-6)
+    for words in IN_VOCAB:
+        assert torch.allclose(emissions(loaded, words), emissions(load_model(tmp_path / "f32.pt"), words), atol=0.3)
+
+
 def test_half_stores_fp16_and_loads_float32(model_path, vocab_file, tmp_path):
     export_model(model_path, tmp_path / "f32.pt", vocab=vocab_file)
     export_model(model_path, tmp_path / "f16.pt", vocab=vocab_file, half=True)

@@ -10,17 +10,25 @@ int8 weights and is read back by the ordinary ``Model.load``. No code from the f
 loading; the quantisation itself is torch's ``quantize_dynamic``.
 
 Quantised layers take and return float32 tensors and run on the CPU only (torch has no CUDA kernels for them).
+
+Word tables (an ``nn.Embedding`` weight, most of a student's file) are stored int8 differently: per row, the
+int8 values ``round(w / s)`` under ``<key>_int8`` and the row's scale ``s = max|w| / 127`` under
+``<key>_row_scale`` (:func:`int8_rows`). :func:`float_rows` turns them back into the float32 ``<key>`` when the
+state dict is loaded, so the loaded model computes with ordinary float tables whose entries are within ``s / 2``
+of the originals; only the file is smaller (a quarter of the table's bytes).
 """
 from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
-from typing import Iterable, Iterator, List, Mapping, Optional
+from collections import OrderedDict
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional
 
 import torch
 from torch import nn
 
-__all__ = ["QUANTIZABLE", "quantize_layers", "quantize_like", "quantized_layer_names", "quiet"]
+__all__ = ["QUANTIZABLE", "float_rows", "int8_rows", "quantize_layers", "quantize_like", "quantized_layer_names",
+           "quiet"]
 
 QUANTIZABLE = (nn.LSTM, nn.GRU, nn.Linear)
 # the state-dict key suffixes by which a dynamically quantised Linear / RNN layer is recognised
@@ -69,3 +77,39 @@ def quantize_like(model: nn.Module, state_dict: Mapping[str, object]) -> List[st
     finds the keys it expects. A no-op (returns []) for an ordinary float state dict."""
     names = quantized_layer_names(state_dict)
     return quantize_layers(model, names) if names else []
+
+
+INT8_SUFFIX, SCALE_SUFFIX = "_int8", "_row_scale"
+
+
+def int8_rows(state_dict: Dict[str, torch.Tensor], keys: Iterable[str]) -> List[str]:
+    """Store the float tables `keys` of `state_dict` as per-row int8 values and scales, in place (the dict's
+    ``_metadata`` is kept). Returns the keys converted."""
+    done = []
+    for key in keys:
+        weight = state_dict.pop(key).float()
+        scale = weight.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127.0
+        state_dict[key + INT8_SUFFIX] = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        state_dict[key + SCALE_SUFFIX] = scale
+        done.append(key)
+    return done
+
+
+def float_rows(state_dict: Mapping[str, object]) -> Mapping[str, object]:
+    """`state_dict` with every int8 table (`int8_rows`) turned back into its float32 key; the same object when
+    it holds none."""
+    tables = [key[:-len(INT8_SUFFIX)] for key in state_dict
+              if key.endswith(INT8_SUFFIX) and key[:-len(INT8_SUFFIX)] + SCALE_SUFFIX in state_dict]
+    if not tables:
+        return state_dict
+    out: Dict[str, object] = OrderedDict()
+    for key, value in state_dict.items():
+        base = key[:-len(INT8_SUFFIX)] if key.endswith(INT8_SUFFIX) else None
+        if base in tables:
+            out[base] = value.float() * state_dict[base + SCALE_SUFFIX].float()[:, None]
+        elif not (key.endswith(SCALE_SUFFIX) and key[:-len(SCALE_SUFFIX)] in tables):
+            out[key] = value
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        out._metadata = metadata  # type: ignore[attr-defined]  (module versions, as nn.Module.state_dict keeps)
+    return out

@@ -29,7 +29,7 @@ from ..distill.batching import collate_targets, piece_length
 from ..distill.diagnostics import token_diagnostics
 from .embedding_names import restore_stack_names, stack_names
 from .eval_loop import eval_mode
-from .quantize import quantize_like, quiet
+from .quantize import float_rows, quantize_like, quiet
 
 log = logging.getLogger("flair")
 
@@ -294,7 +294,9 @@ class DistillableTagger(SequenceTagger):
         """``nn.Module.load_state_dict``, also for the state dict of a dynamically int8-quantised tagger: its
         quantised LSTM/Linear layers are quantised here first (see `skd_flair.models.quantize`), so Flair's
         ordinary loading reads such a file. Half-precision (fp16) weights are copied into the float32 parameters
-        as usual, which restores float32."""
+        as usual, which restores float32, and int8 word tables (``skd-flair export --quantize int8``) become float32
+        tables again."""
+        state_dict = float_rows(state_dict)
         if quantize_like(self, state_dict):
             with quiet():
                 return super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -12,8 +12,9 @@ Three independent steps, each optional:
   unknown word always did. For fastText the table's word vectors are trimmed the same way (exact keys, its only
   lookup); its n-gram matrix is kept whole, so a dropped word gets its n-gram vector instead of its word vector.
 - **int8** (``quantize="int8"``): torch's dynamic quantisation of every ``nn.LSTM``/``nn.GRU``/``nn.Linear``
-  layer (int8 weights, float activations, CPU only). The file stores the int8 weights; loading works through
-  ``DistillableTagger.load_state_dict`` (see ``skd_flair.models.quantize``).
+  layer (int8 weights, float activations, CPU only), and every ``WordEmbeddings`` table stored as per-row int8
+  values and scales (a quarter of its bytes; float32 again once loaded, each entry within half a step of the
+  original). Loading works through ``DistillableTagger.load_state_dict`` (see ``skd_flair.models.quantize``).
 - **fp16** (``half=True``): the float32 parameters and buffers are stored as float16; loading copies them into
   the float32 model, so the loaded model computes in float32 (fp16 CPU inference is slow or unsupported).
 
@@ -50,7 +51,7 @@ from flair.embeddings import StackedEmbeddings, TokenEmbeddings, WordEmbeddings
 from flair.file_utils import load_torch_state
 
 from ..models import DistillableTagger, FastTextSubwordEmbeddings
-from ..models.quantize import quantize_layers
+from ..models.quantize import int8_rows, quantize_layers
 from ..registry import ConfigError
 from . import atomic_path
 
@@ -217,6 +218,11 @@ def static_tables(embeddings: TokenEmbeddings, parent: Optional[StackedEmbedding
     return []
 
 
+def table_weight_keys(model: DistillableTagger) -> List[str]:
+    """The state-dict keys of the weights of `model`'s Flair ``WordEmbeddings`` tables."""
+    return [f"{name}.embedding.weight" for name, module in model.named_modules() if type(module) is WordEmbeddings]
+
+
 def _replace(model: DistillableTagger, stack: Optional[StackedEmbeddings], index: int,
              table: TokenEmbeddings) -> None:
     if stack is None:
@@ -332,7 +338,11 @@ def export_model(model_path: Path_, out: Path_, vocab: Optional[Path_] = None, c
     kept = sum(t["words_after"] for t in tables) if tables else None
     info = {"words_kept": kept, "vocabulary": len(words) if tables else None, "quantize": quantize,
             "quantized_layers": quantized, "half": bool(half)}
-    save_state(export_state(model, half=half, info=info), out)
+    # with int8 the word tables too: per-row int8 in the file, float32 again once loaded
+    info["int8_tables"] = table_weight_keys(model) if quantize == "int8" else []
+    state = export_state(model, half=half, info=info)
+    int8_rows(state["state_dict"], info["int8_tables"])
+    save_state(state, out)
     _check_export(out, (key for t in static_tables(model.embeddings) for key in t[2].vocab))
     summary = {"model": str(model_path), "output": str(out), "size_mb_before": _mb(model_path),
                "size_mb_after": _mb(out), **info, "tables": tables}
