@@ -94,11 +94,17 @@ def test_unlabelled_sentences_learn_from_the_teacher_alone(teachers, tmp_path):
     assert plugin.history[-1]["GOLD_LOSS"] == 0.0 and plugin.history[-1]["KD_LOSS"] > 0
 
 
-def test_cache_hit_miss_and_damage(corpus, teachers, tmp_path, caplog):
+@pytest.mark.parametrize("lazy", [False, True], ids=["in_memory", "lazy"])
+def test_cache_hit_miss_and_damage(corpus, teachers, tmp_path, caplog, monkeypatch, lazy):
+    from skd_flair.training import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "LAZY_BYTES", 0 if lazy else 1 << 40)  # every file read lazily, or none
     teacher = teachers[True]
     student = toy.tagger(corpus, use_crf=True, seed=7)
     first = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
     assert list(tmp_path.glob("*/*.safetensors")) == [first.path]
+    # read now: a lazy reader reads the file it was opened on, which this test damages in place below
+    first_pairwise = [first.piece(s)["pairwise"] for s in corpus.train]
 
     calls = []
     original = type(teacher).teacher_scores
@@ -130,13 +136,12 @@ def test_cache_hit_miss_and_damage(corpus, teachers, tmp_path, caplog):
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
-        annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
+        redone = annotate(teacher, corpus.train, student, "structural", cache_dir=tmp_path, progress=False)
         assert sum(calls) == 160
     finally:
         type(teacher).teacher_scores = original
-    for s in corpus.train:
-        a, b = first.piece(s), redone.piece(s)
-        assert torch.allclose(a["pairwise"], b["pairwise"], atol=1e-6)
+    for a, s in zip(first_pairwise, corpus.train):
+        assert torch.allclose(a, redone.piece(s)["pairwise"], atol=1e-6)
 
 
 def test_a_changed_corpus_annotates_only_its_new_sentences(corpus, teachers, tmp_path, caplog):
@@ -313,6 +318,29 @@ class _Evil:
 
 
 _EVIDENCE = None
+
+
+@pytest.mark.parametrize("objective,crf", [("structural", True), ("structural", False), ("token", False),
+                                           ({"type": "topk", "k": 3}, True)])
+def test_lazy_reading_gives_every_stored_piece(corpus, teachers, tmp_path, objective, crf):
+    from skd_flair.training.cache import SUFFIX, TargetCache
+    from skd_flair.training.lazy_targets import LazyPackedEntries
+
+    student = toy.tagger(corpus, use_crf=crf, seed=7)
+    targets = annotate(teachers[True], corpus.train, student, objective, cache_dir=tmp_path, progress=False)
+    cache = TargetCache(targets.path.parent, targets.path.name[:-len(SUFFIX)])
+    eager, lazy = cache.load(lazy=False)["entries"], cache.load(lazy=True)["entries"]
+    assert isinstance(lazy, LazyPackedEntries) and set(lazy) == set(eager) and len(lazy) == len(eager) > 0
+    for key in eager:
+        a, b = eager[key], lazy[key]
+        assert a.keys() == b.keys() and a["kind"] == b["kind"]
+        for field in a:
+            if isinstance(a[field], dict):
+                assert a[field]["shape"] == b[field]["shape"]
+                assert torch.equal(a[field]["index"], b[field]["index"])
+                assert torch.equal(a[field]["value"], b[field]["value"])
+            elif field != "kind":
+                assert a[field].dtype == b[field].dtype and torch.equal(a[field], b[field])
 
 
 def test_cache_files_run_no_code_and_belong_to_their_key(corpus, teachers, tmp_path, caplog):

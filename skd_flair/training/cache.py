@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Optional
@@ -27,10 +28,13 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save_file
 
 from . import atomic_path
+from .lazy_targets import FileTensors, LazyPackedEntries
 
 log = logging.getLogger("skd_flair")
 
 FORMAT = 2  # 1: pickled dicts (torch.save); 2: packed safetensors
+# a complete target file larger than this is read piece by piece (lazy_targets) instead of held in memory
+LAZY_BYTES = int(os.environ.get("SKD_FLAIR_LAZY_TARGETS_MB", "256")) << 20
 __all__ = ["TargetCache", "PackedEntries", "MergedEntries", "compress", "decompress", "sentence_key",
            "fingerprint_model", "digest"]
 
@@ -251,23 +255,30 @@ def _save_packed(entries: Mapping[str, dict], path: Path, key: str, extra: Optio
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def _load_packed(path: Path, key: str):
+def _load_packed(path: Path, key: str, lazy: bool = False):
     """(entries, extra) stored at ``path`` for cache key ``key``, or None (with a warning) when the file is
-    truncated, corrupted, not ours or made for another key."""
+    truncated, corrupted, not ours or made for another key. `lazy`: entries read piece by piece from the file
+    (``lazy_targets``) instead of the whole file held in memory."""
     try:
-        # read into memory rather than memory-map: a file damaged in place under a mapping would crash the process
-        data = path.read_bytes()
-        size = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8:8 + size]).get("__metadata__") or {}
-        tensors = safetensors_load(data)
-        del data
+        if lazy:
+            tensors = FileTensors(path)
+            metadata, checksum = tensors.metadata, tensors.checksum
+        else:
+            # read into memory rather than memory-map: a file damaged in place under a mapping would crash
+            data = path.read_bytes()
+            size = int.from_bytes(data[:8], "little")
+            metadata = json.loads(data[8:8 + size]).get("__metadata__") or {}
+            tensors = safetensors_load(data)
+            del data
+            checksum = lambda: _checksum(tensors)  # noqa: E731
         if metadata.get("format") != str(FORMAT):
             raise ValueError(f"unknown format {metadata.get('format')!r}")
         if metadata.get("key") != key:
             raise ValueError("it was made for another cache key")
-        if _checksum(tensors) != metadata.get("checksum"):
+        if checksum() != metadata.get("checksum"):
             raise ValueError("checksum mismatch")
-        entries = PackedEntries(tensors, json.loads(metadata["fields"]), json.loads(metadata["kinds"]))
+        fields, kinds = json.loads(metadata["fields"]), json.loads(metadata["kinds"])
+        entries = LazyPackedEntries(tensors, fields, kinds) if lazy else PackedEntries(tensors, fields, kinds)
         return entries, json.loads(metadata["extra"])
     except Exception as error:  # any damage means: recompute
         log.warning(f"teacher cache {path} is unreadable ({error}); it will be recomputed")
@@ -284,11 +295,14 @@ class TargetCache:
         self.path = self.directory / f"{key}{SUFFIX}"
         self.partial = self.directory / f"{key}.partial"
 
-    def load(self) -> Optional[dict]:
-        """``{"entries": ..., **extra}`` of the complete file, or None."""
+    def load(self, lazy: Optional[bool] = None) -> Optional[dict]:
+        """``{"entries": ..., **extra}`` of the complete file, or None. `lazy` (None: when the file is over
+        ``LAZY_BYTES``) reads pieces from the file when asked for instead of holding the file in memory."""
         if not self.path.exists():
             return None
-        stored = _load_packed(self.path, self.key)
+        if lazy is None:
+            lazy = self.path.stat().st_size > LAZY_BYTES
+        stored = _load_packed(self.path, self.key, lazy=lazy)
         if stored is None:
             self.path.unlink(missing_ok=True)
             return None
@@ -329,7 +343,7 @@ class TargetCache:
         for path in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True):
             if not wanted:
                 break
-            stored = _load_packed(path, path.name[:-len(SUFFIX)])
+            stored = _load_packed(path, path.name[:-len(SUFFIX)], lazy=path.stat().st_size > LAZY_BYTES)
             if stored is None:
                 path.unlink(missing_ok=True)
                 continue

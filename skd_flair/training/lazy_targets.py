@@ -1,0 +1,127 @@
+"""Teacher targets read from their cache file piece by piece, so training memory does not grow with the cache.
+
+A packed target file (``cache._pack``) is a safetensors file: an 8-byte header length, a JSON header (names,
+dtypes, shapes, byte ranges, metadata) and the tensors' bytes. ``FileTensors`` reads rows of those tensors with
+``os.pread`` at the offsets the header gives: no memory mapping (whose touched pages would count towards the
+process's memory and whose file, damaged in place, would crash it) and no whole-file read. ``LazyPackedEntries``
+is ``PackedEntries`` over such a file: it holds the sentence keys and kinds (18 bytes a sentence) and reads a
+piece's layout row and data when the piece is asked for. The checksum over every tensor is still verified when
+the file is opened, in chunks of ``CHUNK_BYTES``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import torch
+
+__all__ = ["FileTensors", "LazyPackedEntries", "CHUNK_BYTES"]
+
+CHUNK_BYTES = 64 << 20
+_DTYPES = {"U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
+           "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
+
+
+class FileTensors:
+    """Row slices of the tensors of one safetensors file, read on demand."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.size = self.path.stat().st_size
+        self._fd = os.open(self.path, os.O_RDONLY)
+        try:
+            header_size = int.from_bytes(self._read(8, 0), "little")
+            header = json.loads(self._read(header_size, 8))
+        except Exception:
+            os.close(self._fd)
+            raise
+        self.metadata: Dict[str, str] = header.pop("__metadata__", None) or {}
+        self.base = 8 + header_size
+        self.info: Dict[str, Tuple[torch.dtype, List[int], int, int]] = {}
+        for name, entry in header.items():
+            if entry["dtype"] not in _DTYPES:
+                raise ValueError(f"tensor {name!r} has unsupported dtype {entry['dtype']}")
+            start, end = entry["data_offsets"]
+            dtype, shape = _DTYPES[entry["dtype"]], list(entry["shape"])
+            if end - start != math.prod(shape) * dtype.itemsize or self.base + end > self.size:
+                raise ValueError(f"tensor {name!r} does not fit the file (truncated?)")
+            self.info[name] = (dtype, shape, start, end)
+
+    def _read(self, n: int, offset: int) -> bytes:
+        data = os.pread(self._fd, n, offset)
+        if len(data) != n:
+            raise ValueError(f"{self.path} is truncated")
+        return data
+
+    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """``tensor[start:stop]`` along the first dimension (elements of a 1-d tensor)."""
+        dtype, shape, begin, _ = self.info[name]
+        row = math.prod(shape[1:]) * dtype.itemsize
+        count = max(stop - start, 0)
+        if count == 0:
+            return torch.zeros((0, *shape[1:]), dtype=dtype)
+        data = bytearray(self._read(count * row, self.base + begin + start * row))
+        return torch.frombuffer(data, dtype=dtype).reshape(count, *shape[1:])
+
+    def whole(self, name: str) -> torch.Tensor:
+        return self.rows(name, 0, self.info[name][1][0] if self.info[name][1] else 1)
+
+    def checksum(self) -> str:
+        """``cache._checksum`` of the file's tensors, computed in chunks."""
+        h = hashlib.sha256()
+        for name in sorted(self.info):
+            dtype, shape, begin, end = self.info[name]
+            h.update(f"{name}:{dtype}:{list(shape)}".encode())
+            for offset in range(begin, end, CHUNK_BYTES):
+                h.update(self._read(min(CHUNK_BYTES, end - offset), self.base + offset))
+        return h.hexdigest()
+
+    def close(self):
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001  (interpreter shutdown)
+            pass
+
+
+class LazyPackedEntries(Mapping):
+    """Read-only ``{sentence key: stored piece}`` over a packed file, reading each piece when asked for."""
+
+    def __init__(self, tensors: FileTensors, fields, kinds):
+        self.tensors, self.fields, self.kinds = tensors, list(fields), list(kinds)
+        self.index = {bytes(row).hex(): i for i, row in enumerate(tensors.whole("keys").numpy())}
+        self._kinds = tensors.whole("kinds")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.index)
+
+    def __contains__(self, key) -> bool:
+        return key in self.index
+
+    def __getitem__(self, key: str) -> dict:
+        e = self.index[key]
+        t = self.tensors
+        piece = {"kind": self.kinds[int(self._kinds[e])]}
+        for f, row in enumerate(t.rows("layout", e, e + 1)[0].tolist()):
+            code, offset, n, ndim = row[:4]
+            if code < 0:
+                continue
+            shape = row[4:4 + ndim]
+            if code == 0:
+                piece[self.fields[f]] = {"shape": shape, "index": t.rows("sparse_index", offset, offset + n),
+                                         "value": t.rows("sparse_value", offset, offset + n)}
+            else:
+                piece[self.fields[f]] = t.rows("ints" if code == 1 else "floats", offset, offset + n).reshape(shape)
+        return piece
