@@ -22,7 +22,7 @@ import torch
 
 __all__ = ["FileTensors", "LazyPackedEntries", "CHUNK_BYTES"]
 
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 8 << 20
 _DTYPES = {"U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
            "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
 
