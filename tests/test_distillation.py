@@ -67,7 +67,12 @@ def test_every_case_and_baseline_trains_through_model_trainer(corpus, teachers, 
     values = [float(x) for x in rows[2].split("\t")]
     assert all(v == v for v in values)  # no NaN
     assert 0.0 < plugin.history[0]["LAMBDA"] < 1.0  # annealed within the first epoch
-    assert plugin.history[1]["KD_LOSS"] > -1e-6 or objective["type"] == "structural"
+    # a cross-entropy to a distribution is >= 0; locally tempered pairwise marginals (a CRF student, T != 1,
+    # local mode) are not the marginals of any distribution, so only there may the loss go below zero
+    pseudo = student_crf and objective["type"] == "structural" and objective.get("temperature", 1.0) != 1.0 \
+        and objective.get("temperature_mode", "local") == "local"
+    if not pseudo:
+        assert plugin.history[1]["KD_LOSS"] > -1e-6
     loaded = DistillableTagger.load(tmp_path / "final-model.pt")
     assert loaded.kd_objective.config()["type"] == objective["type"]
 
@@ -78,7 +83,10 @@ def test_fine_tune_path_with_kd(corpus, teachers, tmp_path):
     train(student, corpus, tmp_path, epochs=1, plugins=[DistillationPlugin(targets, mix={"type": "constant",
                                                                                            "weight": 0.5})],
           fine_tune=True)
-    assert (tmp_path / "kd_loss.tsv").exists()
+    rows = [line.split("\t") for line in (tmp_path / "kd_loss.tsv").read_text().strip().splitlines()]
+    header, values = rows[0], dict(zip(rows[0], rows[1]))
+    assert header[:4] == ["EPOCH", "LAMBDA", "GOLD_LOSS", "KD_LOSS"] and len(rows) == 2
+    assert float(values["LAMBDA"]) == 0.5 and float(values["KD_LOSS"]) > 0 and float(values["GOLD_LOSS"]) > 0
 
 
 def test_unlabelled_sentences_learn_from_the_teacher_alone(teachers, tmp_path):
