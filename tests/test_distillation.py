@@ -332,13 +332,13 @@ _EVIDENCE = None
                                            ({"type": "topk", "k": 3}, True)])
 def test_lazy_reading_gives_every_stored_piece(corpus, teachers, tmp_path, objective, crf):
     from skd_flair.training.cache import SUFFIX, TargetCache
-    from skd_flair.training.lazy_targets import LazyPackedEntries
+    from skd_flair.training.lazy_targets import FileTensors
 
     student = toy.tagger(corpus, use_crf=crf, seed=7)
     targets = annotate(teachers[True], corpus.train, student, objective, cache_dir=tmp_path, progress=False)
     cache = TargetCache(targets.path.parent, targets.path.name[:-len(SUFFIX)])
     eager, lazy = cache.load(lazy=False)["entries"], cache.load(lazy=True)["entries"]
-    assert isinstance(lazy, LazyPackedEntries) and set(lazy) == set(eager) and len(lazy) == len(eager) > 0
+    assert isinstance(lazy.tensors, FileTensors) and set(lazy) == set(eager) and len(lazy) == len(eager) > 0
     for key in eager:
         a, b = eager[key], lazy[key]
         assert a.keys() == b.keys() and a["kind"] == b["kind"]

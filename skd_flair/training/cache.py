@@ -28,7 +28,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save_file
 
 from . import atomic_path
-from .lazy_targets import FileTensors, LazyPackedEntries
+from .lazy_targets import FileTensors
 
 log = logging.getLogger("skd_flair")
 
@@ -185,13 +185,28 @@ def _checksum(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-class PackedEntries(Mapping):
-    """Read-only ``{sentence key: stored piece}`` over one packed file; a piece's tensors are views into the
-    file's flat tensors, made when asked for."""
+class InMemoryTensors:
+    """The tensors of a packed file held in memory, with the row access ``FileTensors`` gives for a file."""
 
-    def __init__(self, tensors: Dict[str, torch.Tensor], fields, kinds):
+    def __init__(self, tensors: Dict[str, torch.Tensor]):
+        self.tensors = tensors
+
+    def rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        return self.tensors[name][start:stop]
+
+    def whole(self, name: str) -> torch.Tensor:
+        return self.tensors[name]
+
+
+class PackedEntries(Mapping):
+    """Read-only ``{sentence key: stored piece}`` over one packed file, in memory (``InMemoryTensors``: a
+    piece's tensors are views into the file's flat tensors) or read from it when asked for (``FileTensors``,
+    see ``lazy_targets``); only the sentence keys and kinds are indexed up front."""
+
+    def __init__(self, tensors, fields, kinds):
         self.tensors, self.fields, self.kinds = tensors, list(fields), list(kinds)
-        self.index = {bytes(row).hex(): i for i, row in enumerate(tensors["keys"].numpy())}
+        self.index = {bytes(row).hex(): i for i, row in enumerate(tensors.whole("keys").numpy())}
+        self._kinds = tensors.whole("kinds")
 
     def __len__(self):
         return len(self.index)
@@ -205,17 +220,17 @@ class PackedEntries(Mapping):
     def __getitem__(self, key: str) -> dict:
         e = self.index[key]
         t = self.tensors
-        piece = {"kind": self.kinds[int(t["kinds"][e])]}
-        for f, row in enumerate(t["layout"][e].tolist()):
+        piece = {"kind": self.kinds[int(self._kinds[e])]}
+        for f, row in enumerate(t.rows("layout", e, e + 1)[0].tolist()):
             code, offset, n, ndim = row[:4]
             if code < 0:
                 continue
             shape = row[4:4 + ndim]
             if code == 0:
-                piece[self.fields[f]] = {"shape": shape, "index": t["sparse_index"][offset:offset + n],
-                                         "value": t["sparse_value"][offset:offset + n]}
+                piece[self.fields[f]] = {"shape": shape, "index": t.rows("sparse_index", offset, offset + n),
+                                         "value": t.rows("sparse_value", offset, offset + n)}
             else:
-                piece[self.fields[f]] = t["ints" if code == 1 else "floats"][offset:offset + n].reshape(shape)
+                piece[self.fields[f]] = t.rows("ints" if code == 1 else "floats", offset, offset + n).reshape(shape)
         return piece
 
 
@@ -278,7 +293,7 @@ def _load_packed(path: Path, key: str, lazy: bool = False):
         if checksum() != metadata.get("checksum"):
             raise ValueError("checksum mismatch")
         fields, kinds = json.loads(metadata["fields"]), json.loads(metadata["kinds"])
-        entries = LazyPackedEntries(tensors, fields, kinds) if lazy else PackedEntries(tensors, fields, kinds)
+        entries = PackedEntries(tensors if lazy else InMemoryTensors(tensors), fields, kinds)
         return entries, json.loads(metadata["extra"])
     except Exception as error:  # any damage means: recompute
         log.warning(f"teacher cache {path} is unreadable ({error}); it will be recomputed")

@@ -3,9 +3,9 @@
 A packed target file (``cache._pack``) is a safetensors file: an 8-byte header length, a JSON header (names,
 dtypes, shapes, byte ranges, metadata) and the tensors' bytes. ``FileTensors`` reads rows of those tensors with
 ``os.pread`` at the offsets the header gives: no memory mapping (whose touched pages would count towards the
-process's memory and whose file, damaged in place, would crash it) and no whole-file read. ``LazyPackedEntries``
-is ``PackedEntries`` over such a file: it holds the sentence keys and kinds (18 bytes a sentence) and reads a
-piece's layout row and data when the piece is asked for. The checksum over every tensor is still verified when
+process's memory and whose file, damaged in place, would crash it) and no whole-file read. ``cache.PackedEntries``
+over such a file holds the sentence keys and kinds (18 bytes a sentence) and reads a piece's layout row and data
+when the piece is asked for. The checksum over every tensor is still verified when
 the file is opened, in chunks of ``CHUNK_BYTES``.
 """
 from __future__ import annotations
@@ -14,13 +14,12 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
-__all__ = ["FileTensors", "LazyPackedEntries", "CHUNK_BYTES"]
+__all__ = ["FileTensors", "CHUNK_BYTES"]
 
 CHUNK_BYTES = 8 << 20
 _DTYPES = {"U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
@@ -91,37 +90,3 @@ class FileTensors:
             self.close()
         except Exception:  # noqa: BLE001  (interpreter shutdown)
             pass
-
-
-class LazyPackedEntries(Mapping):
-    """Read-only ``{sentence key: stored piece}`` over a packed file, reading each piece when asked for."""
-
-    def __init__(self, tensors: FileTensors, fields, kinds):
-        self.tensors, self.fields, self.kinds = tensors, list(fields), list(kinds)
-        self.index = {bytes(row).hex(): i for i, row in enumerate(tensors.whole("keys").numpy())}
-        self._kinds = tensors.whole("kinds")
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.index)
-
-    def __contains__(self, key) -> bool:
-        return key in self.index
-
-    def __getitem__(self, key: str) -> dict:
-        e = self.index[key]
-        t = self.tensors
-        piece = {"kind": self.kinds[int(self._kinds[e])]}
-        for f, row in enumerate(t.rows("layout", e, e + 1)[0].tolist()):
-            code, offset, n, ndim = row[:4]
-            if code < 0:
-                continue
-            shape = row[4:4 + ndim]
-            if code == 0:
-                piece[self.fields[f]] = {"shape": shape, "index": t.rows("sparse_index", offset, offset + n),
-                                         "value": t.rows("sparse_value", offset, offset + n)}
-            else:
-                piece[self.fields[f]] = t.rows("ints" if code == 1 else "floats", offset, offset + n).reshape(shape)
-        return piece
