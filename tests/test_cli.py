@@ -12,21 +12,9 @@ from skd_flair.registry import ConfigError
 from skd_flair.training.cache import sentence_key
 from skd_flair.training.pipeline import distill, load_config, train_model
 from tests import toy
+from tests.toy import write_column
 
 pytestmark = pytest.mark.slow
-
-
-def write_column(path, sentences):
-    lines = []
-    for s in sentences:
-        tags = ["O"] * len(s)
-        for span in s.get_spans("ner"):
-            idx = [t.idx - 1 for t in span]
-            tags[idx[0]] = "B-" + span.tag
-            for i in idx[1:]:
-                tags[i] = "I-" + span.tag
-        lines += [f"{t.text} {tag}" for t, tag in zip(s, tags)] + [""]
-    path.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from skd_flair.training.embeddings import char_dictionary
 from skd_flair.training.export import export_model, lookup_forms, static_tables
 from skd_flair.training.models import load_model
 from tests import toy
+from tests.toy import write_column
 
 REPO = Path(__file__).resolve().parents[1]
 IN_VOCAB = [["Anna", "went", "to", "Berlin"], ["the", "Acme", "Inc", "saw", "Bob", "in", "Paris"],
@@ -125,19 +126,6 @@ def test_lookup_fallbacks_are_kept_and_other_words_get_the_unknown_vector(model_
         sentence = Sentence([word])
         new.embed(sentence)
         assert torch.equal(sentence[0].get_embedding(), unknown)
-
-
-def write_column(path, sentences):
-    lines = []
-    for s in sentences:
-        tags = ["O"] * len(s)
-        for span in s.get_spans("ner"):
-            idx = [t.idx - 1 for t in span]
-            tags[idx[0]] = "B-" + span.tag
-            for i in idx[1:]:
-                tags[i] = "I-" + span.tag
-        lines += [f"{t.text} {tag}" for t, tag in zip(s, tags)] + [""]
-    path.write_text("\n".join(lines) + "\n")
 
 
 def test_corpus_config_vocabulary_includes_every_split_and_unlabelled_text(model_path, tmp_path):

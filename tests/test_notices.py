@@ -8,7 +8,7 @@ from skd_flair.models import DistillableTagger
 from skd_flair.training.annotate import annotate
 from skd_flair.training.corpora import load_corpus
 from tests import toy
-from tests.test_cli import write_column
+from tests.toy import write_column
 
 
 @pytest.fixture

@@ -49,3 +49,17 @@ def tagger(corpus: Corpus, use_crf=True, hidden=8, dim=8, seed=0, **kw):
     tags = corpus.make_label_dictionary("ner", add_unk=False)
     emb = OneHotEmbeddings.from_corpus(corpus, embedding_length=dim, min_freq=1)
     return DistillableTagger(emb, tags, "ner", use_crf=use_crf, hidden_size=hidden, **kw)
+
+
+def write_column(path, sentences):
+    """Sentences with NER spans as a two-column BIO file."""
+    lines = []
+    for s in sentences:
+        tags = ["O"] * len(s)
+        for span in s.get_spans("ner"):
+            idx = [t.idx - 1 for t in span]
+            tags[idx[0]] = "B-" + span.tag
+            for i in idx[1:]:
+                tags[i] = "I-" + span.tag
+        lines += [f"{t.text} {tag}" for t, tag in zip(s, tags)] + [""]
+    path.write_text("\n".join(lines) + "\n")
