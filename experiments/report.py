@@ -344,6 +344,12 @@ def main():
     for name in [n for n in SUITES if n in all_runs] + [n for n in all_runs if n not in SUITES]:
         title = SUITES[name].title if name in SUITES else name
         lines += [f"## {title}", "", f"Suite `{name}`: `python -m experiments.run {name}`", ""]
+        students = [r for r in all_runs[name] if r.get("role") == "student"]
+        stale = sum(r.get("dev_embeddings") != "fresh" for r in students)
+        if stale:
+            lines += [f"{stale} of these {len(students)} student runs predate 2026-12-02: they chose their best epoch "
+                      "and annealed on dev scores computed with epoch-1 character vectors "
+                      "(`skd_flair/training/fresh_embeddings.py`); their test scores were computed afresh.", ""]
         lines += suite_table(name, all_runs[name] + borrowed_teacher(name, all_runs)) + [""]
         if name.startswith(("recipe_", "converge_", "curve_")) or any(_ratio(((r.get("kd") or {}).get("history")), 0) for r in all_runs[name]):
             lines += recipe_table(all_runs[name]) + [""]
