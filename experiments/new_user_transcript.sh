@@ -13,7 +13,7 @@ corpus: {type: column, data_folder: $DATA, column_format: {0: text, 1: pos, 2: n
          sample_train: 300, sample_dev: 100, sample_test: 100}
 model: {type: tagger, tag_type: ner, use_crf: true, hidden_size: 64,
         embeddings: [{type: onehot, embedding_length: 32}, {type: char}]}
-trainer: {base_path: $OUT/teacher, max_epochs: 30, mini_batch_size: 8, max_minutes: 4}
+trainer: {base_path: $OUT/teacher, max_epochs: 20, mini_batch_size: 8}
 YAML
 cat > "$OUT/student.yaml" <<YAML
 seed: 1
@@ -23,7 +23,7 @@ teacher: {path: $OUT/teacher}  # a run folder: the model it kept
 model: {type: tagger, tag_type: ner, use_crf: true, hidden_size: 32,
         embeddings: [{type: onehot, embedding_length: 16, name: student-onehot}, {type: char, name: student-char}]}
 kd: {objective: structural}
-trainer: {base_path: $OUT/student, max_epochs: 30, mini_batch_size: 8, max_minutes: 3}
+trainer: {base_path: $OUT/student, max_epochs: 20, mini_batch_size: 8, max_minutes: 8}
 YAML
 printf 'El presidente de Francia visitó Madrid .\n\nLa ONU y la UE firmaron en Bruselas .\n' > "$OUT/raw.txt"
 $SKD check "$OUT/teacher.yaml"
