@@ -28,6 +28,7 @@ Teaching: `teacher_scores(sentences)` returns `TreeScores` (first order, exact s
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from pathlib import Path
 from typing import List, Optional, Tuple, Union, cast
@@ -71,11 +72,6 @@ def is_projective(heads) -> bool:
     b_lo, b_hi = lo[None, :], hi[None, :]
     cross = (a_lo < b_lo) & (b_lo < a_hi) & (a_hi < b_hi)
     return not bool(cross.any())
-
-
-_CONFIG_KEYS = ("relation_type", "hidden_size", "lstm_layers", "arc_mlp", "rel_mlp", "dropout", "objective",
-                "projective", "second_order", "sibling_mlp", "inference", "mfvi_iterations", "single_root",
-                "root_relation", "main_metric")
 
 
 class BiaffineParser(flair.nn.Model[Sentence]):
@@ -166,12 +162,8 @@ class BiaffineParser(flair.nn.Model[Sentence]):
         return self.relation_dictionary.get_items()
 
     def _config(self) -> dict:
-        return {"relation_type": self.relation_type, "hidden_size": self.hidden_size, "lstm_layers": self.lstm_layers,
-                "arc_mlp": self.arc_mlp, "rel_mlp": self.rel_mlp, "dropout": self.dropout_rate,
-                "objective": self.objective, "projective": self.projective, "second_order": self.second_order,
-                "sibling_mlp": self.sibling_mlp, "inference": self.inference,
-                "mfvi_iterations": self.mfvi_iterations, "single_root": self.single_root,
-                "root_relation": self.root_relation, "main_metric": self.main_metric}
+        """The constructor's settings as they are now (``dropout`` is kept as ``dropout_rate``)."""
+        return {key: getattr(self, "dropout_rate" if key == "dropout" else key) for key in _CONFIG_KEYS}
 
     def teacher_config(self) -> dict:
         """What, besides the weights, decides this teacher's targets (inference, projectivity, constraints)."""
@@ -435,3 +427,8 @@ class BiaffineParser(flair.nn.Model[Sentence]):
         order = "second-order" if self.second_order else "first-order"
         return (f"{type(self).__name__}({order}, objective={self.objective}, projective={self.projective}, "
                 f"inference={self.inference}, relations={len(self.relation_names)})\n" + super().__str__())
+
+
+# the settings saved with a model and given back to the constructor on load: every constructor argument but the
+# embeddings and the relation dictionary, which are saved on their own
+_CONFIG_KEYS = tuple(inspect.signature(BiaffineParser.__init__).parameters)[3:]
