@@ -48,9 +48,9 @@ def _measure(path: str, lazy: bool, queue) -> None:
 
     torch.set_num_threads(1)
     from skd_flair.training.cache import SUFFIX, TargetCache, decompress
-    from skd_flair.training.speed import _peak_mb, _rss_mb
+    from skd_flair.training.speed import peak_mb, rss_mb
 
-    base = _rss_mb()
+    base = rss_mb()
     start = time.perf_counter()
     cache = TargetCache(Path(path).parent, Path(path).name[:-len(SUFFIX)])
     entries = cache.load(lazy=lazy)["entries"]
@@ -62,7 +62,7 @@ def _measure(path: str, lazy: bool, queue) -> None:
             decompress(entries[key])
     read = time.perf_counter() - start
     queue.put({"open_seconds": round(opened, 2), "ms_per_1000_pieces": round(1000 * read / len(keys) * 1000, 1),
-               "peak_rss_above_baseline_mb": round(_peak_mb() - base, 1)})
+               "peak_rss_above_baseline_mb": round(peak_mb() - base, 1)})
 
 
 def main(argv=None) -> int:

@@ -25,7 +25,7 @@ import torch
 from skd_flair.training.annotate import annotate
 from skd_flair.training.corpora import load_corpus
 from skd_flair.training.models import MODEL_CLASSES, build_model
-from skd_flair.training.pipeline import _run_trainer, _training_corpus, measure_speed
+from skd_flair.training.pipeline import measure_speed, run_trainer, training_corpus
 from skd_flair.training.plugin import DistillationPlugin
 from skd_flair.training.resume import config_hash
 
@@ -92,7 +92,7 @@ class SuiteRunner:
         model = build_model(self.suite.teacher, corpus)
         start = time.time()
         trainer = {**self.suite.teacher_trainer, "base_path": str(base)}
-        out = _run_trainer(model, corpus, trainer, plugins=[], overwrite=True,
+        out = run_trainer(model, corpus, trainer, plugins=[], overwrite=True,
                            run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
         scores = _scores(model, corpus, self.suite.metric)
         write_json(record, {"suite": owner, "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
@@ -125,7 +125,7 @@ class SuiteRunner:
         # the same sentence objects for every student, so the teacher's embeddings computed for one objective's
         # targets are reused by the next instead of recomputed (the character LMs dominate annotation time)
         unlabelled = self.corpus(spec=student.unlabelled) if student.unlabelled else None
-        return corpus, unlabelled, _training_corpus(corpus, unlabelled)
+        return corpus, unlabelled, training_corpus(corpus, unlabelled)
 
     def targets(self, teacher, student: Student, model, train_corpus):
         return annotate(teacher, list(train_corpus.train), model, student.objective,
@@ -183,7 +183,7 @@ class SuiteRunner:
         trainer = {**self.suite.student_trainer, **student.trainer, "base_path": str(base)}
         start = time.time()
         # a run killed part-way resumes from its last epoch; a finished one is skipped above (its record exists)
-        out = _run_trainer(model, train_corpus, trainer, plugins=plugins, overwrite=True,
+        out = run_trainer(model, train_corpus, trainer, plugins=plugins, overwrite=True,
                            run_hash=config_hash([student.model, student.objective, student.mix, student.corpus,
                                                  student.corpus_spec, student.unlabelled, trainer, seed]))
         record = {"suite": self.suite.name, "run": student.name, "role": "student", "method": student.method,

@@ -353,14 +353,14 @@ def test_resume_after_a_kill_ends_with_the_uninterrupted_model(data, teacher, tm
             if self.trainer.model.model_card["training_parameters"]["epoch"] == 2:
                 raise _Killed()
 
-    real = pipeline._run_trainer
+    real = pipeline.run_trainer
     kill = lambda *a, plugins, **k: real(*a, plugins=[*plugins, KillInEpoch2()], **k)  # noqa: E731
-    pipeline._run_trainer = kill
+    pipeline.run_trainer = kill
     try:
         with pytest.raises(_Killed):
             distill(cfg(tmp_path / "killed"))
     finally:
-        pipeline._run_trainer = real
+        pipeline.run_trainer = real
     folder = tmp_path / "killed"
     assert (folder / "checkpoint.pt").exists() and not (folder / "final-model.pt").exists()
     assert json.loads((folder / "run.json").read_text())["finished"] is False

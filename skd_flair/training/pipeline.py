@@ -259,7 +259,7 @@ def _trainer_arguments(method: str) -> set:
     return names - {"self", "kwargs", "plugins", "base_path"}
 
 
-def _run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, run_hash: Optional[str] = None,
+def run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, run_hash: Optional[str] = None,
                  overwrite: bool = False) -> Dict[str, Any]:
     """Train with Flair's ModelTrainer. With ``run_hash`` (the hash of the whole configuration), the run folder
     is checkpointed every epoch and an unfinished run of the same configuration resumes (see ``resume``)."""
@@ -335,14 +335,14 @@ def train_model(config, overwrite: bool = False) -> Dict[str, Any]:
     _set_seed(config)
     corpus = load_corpus(config["corpus"])
     model = build_model(config["model"], corpus)
-    results = _run_trainer(model, corpus, config["trainer"], plugins=[], run_hash=config_hash(config),
+    results = run_trainer(model, corpus, config["trainer"], plugins=[], run_hash=config_hash(config),
                            overwrite=overwrite)
     results.update({"config": config, "kd": None})
     _write_results(results["base_path"], results)
     return results
 
 
-def _training_corpus(corpus: Corpus, unlabelled: Optional[Corpus]) -> Corpus:
+def training_corpus(corpus: Corpus, unlabelled: Optional[Corpus]) -> Corpus:
     """The labelled training sentences followed by the unlabelled ones (zero-shot: the labelled corpus may have
     no training split at all, only dev and test)."""
     if unlabelled is None or unlabelled.train is None:
@@ -423,7 +423,7 @@ def _distillation_setup(config, needs_trainer: bool):
     _set_seed(config)
     corpus = load_corpus(config["corpus"])
     unlabelled = load_corpus(config["unlabelled"]) if config.get("unlabelled") else None
-    train_corpus = _training_corpus(corpus, unlabelled)
+    train_corpus = training_corpus(corpus, unlabelled)
     student, members = None, []
     specs = _teacher_specs(config["teacher"])
     sentences = list(train_corpus.train)
@@ -455,7 +455,7 @@ def distill(config, overwrite: bool = False) -> Dict[str, Any]:
     config = check_config(load_config(config))
     train_corpus, student, targets, kd = _distillation_setup(config, needs_trainer=True)
     plugin = DistillationPlugin(targets, mix=kd["mix"], probe_gradients=kd["probe_gradients"])
-    results = _run_trainer(student, train_corpus, config["trainer"], plugins=[plugin], run_hash=config_hash(config),
+    results = run_trainer(student, train_corpus, config["trainer"], plugins=[plugin], run_hash=config_hash(config),
                            overwrite=overwrite)
     results.update({"config": config, "kd": {"targets_key": targets.key, "annotation": targets.stats,
                                              "history": plugin.history}})

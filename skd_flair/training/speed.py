@@ -30,12 +30,12 @@ def _status_mb(field: str) -> Optional[float]:
     return None
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     now = _status_mb("VmRSS")
-    return now if now is not None else _peak_mb()
+    return now if now is not None else peak_mb()
 
 
-def _peak_mb() -> float:
+def peak_mb() -> float:
     """The process's peak resident memory. ``VmHWM`` where it exists: ``ru_maxrss`` of a spawned child starts at
     its parent's resident set at the fork (Linux carries it across exec), so it would report the parent's."""
     peak = _status_mb("VmHWM")
@@ -68,7 +68,7 @@ def measure_one(path: str, kind: str, texts: List[List[str]], batch_sizes: Seque
 
     target = Path(path)
     out: Dict[str, Any] = {"size_mb": round(_size_mb(target), 2) if target.exists() else None}
-    before = _rss_mb()
+    before = rss_mb()
     start = time.perf_counter()
     if target.is_dir():  # an ONNX export: model.onnx + tagger.json
         from ..onnx_runner import OnnxTagger
@@ -97,10 +97,10 @@ def measure_one(path: str, kind: str, texts: List[List[str]], batch_sizes: Seque
             else:
                 predictors["fast_predict"] = lambda batch, size: fast_predict(
                     model, [Sentence(list(t)) for t in batch], mini_batch_size=size)
-    out["rss_after_load_mb"] = round(_rss_mb() - before, 1)
+    out["rss_after_load_mb"] = round(rss_mb() - before, 1)
     for name, predict in predictors.items():
         out[name] = {f"batch_{size}": round(_throughput(predict, texts, size), 1) for size in batch_sizes}
-    out["peak_rss_mb"] = round(_peak_mb(), 1)
+    out["peak_rss_mb"] = round(peak_mb(), 1)
     return out
 
 
