@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import typing
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Literal, Mapping, Optional, Union
@@ -19,9 +20,6 @@ from .embeddings import build_embeddings
 __all__ = ["MODELS", "MODEL_CLASSES", "build_model", "load_model", "span_types_of"]
 
 MODELS = Registry("model")
-# model type name -> the class whose `load` reads its saved files (hub ids included)
-MODEL_CLASSES: Dict[str, type] = {"tagger": DistillableTagger, "span_ner": BiaffineSpanTagger,
-                                  "parser": BiaffineParser, "dependency_tagger": DependencyTagger}
 
 
 def span_types_of(model) -> Dictionary:
@@ -113,6 +111,11 @@ def dependency_tagger(embeddings, corpus: Corpus, teacher=None, tag_type: str = 
                             relation_type=relation_type, root_relation=root_relation, main_metric=main_metric,
                             hidden_size=hidden_size, rnn_layers=rnn_layers, dropout=dropout, word_dropout=word_dropout,
                             locked_dropout=locked_dropout, reproject_embeddings=reproject_embeddings)
+
+
+# model type name -> the class whose `load` reads its saved files (hub ids included), read from the type's factory's
+# return annotation: the registry is the one list of model types
+MODEL_CLASSES: Dict[str, type] = {name: typing.get_type_hints(MODELS.get(name))["return"] for name in MODELS.names()}
 
 
 def build_model(spec: Mapping[str, Any], corpus: Corpus, teacher=None):
