@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Dict, List
 
 from .common import RESULTS, REPO
-from .suites import SUITES
+from .suites import CURVE_U, SUITES
 
 OUT = REPO / "experiments" / "RESULTS.md"
 PLOTS = REPO / "experiments" / "plots"
@@ -308,6 +308,8 @@ def curve_plots(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
             ax.errorbar(us, means, yerr=sds, marker="o", capsize=3, label=method.replace("_", " "))
         if teacher:
             ax.axhline(teacher[0], color="black", linestyle="--", label="teacher")
+        # the whole planned range, so a curve with only its first points run still reads as a curve's start
+        ax.set_xlim(-0.04 * max(CURVE_U), 1.04 * max(CURVE_U))
         ax.set_xlabel("unlabelled sentences U (besides the 2,000 gold ones)")
         ax.set_ylabel("test F1 (mean ± sd over seeds)")
         ax.set_title(textwrap.fill(SUITES[name].title if name in SUITES else name, 70), fontsize=9)
