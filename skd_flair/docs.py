@@ -222,6 +222,11 @@ MEANINGS: Dict[str, Dict[str, str]] = {
                        "test score is the best dev epoch's, `results.json` says `\"stopped_early\": \"time budget\"`",
         "save_final_model": "unset: a run keeps one model, `best-model.pt` when a dev split chose one, else "
                             "`final-model.pt`; `true` keeps the last epoch's as well, `false` never writes it",
+        "embeddings_storage_mode": "`cpu`/`gpu` keep computed embeddings on the sentences between epochs, `none` "
+                                   "drops them; trainable ones (characters, one-hot words, a fine-tuned "
+                                   "transformer) are always recomputed before each evaluation "
+                                   "(`FreshEvaluationEmbeddingsPlugin`: Flair alone would keep the dev "
+                                   "sentences' epoch-1 vectors)",
         # Flair's train-only and fine_tune-only arguments (its docstring documents train_custom's only)
         "anneal_factor": "learning rate factor when the dev score did not improve for `patience` epochs",
         "patience": "epochs without dev improvement before the learning rate is annealed",
