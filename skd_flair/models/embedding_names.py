@@ -5,7 +5,8 @@ order of the names, so the feature layout the model was trained on is fixed by t
 had in training (``"0-one-hot-text"``, ``"1-Char"``). Flair's ``StackedEmbeddings`` saves each member and
 reloads it with ``overwrite_names=False``, but some members do not save their name: ``OneHotEmbeddings`` comes
 back as ``"one-hot-text"``, which sorts after ``"1-Char"``, so a reloaded model feeds its LSTM the two blocks
-swapped and predicts garbage with no error. Models save their members' names and put them back on load.
+swapped and predicts garbage with no error. Every model class of this package derives from ``KeepsStackNames``,
+which saves the members' names with the model and puts them back on load.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import List, Optional
 
 from flair.embeddings import StackedEmbeddings
 
-__all__ = ["stack_names", "restore_stack_names"]
+__all__ = ["KeepsStackNames", "stack_names", "restore_stack_names"]
 
 
 def stack_names(embeddings) -> Optional[List[str]]:
@@ -47,3 +48,17 @@ def restore_stack_names(embeddings, saved: Optional[List[str]]) -> None:
         member.name = name
     # StackedEmbeddings keeps a private copy of its members' names
     embeddings._StackedEmbeddings__names = [n for member in members for n in member.get_names()]
+
+
+class KeepsStackNames:
+    """Mixin for a Flair model with an ``embeddings`` attribute (listed before the Flair base class): its saved
+    state holds the stack members' names (``embedding_names``), and loading restores them."""
+
+    def _get_state_dict(self):
+        return {**super()._get_state_dict(), "embedding_names": stack_names(self.embeddings)}
+
+    @classmethod
+    def _init_model_with_state_dict(cls, state, **kwargs):
+        model = super()._init_model_with_state_dict(state, **kwargs)
+        restore_stack_names(model.embeddings, state.get("embedding_names"))
+        return model

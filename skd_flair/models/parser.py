@@ -52,7 +52,7 @@ from ..structs.mean_field import mean_field_logits
 from ..structs.second_order import SiblingTree
 from .dependency_eval import AttachmentScores, attachment_result, gold_tree, is_well_formed, main_metric_name, \
     write_parses
-from .embedding_names import restore_stack_names, stack_names
+from .embedding_names import KeepsStackNames
 from .eval_loop import eval_mode, inference_batches
 from .layers import MLP, Biaffine, Triaffine
 
@@ -74,7 +74,7 @@ def is_projective(heads) -> bool:
     return not bool(cross.any())
 
 
-class BiaffineParser(flair.nn.Model[Sentence]):
+class BiaffineParser(KeepsStackNames, flair.nn.Model[Sentence]):
     """A biaffine dependency parser (first or second order) that trains with Flair's `ModelTrainer`.
 
     Args:
@@ -394,18 +394,15 @@ class BiaffineParser(flair.nn.Model[Sentence]):
     # ------------------------------------------------------------------ save / load
     def _get_state_dict(self):
         return {**super()._get_state_dict(), "embeddings": self.embeddings.save_embeddings(use_state_dict=False),
-                "relation_dictionary": self.relation_dictionary, **self._config(),
-                "embedding_names": stack_names(self.embeddings)}
+                "relation_dictionary": self.relation_dictionary, **self._config()}
 
     @classmethod
     def _init_model_with_state_dict(cls, state, **kwargs):
         for key in _CONFIG_KEYS:
             if key in state:
                 kwargs.setdefault(key, state[key])
-        model = super()._init_model_with_state_dict(state, embeddings=state["embeddings"],
-                                                    relation_dictionary=state["relation_dictionary"], **kwargs)
-        restore_stack_names(model.embeddings, state.get("embedding_names"))
-        return model
+        return super()._init_model_with_state_dict(state, embeddings=state["embeddings"],
+                                                   relation_dictionary=state["relation_dictionary"], **kwargs)
 
     @staticmethod
     def _fetch_model(model_name):

@@ -31,7 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_se
 
 from ..distill.span_scores import SpanScores
 from ..structs.spans import LabelledSpans
-from .embedding_names import restore_stack_names, stack_names
+from .embedding_names import KeepsStackNames
 from .eval_loop import eval_mode, inference_batches
 from .layers import Biaffine
 from .tagger import is_unlabelled
@@ -53,7 +53,7 @@ def _type_names(dictionary: Dictionary) -> List[str]:
     return names
 
 
-class BiaffineSpanTagger(flair.nn.Classifier[Sentence]):
+class BiaffineSpanTagger(KeepsStackNames, flair.nn.Classifier[Sentence]):
     """Biaffine span NER (Yu et al. 2020) over any Flair token embeddings.
 
     Args:
@@ -290,7 +290,7 @@ class BiaffineSpanTagger(flair.nn.Classifier[Sentence]):
                 "rnn_layers": self.rnn_layers, "mlp_size": self.mlp_size,
                 "reproject_embeddings": self.reproject_embeddings, "dropout": self.dropout_rate,
                 "word_dropout": self.word_dropout_rate, "locked_dropout": self.locked_dropout_rate,
-                "mlp_dropout": self.mlp_dropout_rate, "embedding_names": stack_names(self.embeddings)}
+                "mlp_dropout": self.mlp_dropout_rate}
 
     @classmethod
     def _init_model_with_state_dict(cls, state, **kwargs):
@@ -299,9 +299,7 @@ class BiaffineSpanTagger(flair.nn.Classifier[Sentence]):
                     "mlp_dropout"):
             if key in state:
                 kwargs.setdefault(key, state[key])
-        model = super()._init_model_with_state_dict(state, **kwargs)
-        restore_stack_names(model.embeddings, state.get("embedding_names"))
-        return model
+        return super()._init_model_with_state_dict(state, **kwargs)
 
     @staticmethod
     def _fetch_model(model_name):

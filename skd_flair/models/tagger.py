@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..distill import OBJECTIVES, ChainScores, KDObjective, mix_losses
 from ..distill.batching import collate_targets, piece_length
 from ..distill.diagnostics import token_diagnostics
-from .embedding_names import restore_stack_names, stack_names
+from .embedding_names import KeepsStackNames
 from .eval_loop import eval_mode
 from .quantize import float_rows, quantize_like, quiet
 
@@ -74,7 +74,7 @@ def write_labels(sentence: Sentence, tags: List[str], scores: List[float], label
             token.add_tags_proba_dist(label_name, [Label(token, name, float(p)) for name, p in zip(names, row)])
 
 
-class DistillableTagger(SequenceTagger):
+class DistillableTagger(KeepsStackNames, SequenceTagger):
     """Flair's `SequenceTagger` (same arguments) usable as KD teacher and student.
 
     Args:
@@ -287,8 +287,7 @@ class DistillableTagger(SequenceTagger):
     # ------------------------------------------------------------------ save / load
     def _get_state_dict(self):
         return {**super()._get_state_dict(), "bidirectional": self.bidirectional,
-                "kd_objective": None if self.kd_objective is None else self.kd_objective.config(),
-                "embedding_names": stack_names(self.embeddings)}
+                "kd_objective": None if self.kd_objective is None else self.kd_objective.config()}
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict``, also for the state dict of a dynamically int8-quantised tagger: its
@@ -306,6 +305,4 @@ class DistillableTagger(SequenceTagger):
     def _init_model_with_state_dict(cls, state, **kwargs):
         kwargs.setdefault("bidirectional", state.get("bidirectional", True))
         kwargs.setdefault("kd_objective", state.get("kd_objective"))
-        model = super()._init_model_with_state_dict(state, **kwargs)
-        restore_stack_names(model.embeddings, state.get("embedding_names"))
-        return model
+        return super()._init_model_with_state_dict(state, **kwargs)
