@@ -21,7 +21,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from safetensors.torch import load as safetensors_load
@@ -175,13 +175,14 @@ def _pack(entries: Mapping[str, dict]):
     return tensors, {"fields": fields, "kinds": kinds}
 
 
-def _checksum(tensors: Mapping[str, torch.Tensor]) -> str:
+def _checksum(parts: Iterable[Tuple[str, torch.dtype, List[int], Iterable[bytes]]]) -> str:
+    """SHA-256 over a packed file's tensors, given as ``(name, dtype, shape, byte chunks)`` (``parts()`` of
+    ``InMemoryTensors`` or ``FileTensors``), in name order: the checksum the file's metadata holds."""
     h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        h.update(f"{name}:{t.dtype}:{list(t.shape)}".encode())
-        if t.numel():
-            h.update(t.view(-1).view(torch.uint8).numpy().data)
+    for name, dtype, shape, chunks in sorted(parts, key=lambda part: part[0]):
+        h.update(f"{name}:{dtype}:{list(shape)}".encode())
+        for chunk in chunks:
+            h.update(chunk)
     return h.hexdigest()
 
 
@@ -196,6 +197,11 @@ class InMemoryTensors:
 
     def whole(self, name: str) -> torch.Tensor:
         return self.tensors[name]
+
+    def parts(self) -> Iterator[Tuple[str, torch.dtype, List[int], Iterable[bytes]]]:
+        for name, t in self.tensors.items():
+            t = t.contiguous()
+            yield name, t.dtype, list(t.shape), [t.view(-1).view(torch.uint8).numpy().data] if t.numel() else []
 
 
 class PackedEntries(Mapping):
@@ -265,7 +271,7 @@ def _save_packed(entries: Mapping[str, dict], path: Path, key: str, extra: Optio
     tensors, names = _pack(entries)
     metadata = {"format": str(FORMAT), "key": key, "fields": json.dumps(names["fields"]),
                 "kinds": json.dumps(names["kinds"]), "extra": json.dumps(extra or {}, default=str),
-                "checksum": _checksum(tensors)}
+                "checksum": _checksum(InMemoryTensors(tensors).parts())}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -277,23 +283,21 @@ def _load_packed(path: Path, key: str, lazy: bool = False):
     try:
         if lazy:
             tensors = FileTensors(path)
-            metadata, checksum = tensors.metadata, tensors.checksum
+            metadata = tensors.metadata
         else:
             # read into memory rather than memory-map: a file damaged in place under a mapping would crash
             data = path.read_bytes()
             size = int.from_bytes(data[:8], "little")
             metadata = json.loads(data[8:8 + size]).get("__metadata__") or {}
-            tensors = safetensors_load(data)
+            tensors = InMemoryTensors(safetensors_load(data))
             del data
-            checksum = lambda: _checksum(tensors)  # noqa: E731
         if metadata.get("format") != str(FORMAT):
             raise ValueError(f"unknown format {metadata.get('format')!r}")
         if metadata.get("key") != key:
             raise ValueError("it was made for another cache key")
-        if checksum() != metadata.get("checksum"):
+        if _checksum(tensors.parts()) != metadata.get("checksum"):
             raise ValueError("checksum mismatch")
-        fields, kinds = json.loads(metadata["fields"]), json.loads(metadata["kinds"])
-        entries = PackedEntries(tensors if lazy else InMemoryTensors(tensors), fields, kinds)
+        entries = PackedEntries(tensors, json.loads(metadata["fields"]), json.loads(metadata["kinds"]))
         return entries, json.loads(metadata["extra"])
     except Exception as error:  # any damage means: recompute
         log.warning(f"teacher cache {path} is unreadable ({error}); it will be recomputed")

@@ -10,12 +10,11 @@ the file is opened, in chunks of ``CHUNK_BYTES``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import torch
 
@@ -70,15 +69,15 @@ class FileTensors:
     def whole(self, name: str) -> torch.Tensor:
         return self.rows(name, 0, self.info[name][1][0] if self.info[name][1] else 1)
 
-    def checksum(self) -> str:
-        """``cache._checksum`` of the file's tensors, computed in chunks."""
-        h = hashlib.sha256()
-        for name in sorted(self.info):
-            dtype, shape, begin, end = self.info[name]
-            h.update(f"{name}:{dtype}:{list(shape)}".encode())
-            for offset in range(begin, end, CHUNK_BYTES):
-                h.update(self._read(min(CHUNK_BYTES, end - offset), self.base + offset))
-        return h.hexdigest()
+    def parts(self) -> Iterator[Tuple[str, torch.dtype, List[int], Iterator[bytes]]]:
+        """Every tensor as ``(name, dtype, shape, its bytes in chunks of CHUNK_BYTES)``: what
+        ``cache._checksum`` hashes, read without holding the file."""
+        for name, (dtype, shape, begin, end) in self.info.items():
+            yield name, dtype, shape, self._chunks(begin, end)
+
+    def _chunks(self, begin: int, end: int) -> Iterator[bytes]:
+        for offset in range(begin, end, CHUNK_BYTES):
+            yield self._read(min(CHUNK_BYTES, end - offset), self.base + offset)
 
     def close(self):
         if self._fd >= 0:
