@@ -93,7 +93,7 @@ class SuiteRunner:
         start = time.time()
         trainer = {**self.suite.teacher_trainer, "base_path": str(base)}
         out = run_trainer(model, corpus, trainer, plugins=[], overwrite=True,
-                           run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
+                          run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
         scores = _scores(model, corpus, self.suite.metric)
         write_json(record, {"suite": owner, "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
                             "test": scores, "train_seconds": time.time() - start, "sizes": self.sizes(corpus),
@@ -184,8 +184,8 @@ class SuiteRunner:
         start = time.time()
         # a run killed part-way resumes from its last epoch; a finished one is skipped above (its record exists)
         out = run_trainer(model, train_corpus, trainer, plugins=plugins, overwrite=True,
-                           run_hash=config_hash([student.model, student.objective, student.mix, student.corpus,
-                                                 student.corpus_spec, student.unlabelled, trainer, seed]))
+                          run_hash=config_hash([student.model, student.objective, student.mix, student.corpus,
+                                                student.corpus_spec, student.unlabelled, trainer, seed]))
         record = {"suite": self.suite.name, "run": student.name, "role": "student", "method": student.method,
                   "case": student.case, "seed": seed, "test": _scores(model, corpus, self.suite.metric),
                   "train_seconds": time.time() - start, "sizes": self.sizes(corpus, unlabelled),

@@ -260,7 +260,7 @@ def _trainer_arguments(method: str) -> set:
 
 
 def run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, run_hash: Optional[str] = None,
-                 overwrite: bool = False) -> Dict[str, Any]:
+                overwrite: bool = False) -> Dict[str, Any]:
     """Train with Flair's ModelTrainer. With ``run_hash`` (the hash of the whole configuration), the run folder
     is checkpointed every epoch and an unfinished run of the same configuration resumes (see ``resume``)."""
     spec = dict(spec)
@@ -336,7 +336,7 @@ def train_model(config, overwrite: bool = False) -> Dict[str, Any]:
     corpus = load_corpus(config["corpus"])
     model = build_model(config["model"], corpus)
     results = run_trainer(model, corpus, config["trainer"], plugins=[], run_hash=config_hash(config),
-                           overwrite=overwrite)
+                          overwrite=overwrite)
     results.update({"config": config, "kd": None})
     _write_results(results["base_path"], results)
     return results
@@ -390,10 +390,15 @@ def _teacher_specs(section) -> List[Tuple[str, Any, float, Optional[List[str]]]]
     return out
 
 
+def _part(sentence: Sentence) -> Optional[str]:
+    """The `concat` part a sentence came from, or None."""
+    return sentence.get_metadata(PART) if sentence.has_metadata(PART) else None
+
+
 def _routed(specs, sentences: List[Sentence]) -> List[List[Sentence]]:
     """The training sentences each teacher annotates: all of them, or those of its ``corpus`` parts; every
     sentence must fall to some teacher."""
-    found = {s.get_metadata(PART) if s.has_metadata(PART) else None for s in sentences}
+    found = {_part(s) for s in sentences}
     shares = []
     for where, _, _, parts in specs:
         if parts is None:
@@ -404,14 +409,13 @@ def _routed(specs, sentences: List[Sentence]) -> List[List[Sentence]]:
             known = sorted(str(p) for p in found if p is not None)
             raise ConfigError(f"{where}: corpus {', '.join(map(repr, unknown))} names no part of the training text "
                               f"({'its concat parts: ' + ', '.join(known) if known else 'it is not a concat corpus'})")
-        shares.append([s for s in sentences if s.has_metadata(PART) and s.get_metadata(PART) in parts])
+        shares.append([s for s in sentences if _part(s) in parts])
     if all(parts is not None for _, _, _, parts in specs):
         routed = set().union(*(parts for _, _, _, parts in specs))
-        missed = [s for s in sentences if not s.has_metadata(PART) or s.get_metadata(PART) not in routed]
+        missed = [s for s in sentences if _part(s) not in routed]
         if missed:
             raise ConfigError(f"teacher: {len(missed)} training sentences belong to no teacher's corpus (e.g. "
-                              f"{missed[0].to_tokenized_string()[:60]!r}, part "
-                              f"{missed[0].get_metadata(PART) if missed[0].has_metadata(PART) else None!r})")
+                              f"{missed[0].to_tokenized_string()[:60]!r}, part {_part(missed[0])!r})")
     return shares
 
 
@@ -456,7 +460,7 @@ def distill(config, overwrite: bool = False) -> Dict[str, Any]:
     train_corpus, student, targets, kd = _distillation_setup(config, needs_trainer=True)
     plugin = DistillationPlugin(targets, mix=kd["mix"], probe_gradients=kd["probe_gradients"])
     results = run_trainer(student, train_corpus, config["trainer"], plugins=[plugin], run_hash=config_hash(config),
-                           overwrite=overwrite)
+                          overwrite=overwrite)
     results.update({"config": config, "kd": {"targets_key": targets.key, "annotation": targets.stats,
                                              "history": plugin.history}})
     _write_results(results["base_path"], results)
