@@ -4,7 +4,7 @@
 
 Writes one packed target file per size with synthetic CRF pieces (unary [n, L] and pairwise [n-1, L, L]
 marginals of random chains, the kind structural KD stores for a CRF student; dense, so the worst case), then, in
-a fresh process per (size, reader), opens it as annotate does and reads every piece once in batches of 32 as
+a fresh process per (size, reader), opens it as annotate does and reads every piece once, as an epoch of
 training does. Reports the file size, the reader's peak resident memory (VmHWM) above the process's baseline,
 and the time per 1,000 pieces. Writes ``benchmarks/results/lazy_targets.json``.
 """
@@ -57,9 +57,8 @@ def _measure(path: str, lazy: bool, queue) -> None:
     opened = time.perf_counter() - start
     keys = list(entries)
     start = time.perf_counter()
-    for i in range(0, len(keys), 32):
-        for key in keys[i:i + 32]:
-            decompress(entries[key])
+    for key in keys:
+        decompress(entries[key])
     read = time.perf_counter() - start
     queue.put({"open_seconds": round(opened, 2), "ms_per_1000_pieces": round(1000 * read / len(keys) * 1000, 1),
                "peak_rss_above_baseline_mb": round(peak_mb() - base, 1)})
