@@ -333,7 +333,7 @@ def test_kd_loss_equals_enumerated_cross_entropy(name, temperature, mode):
         features, lengths = model._features(sentences)
     want = enumerated_kd(scores, features, model.label_names, cfg, arc_marginals, temperature)
     # the objective on float64 scores: exact
-    targets = objective.targets(scores, model.label_names, False)
+    targets = objective.targets(scores, model.label_names, "maxent")
     assert float(targets.dropped_mass.max()) < 1e-12
     got = objective.loss(model.chain_scores(features.double(), lengths), targets)
     torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)

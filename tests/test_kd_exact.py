@@ -68,7 +68,7 @@ def test_chain_pairings_equal_enumerated_cross_entropy(teacher_crf, student_crf,
     teacher, _ = chain(1, crf=teacher_crf)
     student, params = chain(2, crf=student_crf, grad=True)
     objective = StructuralKD(temperature=temperature, temperature_mode=temperature_mode)
-    loss = objective.loss(student, objective.targets(teacher, LABELS, student_crf))
+    loss = objective.loss(student, objective.targets(teacher, LABELS, "crf" if student_crf else "maxent"))
     want = temperature ** 2 * enumerated_ce(teacher, student, temperature)
     assert_loss_and_grad(loss, want, list(params.values()))
 
@@ -78,7 +78,7 @@ def test_labels_are_aligned_by_name_and_special_labels_carry_no_mass():
     teacher_labels = ["I-X", "<START>", "O", "B-X", "<STOP>"]
     teacher, _ = chain(3, labels=teacher_labels)
     student, params = chain(4, grad=True, labels=LABELS + ["<unk>"])
-    loss = StructuralKD().loss(student, StructuralKD().targets(teacher, student.labels, True))
+    loss = StructuralKD().loss(student, StructuralKD().targets(teacher, student.labels, "crf"))
     masked = teacher.without_special()
     reordered = ChainScores(masked.emissions[..., [2, 3, 0, 1]], teacher.lengths, LABELS + ["<unk>"],
                             masked.transitions[[2, 3, 0, 1]][:, [2, 3, 0, 1]],
@@ -89,7 +89,7 @@ def test_labels_are_aligned_by_name_and_special_labels_carry_no_mass():
 def test_a_teacher_label_the_student_lacks_is_a_clear_error():
     teacher, _ = chain(5, labels=["O", "B-X", "I-Y"])
     with pytest.raises(LabelMismatchError, match="I-Y"):
-        StructuralKD().targets(teacher, LABELS, True)
+        StructuralKD().targets(teacher, LABELS, "crf")
 
 
 def test_crf_token_marginals_have_no_exact_map_to_a_crf_student():
@@ -103,7 +103,7 @@ def test_token_kd_is_tempered_emission_cross_entropy():
     teacher, _ = chain(7)
     student, params = chain(8, crf=True, grad=True)
     objective = OBJECTIVES.build({"type": "token", "temperature": 3.0})
-    loss = objective.loss(student, objective.targets(teacher, LABELS, True))
+    loss = objective.loss(student, objective.targets(teacher, LABELS, "crf"))
     mask = student.mask.unsqueeze(-1)
     q = torch.softmax(teacher.emissions / 3.0, -1)
     want = -9.0 * (q * torch.log_softmax(student.emissions / 3.0, -1) * mask).sum((1, 2))
@@ -115,7 +115,7 @@ def test_posterior_kd_matches_enumerated_student_marginals(student_crf):
     teacher, _ = chain(9)
     student, params = chain(10, crf=student_crf, grad=True)
     objective = OBJECTIVES.build({"type": "posterior"})
-    loss = objective.loss(student, objective.targets(teacher, LABELS, student_crf))
+    loss = objective.loss(student, objective.targets(teacher, LABELS, "crf" if student_crf else "maxent"))
     want = []
     for b, n in enumerate(LENGTHS):
         ys, lt = seq_log_probs(teacher, b, n)
@@ -137,7 +137,7 @@ def test_topk_kd_is_weighted_nll_of_the_teachers_k_best(student_crf, weighted):
     student, params = chain(12, crf=student_crf, grad=True)
     k = 4
     objective = OBJECTIVES.build({"type": "topk", "k": k, "weighted": weighted})
-    loss = objective.loss(student, objective.targets(teacher, LABELS, student_crf))
+    loss = objective.loss(student, objective.targets(teacher, LABELS, "crf" if student_crf else "maxent"))
     want = []
     for b, n in enumerate(LENGTHS):
         ys, lt = seq_log_probs(teacher, b, n)
@@ -197,7 +197,7 @@ def test_case_1b_tree_teacher_to_offset_tagger_equals_enumeration(projective, ar
     tags = all_offset_tags(3, RELS)
     student, params = chain(14, crf=False, labels=tags, lengths=lengths, grad=True)
     objective = StructuralKD(arc_marginals=arc_marginals)
-    loss = objective.loss(student, objective.targets(teacher, tags, False))
+    loss = objective.loss(student, objective.targets(teacher, tags, "maxent"))
     want = enumerated_tree_ce(teacher, student, local=arc_marginals == "local")
     assert_loss_and_grad(loss, want, list(params.values()))
 
@@ -208,7 +208,7 @@ def test_case_1b_global_temperature_equals_enumeration():
     tags = all_offset_tags(3, RELS)
     student, params = chain(16, crf=False, labels=tags, lengths=lengths, grad=True)
     objective = StructuralKD(temperature=2.0, temperature_mode="global")
-    loss = objective.loss(student, objective.targets(teacher, tags, False))
+    loss = objective.loss(student, objective.targets(teacher, tags, "maxent"))
     assert_loss_and_grad(loss, 4.0 * enumerated_tree_ce(teacher, student, False, 2.0), list(params.values()))
 
 

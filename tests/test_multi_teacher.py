@@ -21,7 +21,7 @@ def test_multi_teacher_mixture_equals_enumerated_cross_entropy(student_crf, temp
     teachers = [chain(11, crf=True)[0], chain(12, crf=False)[0], chain(13, crf=True)[0]]
     student, params = chain(14, crf=student_crf, grad=True)
     objective = StructuralKD(temperature=temperature, temperature_mode="global")
-    targets = [objective.targets(t, LABELS, student_crf) for t in teachers]
+    targets = [objective.targets(t, LABELS, "crf" if student_crf else "maxent") for t in teachers]
     def want():
         return temperature ** 2 * sum(w * enumerated_ce(t, student, temperature) for w, t in zip(WEIGHTS, teachers))
 
@@ -36,7 +36,7 @@ def test_multi_teacher_mixture_equals_enumerated_cross_entropy(student_crf, temp
 def test_multi_teacher_weights_are_normalised_and_topk_is_refused():
     teachers = [chain(21, crf=True)[0], chain(22, crf=True)[0]]
     objective = StructuralKD()
-    a, b = (objective.targets(t, LABELS, True) for t in teachers)
+    a, b = (objective.targets(t, LABELS, "crf") for t in teachers)
     torch.testing.assert_close(mix_targets([a, b], [2, 6]).unary, 0.25 * a.unary + 0.75 * b.unary)
     with pytest.raises(ValueError, match="positive sum"):
         mix_targets([a, b], [0, 0])

@@ -14,7 +14,7 @@ from flair.trainers import ModelTrainer
 from skd_flair.distill import LabelMismatchError, StructuralKD
 from skd_flair.distill.scores import ChainScores
 from skd_flair.distill.span_scores import SpanScores, SpanTokenMarginals
-from skd_flair.models import KD_TARGETS, UNLABELLED, DistillableTagger
+from skd_flair.models import UNLABELLED, DistillableTagger
 from skd_flair.models.span_ner import BiaffineSpanTagger
 from skd_flair.structs import StructureInputError
 from skd_flair.structs.spans import LabelledSpans
@@ -267,7 +267,7 @@ def test_kd_loss_through_teacher_scores_equals_enumerated_cross_entropy(corpus, 
     assert isinstance(scores, SpanScores) and not scores.spans.requires_grad
     assert teacher.training  # teacher_scores restores the mode it found
     objective = StructuralKD(temperature=temperature, temperature_mode=mode)
-    targets = objective.targets(scores, student.label_names, False)
+    targets = objective.targets(scores, student.label_names, "maxent")
     with torch.no_grad():
         features, student_lengths = student._features(sentences)
     emissions = features.double().requires_grad_(True)
@@ -289,9 +289,7 @@ def test_students_forward_loss_from_annotated_targets_equals_enumeration(corpus)
                                                    "temperature_mode": "global"}).eval()
     sentences = tiny()
     targets = annotate(teacher, sentences, student, student.kd_objective, progress=False)
-    for s in sentences:
-        s.add_metadata(KD_TARGETS, targets.piece(s))
-        s.add_metadata(UNLABELLED, True)  # the KD term alone
+    toy.attach_targets(sentences, targets)
     with torch.no_grad():
         loss, _ = student.forward_loss(sentences)
         features, lengths = student._features(sentences)
@@ -360,6 +358,6 @@ def test_label_set_mismatches_are_clear_errors(corpus):
         annotate(teacher, corpus.train, crf, "structural", progress=False)
     scores = teacher.teacher_scores(tiny())
     with pytest.raises(LabelMismatchError, match="not a BIO/BIOES tag"):
-        StructuralKD().targets(scores, ["O", "PER", "LOC", "ORG"], False)
+        StructuralKD().targets(scores, ["O", "PER", "LOC", "ORG"], "maxent")
     with pytest.raises(LabelMismatchError, match="neither BIOES nor BIO"):
-        StructuralKD().targets(scores, [t for t in scores.labels if t != "E-PER"], False)
+        StructuralKD().targets(scores, [t for t in scores.labels if t != "E-PER"], "maxent")

@@ -116,7 +116,7 @@ def test_hub_id_loads_from_a_prepopulated_flair_cache(corpus, tmp_path, monkeypa
 
 def attach(model, sentences, objective, teacher):
     scores = teacher.teacher_scores(sentences)
-    targets = objective.targets(scores, model.label_names, model.use_crf)
+    targets = objective.targets(scores, model.label_names, model.kd_factorisation)
     for s, piece in zip(sentences, split_targets(targets)):
         s.add_metadata(KD_TARGETS, piece)
 

@@ -63,3 +63,12 @@ def write_column(path, sentences):
                 tags[i] = "I-" + span.tag
         lines += [f"{t.text} {tag}" for t, tag in zip(s, tags)] + [""]
     path.write_text("\n".join(lines) + "\n")
+
+
+def attach_targets(sentences, targets):
+    """Each sentence carries its teacher targets and is marked unlabelled, so a student's loss is the KD term alone."""
+    from skd_flair.models.kd_student import KD_TARGETS, UNLABELLED
+
+    for s in sentences:
+        s.add_metadata(KD_TARGETS, targets.piece(s))
+        s.add_metadata(UNLABELLED, True)

@@ -1,8 +1,9 @@
 """Maps from a teacher's marginals to marginals over a student's substructures.
 
-One map per (teacher marginal type, student kind); adding a teacher/student pairing means registering a
-map here. Student kinds: ``"crf"`` (label pairs + first/last label: ChainMarginals) and ``"maxent"`` (one
-label per token: TokenMarginals). A map only exists where it is exact.
+One map per (teacher marginal type, student factorisation name); adding a teacher/student pairing means
+registering a map (here, or beside a new factorisation). Factorisations (``distill.factorisations``):
+``"crf"`` (label pairs + first/last label: ChainMarginals), ``"maxent"`` (one label per token:
+TokenMarginals), and any registered later. A map only exists where it is exact.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Callable, Dict, Sequence, Tuple, Type
 
 import torch
 
+from .factorisations import factorisation
 from .labels import LabelMismatchError, align_labels, gather_labels
 from .targets import ArcMarginals, ChainMarginals, SequenceTargets, TokenMarginals
 
@@ -31,8 +33,7 @@ def register_map(source: Type, student_kind: str):
 
 def to_student(marginals, student_labels: Sequence[str], student_kind: str, **options):
     """Map teacher marginals onto the student's substructures (student label order)."""
-    if student_kind not in ("crf", "maxent"):
-        raise ValueError(f"student_kind must be 'crf' or 'maxent', got {student_kind!r}")
+    student_kind = factorisation(student_kind).name
     fn = _MAPS.get((type(marginals), student_kind))
     if fn is None:
         known = ", ".join(f"{s.__name__} -> {k}" for s, k in _MAPS)

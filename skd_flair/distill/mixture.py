@@ -8,16 +8,13 @@ this way. Pieces are mixed per sentence when a batch is built, so a changed weig
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Dict, List, Sequence
 
 import torch
 
-from .targets import ChainMarginals, TokenMarginals
+from .targets import target_type
 
-__all__ = ["MIXABLE_KINDS", "mix_pieces", "mix_targets", "normalise_weights"]
-
-MIXABLE_KINDS = {"tokens": ("probs",), "chain": ("unary", "pairwise")}
+__all__ = ["mix_pieces", "mix_targets", "normalise_weights"]
 
 
 def normalise_weights(weights: Sequence[float]) -> List[float]:
@@ -26,6 +23,14 @@ def normalise_weights(weights: Sequence[float]) -> List[float]:
         raise ValueError(f"teacher weights must be >= 0 with a positive sum, got {weights}")
     total = sum(weights)
     return [w / total for w in weights]
+
+
+def _mixable(kind: str) -> type:
+    cls = target_type(kind)
+    if not cls.mixable:
+        raise ValueError(f"targets of kind {kind!r} ({cls.__name__}) do not mix exactly; use a marginal objective "
+                         "(structural, posterior, token) with several teachers")
+    return cls
 
 
 def mix_pieces(pieces: Sequence[Dict[str, torch.Tensor]], weights: Sequence[float]) -> Dict[str, torch.Tensor]:
@@ -38,11 +43,8 @@ def mix_pieces(pieces: Sequence[Dict[str, torch.Tensor]], weights: Sequence[floa
         raise ValueError(f"cannot mix target kinds {sorted(kinds)}: every teacher must target the student's "
                          "substructures with the same objective")
     kind = kinds.pop()
-    if kind not in MIXABLE_KINDS:
-        raise ValueError(f"targets of kind {kind!r} (Top-K sequences) do not mix exactly; use a marginal objective "
-                         "(structural, posterior, token) with several teachers")
     out = {"kind": kind}
-    for field in MIXABLE_KINDS[kind]:
+    for field in _mixable(kind).layout:
         shapes = {tuple(p[field].shape) for p in pieces}
         if len(shapes) != 1:
             raise ValueError(f"the teachers' {field} targets differ in shape {sorted(shapes)}: not the same sentence")
@@ -51,17 +53,12 @@ def mix_pieces(pieces: Sequence[Dict[str, torch.Tensor]], weights: Sequence[floa
 
 
 def mix_targets(targets: Sequence, weights: Sequence[float]):
-    """The weighted mean of batched ``TokenMarginals`` or ``ChainMarginals`` (same lengths and labels)."""
+    """The weighted mean of batched targets of one mixable type (same lengths and labels). A mixture of
+    independent (MaxEnt) teachers is no longer independent: the result says so."""
     weights = normalise_weights(weights)
     first = targets[0]
     if not all(type(t) is type(first) for t in targets):
         raise ValueError("cannot mix targets of different kinds")
     if not all(torch.equal(t.lengths, first.lengths) for t in targets):
         raise ValueError("the teachers' targets cover different sentence lengths")
-    if isinstance(first, TokenMarginals):  # a mixture of independent teachers is no longer independent
-        return replace(first, probs=sum(w * t.probs for w, t in zip(weights, targets)), independent=False,
-                       dropped_mass=None)
-    if isinstance(first, ChainMarginals):
-        return ChainMarginals(sum(w * t.unary for w, t in zip(weights, targets)),
-                              sum(w * t.pairwise for w, t in zip(weights, targets)), first.lengths, first.labels)
-    raise ValueError(f"targets of type {type(first).__name__} do not mix exactly (Top-K sequences)")
+    return _mixable(first.kind).mix(targets, weights)

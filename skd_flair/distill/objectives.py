@@ -6,13 +6,14 @@ registered by name so a configuration can say ``{type: structural, temperature: 
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Sequence
+from typing import Annotated, Literal, Sequence, Union
 
 import torch
 
 from ..registry import Registry
 from ..types import Ge, Positive
 from . import losses
+from .factorisations import Factorisation, factorisation
 from .maps import align_sequences, to_student
 from .scores import ChainScores, TreeScores
 from .targets import ChainMarginals, SequenceTargets, TokenMarginals
@@ -23,8 +24,12 @@ __all__ = ["OBJECTIVES", "KDObjective", "StructuralKD", "TokenKD", "PosteriorKD"
 OBJECTIVES = Registry("kd objective")
 
 
-def student_kind(student_is_crf: bool) -> str:
-    return "crf" if student_is_crf else "maxent"
+Student = Union[str, Factorisation]
+
+
+def _of(scores) -> Factorisation:
+    """The factorisation a student's scores report."""
+    return factorisation(scores.factorisation)
 
 
 class KDObjective:
@@ -51,7 +56,8 @@ class KDObjective:
         """What defines the targets (the teacher cache is keyed by it)."""
         return {"type": self.name, "temperature": self.temperature, "temperature_mode": self.temperature_mode}
 
-    def targets(self, teacher, student_labels: Sequence[str], student_is_crf: bool):
+    def targets(self, teacher, student_labels: Sequence[str], student: Student):
+        """Targets over the substructures of a student with these labels and this factorisation (or its name)."""
         raise NotImplementedError
 
     def loss(self, student: ChainScores, targets) -> torch.Tensor:
@@ -60,16 +66,6 @@ class KDObjective:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
         return f"{type(self).__name__}({args})"
-
-
-def _teacher_marginals(teacher, temperature: float, arc_marginals: str):
-    if isinstance(teacher, ChainScores):
-        return teacher.without_special().marginals(temperature)
-    if isinstance(teacher, TreeScores):
-        return teacher.marginals(temperature, arc_marginals)
-    if hasattr(teacher, "marginals") and callable(teacher.marginals):
-        return teacher.marginals(temperature)  # any other teacher output that knows its marginals
-    raise TypeError(f"no marginals for teacher output {type(teacher).__name__}")
 
 
 @OBJECTIVES.register("structural")
@@ -89,15 +85,14 @@ class StructuralKD(KDObjective):
     def config(self):
         return {**super().config(), "arc_marginals": self.arc_marginals, "unknown_tags": self.unknown_tags}
 
-    def targets(self, teacher, student_labels, student_is_crf):
-        m = _teacher_marginals(teacher, self.teacher_temperature, self.arc_marginals)
+    def targets(self, teacher, student_labels, student):
+        student = factorisation(student)
+        m = student.teacher_marginals(teacher, self.teacher_temperature, self.arc_marginals)
         options = {"unknown": self.unknown_tags} if isinstance(teacher, TreeScores) else {}
-        return self._local(to_student(m, student_labels, student_kind(student_is_crf), **options))
+        return self._local(to_student(m, student_labels, student.name, **student.map_options(), **options))
 
     def loss(self, student, targets):
-        if isinstance(targets, ChainMarginals):
-            return losses.crf_structural_loss(student, targets, self.temperature)
-        return losses.token_cross_entropy(student, targets, self.temperature)
+        return _of(student).structural_loss(student, targets, self.temperature)
 
 
 @OBJECTIVES.register("token")
@@ -107,7 +102,7 @@ class TokenKD(KDObjective):
 
     name = "token"
 
-    def targets(self, teacher, student_labels, student_is_crf):
+    def targets(self, teacher, student_labels, student):
         if not isinstance(teacher, ChainScores):
             raise TypeError("token-level KD needs a tagger teacher (ChainScores)")
         m = teacher.without_special().emission_probs(self.temperature)
@@ -124,16 +119,15 @@ class PosteriorKD(KDObjective):
 
     name = "posterior"
 
-    def targets(self, teacher, student_labels, student_is_crf):
-        m = _teacher_marginals(teacher, self.teacher_temperature, "tree")
+    def targets(self, teacher, student_labels, student):
+        # the per-token marginals of any teacher: those the generic (MaxEnt) view asks for
+        m = factorisation("maxent").teacher_marginals(teacher, self.teacher_temperature, "tree")
         if isinstance(m, ChainMarginals):
             m = TokenMarginals(m.unary, m.lengths, m.labels)
         return self._local(to_student(m, student_labels, "maxent"))
 
     def loss(self, student, targets):
-        if student.is_crf:
-            return losses.crf_posterior_loss(student, targets, self.temperature)
-        return losses.token_cross_entropy(student, targets, self.temperature)
+        return _of(student).posterior_loss(student, targets, self.temperature)
 
 
 @OBJECTIVES.register("topk")
@@ -152,12 +146,10 @@ class TopKKD(KDObjective):
     def config(self):
         return {"type": self.name, "k": self.k, "weighted": self.weighted}
 
-    def targets(self, teacher, student_labels, student_is_crf) -> SequenceTargets:
+    def targets(self, teacher, student_labels, student) -> SequenceTargets:
         if not isinstance(teacher, ChainScores):
             raise TypeError("Top-K KD needs a tagger teacher (ChainScores)")
         return align_sequences(teacher.without_special().topk(self.k, self.weighted), student_labels)
 
     def loss(self, student, targets):
-        if student.is_crf:
-            return losses.crf_sequence_loss(student, targets)
-        return losses.token_sequence_loss(student, targets)
+        return _of(student).sequence_loss(student, targets)

@@ -54,6 +54,11 @@ class ChainScores:
         return self.transitions is not None
 
     @property
+    def factorisation(self) -> str:
+        """The student factorisation these scores are (``distill.factorisations``)."""
+        return "crf" if self.is_crf else "maxent"
+
+    @property
     def mask(self) -> torch.Tensor:
         return length_mask(self.lengths, self.emissions.shape[1])
 

@@ -1,14 +1,43 @@
-"""Teacher marginals over a student's substructures: what the KD losses consume and the cache stores."""
+"""Teacher marginals over a student's substructures: what the KD losses consume and the cache stores.
+
+Every student target type derives from `Targets` and says, once, how it is laid out (`layout`: which fields
+have a token axis, and how the cache stores them). Splitting into per-sentence pieces, padding pieces back into
+a batch, mixing teachers, tempering and the per-token view used by diagnostics are methods of the type, so code
+that moves targets around (batching, the cache, mixtures, diagnostics) never asks which type it holds. A new
+student factorisation brings its own `Targets` subclass; defining the class registers its `kind`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import List, Optional, Sequence
+from typing import ClassVar, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
 from ..structs._checks import StructureInputError, as_lengths, length_mask
+from .temperature import temper_distribution
 
-__all__ = ["TokenMarginals", "ChainMarginals", "SequenceTargets", "ArcMarginals"]
+__all__ = ["Field", "Targets", "TARGET_KINDS", "target_type", "TokenMarginals", "ChainMarginals", "SequenceTargets",
+           "ArcMarginals"]
+
+Piece = Dict[str, torch.Tensor]
+TARGET_KINDS: Dict[str, type] = {}
+
+
+class Field(NamedTuple):
+    """Where a field's token axis is (None: no token axis) and its size there (sentence length + `offset`:
+    -1 for pairs of neighbours); `store` is how the cache keeps it (``"sparse"`` probabilities, ``"index"``
+    integers padded with -1, ``"dense"`` floats)."""
+
+    axis: Optional[int] = 0
+    offset: int = 0
+    store: str = "sparse"
+
+
+def target_type(kind: str) -> type:
+    try:
+        return TARGET_KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown target kind {kind!r}; known: {sorted(TARGET_KINDS)}") from None
 
 
 def _check_labels(labels: Optional[Sequence[str]], size: int, what: str) -> Optional[List[str]]:
@@ -22,13 +51,113 @@ def _check_labels(labels: Optional[Sequence[str]], size: int, what: str) -> Opti
     return labels
 
 
+def check_with_pairs(first: torch.Tensor, first_name: str, layout: str, pairs: torch.Tensor, pairs_name: str):
+    """`first` ``[B, N, ..., L]`` (`layout` names its dimensions) and `pairs` ``[B, N-1, L, L]`` of neighbours;
+    returns (B, N, L)."""
+    if first.dim() != len(layout.split(",")):
+        raise StructureInputError(f"{first_name} must be [{layout}], got {list(first.shape)}")
+    batch, n, size = first.shape[0], first.shape[1], first.shape[-1]
+    if list(pairs.shape) != [batch, max(n - 1, 0), size, size]:
+        raise StructureInputError(f"{pairs_name} must be [{batch}, {n - 1}, {size}, {size}], got {list(pairs.shape)}")
+    return batch, n, size
+
+
+def _pad(tensors: Sequence[torch.Tensor], dim: int, size: int, value=0.0) -> torch.Tensor:
+    out = []
+    for t in tensors:
+        shape = list(t.shape)
+        shape[dim] = size - t.shape[dim]
+        out.append(torch.cat([t, t.new_full(shape, value)], dim) if shape[dim] > 0 else t)
+    return torch.stack(out)
+
+
+class Targets:
+    """Base of the student target types (dataclasses with `lengths` and `labels` besides their `layout`)."""
+
+    kind: ClassVar[str] = ""
+    layout: ClassVar[Dict[str, Field]] = {}
+    mixable: ClassVar[bool] = True  # the loss is linear in these targets, so a weighted mean of teachers is exact
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            TARGET_KINDS[cls.kind] = cls
+
+    def split(self) -> List[Piece]:
+        """One dict of unpadded tensors per batch item (``"kind"`` names the type)."""
+        pieces = []
+        for b, n in enumerate(self.lengths.tolist()):
+            piece = {"kind": self.kind}
+            for name, field in self.layout.items():
+                value = getattr(self, name)[b]
+                if field.axis is not None:
+                    value = value.narrow(field.axis, 0, n + field.offset)
+                piece[name] = value
+            pieces.append(piece)
+        return pieces
+
+    @classmethod
+    def piece_length(cls, piece: Piece) -> int:
+        """The number of tokens a piece covers."""
+        name, field = next((k, f) for k, f in cls.layout.items() if f.axis is not None)
+        return piece[name].shape[field.axis] - field.offset
+
+    @classmethod
+    def collate(cls, pieces: Sequence[Piece], labels=None, device=None, dtype=None):
+        """Pad per-sentence pieces of this type into a batch (floats converted to `dtype`)."""
+        lengths = torch.tensor([cls.piece_length(p) for p in pieces], device=device)
+        n = int(lengths.max())
+        fields = {}
+        for name, field in cls.layout.items():
+            values = [p[name] for p in pieces]
+            if field.store == "index":
+                value = _pad(values, field.axis, n + field.offset, -1) if field.axis is not None else torch.stack(values)
+                fields[name] = value.to(device)
+            else:
+                value = _pad(values, field.axis, max(n + field.offset, 0)) if field.axis is not None \
+                    else torch.stack(values)
+                fields[name] = value.to(device=device, dtype=dtype)
+        return cls(lengths=lengths, labels=labels, **fields)
+
+    @classmethod
+    def mix(cls, targets: Sequence["Targets"], weights: Sequence[float]) -> "Targets":
+        """The weighted mean of batched targets of this type (weights already normalised)."""
+        if not cls.mixable:
+            raise ValueError(f"{cls.__name__} targets do not mix exactly; use a marginal objective (structural, "
+                             "posterior, token) with several teachers")
+        first = targets[0]
+        fields = {name: sum(w * getattr(t, name) for w, t in zip(weights, targets)) for name in cls.layout}
+        return cls(lengths=first.lengths, labels=first.labels, **fields)
+
+    def temper(self, temperature: float) -> "Targets":
+        """Local tempering (see ``distill.temperature``)."""
+        raise ValueError(f"{type(self).__name__} targets cannot be tempered locally; use temperature_mode 'global'")
+
+    def token_probs(self) -> torch.Tensor:
+        """``[B, N, L]`` per-token distribution the targets imply (for diagnostics)."""
+        raise NotImplementedError
+
+    @property
+    def mask(self) -> torch.Tensor:
+        name, field = next((k, f) for k, f in self.layout.items() if f.axis is not None)
+        return length_mask(self.lengths, getattr(self, name).shape[field.axis + 1] - field.offset)
+
+    def to(self, device=None, dtype=None):
+        return replace(self, lengths=self.lengths.to(device=device),
+                       **{name: getattr(self, name).to(device=device, dtype=None if f.store == "index" else dtype)
+                          for name, f in self.layout.items()})
+
+
 @dataclass
-class TokenMarginals:
+class TokenMarginals(Targets):
     """``probs[b, t, j]``: probability that token t takes label j (zero on padding).
 
     The student substructure of every locally normalised student (cases 1b, 2a, 2b, 4) and of posterior
     and token-level KD.
     """
+
+    kind: ClassVar[str] = "tokens"
+    layout: ClassVar[Dict[str, Field]] = {"probs": Field()}
 
     probs: torch.Tensor
     lengths: torch.Tensor
@@ -46,21 +175,23 @@ class TokenMarginals:
         self.lengths = as_lengths(self.lengths, batch, n, self.probs.device)
         self.labels = _check_labels(self.labels, size, "TokenMarginals")
 
-    @property
-    def mask(self) -> torch.Tensor:
-        return length_mask(self.lengths, self.probs.shape[1])
+    def temper(self, temperature: float) -> "TokenMarginals":
+        return replace(self, probs=temper_distribution(self.probs, temperature, -1))
 
-    def to(self, device=None, dtype=None) -> "TokenMarginals":
-        return replace(self, probs=self.probs.to(device=device, dtype=dtype), lengths=self.lengths.to(device=device))
+    def token_probs(self) -> torch.Tensor:
+        return self.probs
 
 
 @dataclass
-class ChainMarginals:
+class ChainMarginals(Targets):
     """Marginals of a linear-chain student's substructures (cases 1a and 3).
 
     ``unary[b, t, j] = P(y_t = j)`` weights the emissions (and, at the first and last position, the start
     and end scores); ``pairwise[b, t, i, j] = P(y_t = i, y_{t+1} = j)`` weights the transitions.
     """
+
+    kind: ClassVar[str] = "chain"
+    layout: ClassVar[Dict[str, Field]] = {"unary": Field(), "pairwise": Field(offset=-1)}
 
     unary: torch.Tensor
     pairwise: torch.Tensor
@@ -68,28 +199,31 @@ class ChainMarginals:
     labels: Optional[List[str]] = None
 
     def __post_init__(self):
-        if self.unary.dim() != 3:
-            raise StructureInputError(f"unary must be [B, N, L], got {list(self.unary.shape)}")
-        batch, n, size = self.unary.shape
-        if list(self.pairwise.shape) != [batch, max(n - 1, 0), size, size]:
-            raise StructureInputError(f"pairwise must be [{batch}, {n - 1}, {size}, {size}], "
-                                      f"got {list(self.pairwise.shape)}")
+        batch, n, size = check_with_pairs(self.unary, "unary", "B, N, L", self.pairwise, "pairwise")
         self.lengths = as_lengths(self.lengths, batch, n, self.unary.device)
         self.labels = _check_labels(self.labels, size, "ChainMarginals")
 
-    @property
-    def mask(self) -> torch.Tensor:
-        return length_mask(self.lengths, self.unary.shape[1])
+    def temper(self, temperature: float) -> "ChainMarginals":
+        """The pair distribution at each position and the first label's distribution are tempered; emission
+        weights at later positions and the last label's weight are the marginals of the tempered pairs (the
+        reference tempers the last label separately; the two agree at T = 1)."""
+        pairwise = temper_distribution(self.pairwise, temperature, (-2, -1))
+        first = temper_distribution(self.unary[:, :1], temperature, -1)
+        return ChainMarginals(torch.cat([first, pairwise.sum(-2)], dim=1), pairwise, self.lengths, self.labels)
 
-    def to(self, device=None, dtype=None) -> "ChainMarginals":
-        return replace(self, unary=self.unary.to(device=device, dtype=dtype),
-                       pairwise=self.pairwise.to(device=device, dtype=dtype), lengths=self.lengths.to(device=device))
+    def token_probs(self) -> torch.Tensor:
+        return self.unary
 
 
 @dataclass
-class SequenceTargets:
+class SequenceTargets(Targets):
     """Whole label sequences with weights (Top-K KD): ``tags [B, K, N]`` (-1 on padding or missing ranks),
     ``weights [B, K]`` summing to one over the ranks that exist."""
+
+    kind: ClassVar[str] = "sequences"
+    layout: ClassVar[Dict[str, Field]] = {"tags": Field(axis=1, store="index"),
+                                          "weights": Field(axis=None, store="dense")}
+    mixable: ClassVar[bool] = False  # sequences are not marginals: a mean of teachers' k-best lists is no target
 
     tags: torch.Tensor
     weights: torch.Tensor
@@ -102,11 +236,26 @@ class SequenceTargets:
                                       f" and {list(self.weights.shape)}")
         self.lengths = as_lengths(self.lengths, self.tags.shape[0], self.tags.shape[2], self.tags.device)
 
+    def temper(self, temperature: float):
+        raise ValueError("Top-K sequences have no temperature")
+
+    def token_probs(self) -> torch.Tensor:
+        """A weighted vote of the sequences."""
+        size = len(self.labels) if self.labels is not None else int(self.tags.max()) + 1
+        onehot = torch.nn.functional.one_hot(self.tags.clamp(min=0), size).to(self.weights.dtype)
+        onehot = onehot * (self.tags >= 0).unsqueeze(-1)
+        return (onehot * self.weights.view(*self.weights.shape, 1, 1)).sum(1)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return length_mask(self.lengths, self.tags.shape[2])
+
 
 @dataclass
 class ArcMarginals:
     """A dependency teacher's marginals: ``arcs[b, h, d] = P(head(d) = h)`` (index 0 = root) and, when it
-    labels arcs, ``relations[b, h, d, r] = P(rel(d) = r | head(d) = h)`` with names `relation_names`."""
+    labels arcs, ``relations[b, h, d, r] = P(rel(d) = r | head(d) = h)`` with names `relation_names`.
+    Teacher-side only: maps turn them into a student's targets."""
 
     arcs: torch.Tensor
     lengths: torch.Tensor

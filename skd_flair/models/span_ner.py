@@ -34,7 +34,7 @@ from ..structs.spans import LabelledSpans
 from .embedding_names import KeepsStackNames
 from .eval_loop import eval_mode, inference_batches
 from .layers import Biaffine
-from .tagger import is_unlabelled
+from .kd_student import is_unlabelled
 
 log = logging.getLogger("flair")
 

@@ -24,29 +24,15 @@ from flair.training_utils import store_embeddings
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tqdm import tqdm
 
-from ..distill import OBJECTIVES, ChainScores, KDObjective, mix_losses
-from ..distill.batching import collate_targets, piece_length
-from ..distill.diagnostics import token_diagnostics
+from ..distill import ChainScores
 from .embedding_names import KeepsStackNames
+from .kd_student import KD_TARGETS, UNLABELLED, LearnsFromTeacher, build_objective, is_unlabelled
 from .eval_loop import eval_mode
 from .quantize import float_rows, quantize_like, quiet
 
 log = logging.getLogger("flair")
 
-KD_TARGETS = "skd_targets"  # sentence metadata: this sentence's teacher targets (see distill.batching)
-UNLABELLED = "skd_unlabelled"  # sentence metadata: True when the sentence has no gold labels
-
 __all__ = ["DistillableTagger", "KD_TARGETS", "UNLABELLED", "is_unlabelled"]
-
-
-def is_unlabelled(sentence: Sentence) -> bool:
-    return bool(sentence.has_metadata(UNLABELLED) and sentence.get_metadata(UNLABELLED))
-
-
-def build_objective(spec) -> Optional[KDObjective]:
-    if spec is None or isinstance(spec, KDObjective):
-        return spec
-    return OBJECTIVES.build(spec, where="kd_objective")
 
 
 class _HideFlairTagLine(logging.Filter):
@@ -74,7 +60,7 @@ def write_labels(sentence: Sentence, tags: List[str], scores: List[float], label
             token.add_tags_proba_dist(label_name, [Label(token, name, float(p)) for name, p in zip(names, row)])
 
 
-class DistillableTagger(KeepsStackNames, SequenceTagger):
+class DistillableTagger(KeepsStackNames, LearnsFromTeacher, SequenceTagger):
     """Flair's `SequenceTagger` (same arguments) usable as KD teacher and student.
 
     Args:
@@ -124,6 +110,10 @@ class DistillableTagger(KeepsStackNames, SequenceTagger):
         if self.use_locked_dropout:
             sentence_tensor = self.locked_dropout(sentence_tensor)
         return self.linear(sentence_tensor)
+
+    @property
+    def kd_factorisation(self) -> str:
+        return "crf" if self.use_crf else "maxent"
 
     def chain_scores(self, features: torch.Tensor, lengths: torch.Tensor) -> ChainScores:
         """The tagger as a structure over its own labels (<START>/<STOP> included for a CRF, exactly the
@@ -196,37 +186,9 @@ class DistillableTagger(KeepsStackNames, SequenceTagger):
         sentences = sorted(sentences, key=len, reverse=True)
         features, lengths = self._features(sentences)
         scores = self.chain_scores(features, lengths)
-        labelled = torch.tensor([not is_unlabelled(s) for s in sentences], device=features.device)
         gold = self._gold_loss(scores, self._gold_tags(sentences, features.shape[1]))
-        has_targets = [s.has_metadata(KD_TARGETS) for s in sentences]
-        if any(has_targets):
-            if not all(has_targets):
-                raise ValueError("some sentences of this batch carry teacher targets and some do not; annotate "
-                                 "every training sentence (see skd_flair.training.annotate)")
-            if self.kd_objective is None:
-                raise ValueError("sentences carry teacher targets but the tagger has no kd_objective")
-            pieces = [s.get_metadata(KD_TARGETS) for s in sentences]
-            for s, piece in zip(sentences, pieces):
-                if piece_length(piece) != len(s):
-                    raise ValueError(f"teacher targets for {piece_length(piece)} tokens on a sentence of {len(s)}: "
-                                     f"{s.to_tokenized_string()[:80]!r}")
-            targets = collate_targets(pieces, self.label_names, device=features.device, dtype=features.dtype)
-            kd = self.kd_objective.loss(scores, targets)
-            loss = mix_losses(kd, gold, self.kd_weight, labelled)
-            self._record_stats(scores, targets, kd, gold, labelled)
-        else:
-            if not bool(labelled.all()):
-                raise ValueError("an unlabelled sentence has no teacher targets: it has nothing to learn from")
-            loss = gold
-            self.kd_stats = {}
+        loss = self._mixed_loss(sentences, scores, gold, features.device, features.dtype)
         return loss.sum(), int(lengths.sum())
-
-    @torch.no_grad()
-    def _record_stats(self, scores: ChainScores, targets, kd, gold, labelled):
-        """Per-batch KD diagnostics for the plugin: losses, token KL, teacher entropy, argmax agreement."""
-        self.kd_stats = {"kd_loss": float(kd.sum()), "gold_loss": float(gold[labelled].sum()),
-                         "sentences": len(kd), "labelled_sentences": int(labelled.sum()),
-                         **token_diagnostics(scores, targets, self.kd_objective.temperature)}
 
     # ------------------------------------------------------------------ prediction
     def predict(self, sentences: Union[List[Sentence], Sentence], mini_batch_size: int = 32,

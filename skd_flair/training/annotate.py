@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..distill import KDObjective, OBJECTIVES
 from ..distill.batching import split_targets
+from ..distill.factorisations import Factorisation, factorisation
 from ..distill.labels import SPECIAL_LABELS, LabelMismatchError
 from ..models.eval_loop import eval_mode
 from ..models.tagger import DistillableTagger
@@ -37,11 +38,11 @@ def default_cache_dir() -> Path:
 class TeacherTargets:
     """A teacher's targets for a set of sentences, in one student's label space, looked up by sentence."""
 
-    def __init__(self, entries: Mapping[str, dict], labels: Sequence[str], student_is_crf: bool, objective: dict,
+    def __init__(self, entries: Mapping[str, dict], labels: Sequence[str], student: str, objective: dict,
                  key: str = "", stats: Optional[dict] = None, path: Optional[Path] = None):
         self.entries = entries
         self.labels = list(labels)
-        self.student_is_crf = student_is_crf
+        self.student = factorisation(student).name  # the student factorisation the targets were made for
         self.objective = objective
         self.key = key
         self.stats = stats or {}
@@ -69,7 +70,9 @@ def _student_space(student):
     labels = getattr(student, "label_names", None)
     if labels is None:
         labels = student.label_dictionary.get_items()
-    return list(labels), bool(getattr(student, "use_crf", False))
+    if not hasattr(student, "factorisation"):
+        raise TypeError(f"{type(student).__name__} cannot learn from a teacher; use a skd_flair student model")
+    return list(labels), student.factorisation
 
 
 def _check_label_coverage(teacher, student, labels: List[str], sentences: List[Sentence], allow: bool):
@@ -90,7 +93,7 @@ def _check_label_coverage(teacher, student, labels: List[str], sentences: List[S
     log.warning(message)
 
 
-def _run_teacher(teacher, todo: List[Sentence], objective: KDObjective, labels, student_is_crf: bool,
+def _run_teacher(teacher, todo: List[Sentence], objective: KDObjective, labels, student: Factorisation,
                  batch_size: int, threshold: float, clear_embeddings: bool, cache: Optional[TargetCache], rank: int,
                  shard_every: int, progress: bool) -> Tuple[Dict[str, dict], float]:
     """The teacher's compressed targets of `todo` by sentence key, flushed to `cache` as shards every
@@ -105,7 +108,7 @@ def _run_teacher(teacher, todo: List[Sentence], objective: KDObjective, labels, 
             if clear_embeddings:
                 for s in batch:
                     s.clear_embeddings()  # never let a student's cached embeddings reach the teacher
-            targets = objective.targets(teacher.teacher_scores(batch), labels, student_is_crf)
+            targets = objective.targets(teacher.teacher_scores(batch), labels, student)
             for s, piece in zip(batch, split_targets(targets)):
                 pending[sentence_key(s)] = compress(piece, threshold)
                 if clear_embeddings:
@@ -154,7 +157,7 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
     empty = [i for i, s in enumerate(sentences) if len(s) == 0]
     if empty:
         raise ValueError(f"cannot annotate empty sentences (positions {empty[:10]})")
-    labels, student_is_crf = _student_space(student)
+    labels, factorised_as = _student_space(student)
     _check_label_coverage(teacher, student, labels, sentences, allow_missing_labels)
     keys = [sentence_key(s) for s in sentences]
     repeated = len(keys) - len(set(keys))
@@ -164,7 +167,8 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
                  "occurrence gets its targets")
     config = objective.config()
     # the target space: what a sentence's targets depend on besides its tokens; a file holds one corpus of it
-    space = digest("skd-targets", fingerprint_model(teacher), config, labels, student_is_crf, threshold)
+    space = digest("skd-targets", fingerprint_model(teacher), config, labels,
+                   factorised_as.cache_key, threshold)
     key = digest(space, corpus_digest(keys))
     cache = (TargetCache(Path(cache_dir or default_cache_dir()) / space[:32], key) if cache_dir is not False
              else None)
@@ -177,7 +181,7 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
         if stored is not None:
             log.info(f"teacher targets: cache hit {cache.path} ({len(stored['entries'])} sentences)")
             # the stats are those of the run that wrote the file, marked as read from it
-            return TeacherTargets(stored["entries"], labels, student_is_crf, config, key,
+            return TeacherTargets(stored["entries"], labels, factorised_as.name, config, key,
                                   {**(stored.get("stats") or {}), "cache_hit": True}, cache.path)
     partial = cache.load_partial() if cache is not None else MergedEntries()
     if len(partial):
@@ -196,7 +200,7 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
                 todo.append(sentence)
     todo.sort(key=len, reverse=True)  # similar lengths batch together; results do not depend on it
     start = time.time()
-    pending, dropped = _run_teacher(teacher, todo, objective, labels, student_is_crf, batch_size, threshold,
+    pending, dropped = _run_teacher(teacher, todo, objective, labels, factorised_as, batch_size, threshold,
                                     clear_embeddings, cache, rank, shard_every, progress)
     elapsed = time.time() - start
     annotated = len(todo)
@@ -223,7 +227,7 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
         entries = cache.load()["entries"]  # the packed file: compact, whatever was held before
     else:
         entries = pending
-    return TeacherTargets(entries, labels, student_is_crf, config, key, stats, cache.path if cache else None)
+    return TeacherTargets(entries, labels, factorised_as.name, config, key, stats, cache.path if cache else None)
 
 
 def _distributed() -> bool:

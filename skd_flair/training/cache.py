@@ -28,6 +28,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save_file
 
 from . import atomic_path
+from ..distill.targets import target_type
 from .lazy_targets import FileTensors
 
 log = logging.getLogger("skd_flair")
@@ -81,18 +82,15 @@ def _dense(s: dict) -> torch.Tensor:
     return out.reshape(s["shape"])
 
 
-_PROB_FIELDS = ("probs", "unary", "pairwise")
-
-
 def compress(piece: dict, threshold: float = 1e-7) -> dict:
-    """A per-sentence target piece (see distill.batching) in its stored form."""
+    """A per-sentence target piece (see distill.batching) in its stored form (as its type's layout says)."""
+    layout = target_type(piece["kind"]).layout
     out = {"kind": piece["kind"]}
-    for key, value in piece.items():
-        if key == "kind":
-            continue
-        if key in _PROB_FIELDS:
+    for key, field in layout.items():
+        value = piece[key]
+        if field.store == "sparse":
             out[key] = _sparse(value, threshold)
-        elif key == "tags":
+        elif field.store == "index":
             out[key] = value.detach().cpu().to(torch.int32)
         else:
             out[key] = value.detach().float().cpu()
@@ -100,16 +98,11 @@ def compress(piece: dict, threshold: float = 1e-7) -> dict:
 
 
 def decompress(stored: dict) -> dict:
+    layout = target_type(stored["kind"]).layout
     out = {"kind": stored["kind"]}
-    for key, value in stored.items():
-        if key == "kind":
-            continue
-        if key in _PROB_FIELDS:
-            out[key] = _dense(value)
-        elif key == "tags":
-            out[key] = value.long()
-        else:
-            out[key] = value
+    for key, field in layout.items():
+        value = stored[key]
+        out[key] = _dense(value) if field.store == "sparse" else value.long() if field.store == "index" else value
     return out
 
 

@@ -21,7 +21,7 @@ __all__ = ["TeacherMixture"]
 
 
 class TeacherMixture:
-    """The interface of ``TeacherTargets`` (``piece``, ``labels``, ``student_is_crf``, ``build_objective``,
+    """The interface of ``TeacherTargets`` (``piece``, ``labels``, ``student``, ``build_objective``,
     ``key``, ``stats``) over several teachers' targets with weights."""
 
     def __init__(self, members: Sequence[Tuple[TeacherTargets, float]]):
@@ -31,15 +31,15 @@ class TeacherMixture:
         self.weights = normalise_weights([w for _, w in members])
         first = self.members[0]
         for other in self.members[1:]:
-            if other.labels != first.labels or other.student_is_crf != first.student_is_crf:
-                raise ValueError("every teacher's targets must be made for the same student (labels and CRF or not)")
+            if other.labels != first.labels or other.student != first.student:
+                raise ValueError("every teacher's targets must be made for the same student (labels and factorisation)")
             if other.objective != first.objective:  # one loss, one temperature for the whole mixture
                 raise ValueError(f"every teacher's targets must be made with one objective, got {first.objective} "
                                  f"and {other.objective}")
         if len(self.members) > 1 and first.objective.get("type") == "topk":
             raise ValueError("Top-K targets do not mix exactly; use structural, posterior or token KD with "
                              "several teachers")
-        self.labels, self.student_is_crf, self.objective = first.labels, first.student_is_crf, first.objective
+        self.labels, self.student, self.objective = first.labels, first.student, first.objective
         self.key = digest("teacher-mixture", [t.key for t in self.members], self.weights)
         self.stats = {"teachers": [dict(t.stats, key=t.key, weight=w) for t, w in zip(self.members, self.weights)]}
         self._keys = set().union(*(set(t.entries) for t in self.members))

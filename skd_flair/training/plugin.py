@@ -10,8 +10,9 @@ from flair.trainers.plugins import TrainerPlugin
 from flair.trainers.plugins.metric_records import MetricRecord
 
 from ..distill import DEFAULT_MIX, MIX_SCHEDULES
+from ..distill.factorisations import factorisation
 from ..distill.labels import LabelMismatchError
-from ..models.tagger import KD_TARGETS, is_unlabelled
+from ..models.kd_student import KD_TARGETS, is_unlabelled
 from .annotate import TeacherTargets
 
 log = logging.getLogger("flair")
@@ -63,11 +64,11 @@ class DistillationPlugin(TrainerPlugin):
     @TrainerPlugin.hook
     def after_setup(self, base_path=None, **kw):
         model = self.model
-        if not hasattr(model, "kd_objective"):
+        if not hasattr(model, "kd_factorisation"):
             raise TypeError(f"{type(model).__name__} cannot learn from a teacher; use a skd_flair model")
-        if bool(getattr(model, "use_crf", False)) != self.targets.student_is_crf:
-            raise LabelMismatchError("the teacher targets were made for a "
-                                     f"{'CRF' if self.targets.student_is_crf else 'MaxEnt'} student")
+        if model.kd_factorisation != self.targets.student:
+            made_for, this = (factorisation(name).description for name in (self.targets.student, model.kd_factorisation))
+            raise LabelMismatchError(f"the teacher targets were made for a {made_for} student, not a {this} one")
         labels = list(getattr(model, "label_names", model.label_dictionary.get_items()))
         if labels != self.targets.labels:
             raise LabelMismatchError(f"the teacher targets were made for labels {self.targets.labels}, but the "

@@ -13,7 +13,7 @@ from typing import List, Optional, Set
 
 from flair.trainers.plugins import TrainerPlugin
 
-from ..models.tagger import is_unlabelled
+from ..models.kd_student import is_unlabelled
 from ..registry import ConfigError
 from .cache import sentence_key
 
