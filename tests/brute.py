@@ -109,6 +109,27 @@ def span_sets(n: int, num_types: int, max_width: int) -> List[List[Tuple[int, in
     return out
 
 
+def segmentations(n: int, num_labels: int, max_width: int, outside=None) -> List[List[Tuple[int, int, int]]]:
+    """Every labelled segmentation of n tokens into segments ``(start, end inclusive, label)`` of at most
+    `max_width` tokens; segments labelled `outside` are one token wide."""
+    out = []
+
+    def rec(pos, acc):
+        if pos == n:
+            out.append(list(acc))
+            return
+        for end in range(pos, min(n, pos + max_width)):
+            for a in range(num_labels):
+                if a == outside and end > pos:
+                    continue
+                acc.append((pos, end, a))
+                rec(end + 1, acc)
+                acc.pop()
+
+    rec(0, [])
+    return out
+
+
 def bioes(spans, n: int, type_names) -> List[str]:
     tags = ["O"] * n
     for i, j, r in spans:

@@ -8,9 +8,12 @@ log space, which is exact for any finite scores. Teachers pass float64 and get m
 """
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 
-from ._checks import StructureInputError, as_lengths, check_scores, check_shape, require_trees
+from .base import Structure
+from ._checks import StructureInputError, as_lengths, check_scores, check_shape, length_mask, require_trees
 from .eisner import eisner_argmax, eisner_log_partition, eisner_log_partition_and_marginals
 from .mst import max_spanning_tree
 
@@ -127,6 +130,17 @@ def _nonprojective(scores, valid, lengths, single_root):
     return log_z, marg
 
 
+def heads_indicator(heads: torch.Tensor, lengths: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``[B, N+1, N+1]`` 0/1 arcs ``[b, heads[b, d], d]`` of the words d = 1..length of trees given as heads."""
+    batch, size = heads.shape
+    words = length_mask(lengths + 1, size)
+    words[:, 0] = False
+    out = torch.zeros(batch, size, size, dtype=dtype, device=heads.device)
+    b, d = words.nonzero(as_tuple=True)
+    out[b, heads[b, d], d] = 1.0
+    return out
+
+
 class _TreeLogPartition(torch.autograd.Function):
     """log Z whose gradient is the arc marginals computed alongside it."""
 
@@ -149,7 +163,7 @@ def _tree_inference(scores, valid, lengths, single_root, projective):
     return _nonprojective(scores, valid, lengths, single_root)
 
 
-class DependencyTree:
+class DependencyTree(Structure):
     """A batch of distributions over dependency trees, arc-factored.
 
     Args:
@@ -242,6 +256,18 @@ class DependencyTree:
             out[b, :n + 1] = torch.from_numpy(max_spanning_tree(s.numpy(), self.single_root))
         out[:, 0] = -1
         return out.to(self.arc_scores.device)
+
+    # ------------------------------------------------------------------ the Structure convention
+    @property
+    def part_marginals(self) -> Tuple[torch.Tensor]:
+        """(arcs ``[B, N+1, N+1]``,)."""
+        return (self.marginals,)
+
+    def decode(self) -> torch.Tensor:
+        return self.argmax
+
+    def indicators(self, heads: torch.Tensor) -> Tuple[torch.Tensor]:
+        return (heads_indicator(heads, self.lengths, self.dtype),)
 
     # ------------------------------------------------------------------ scoring
     def score(self, heads: torch.Tensor) -> torch.Tensor:

@@ -16,17 +16,10 @@ from typing import Optional, Tuple
 
 import torch
 
+from .base import Structure, weighted_sum
 from ._checks import StructureInputError, as_lengths, check_scores, check_shape, length_mask
 
 __all__ = ["LinearChainCRF"]
-
-
-def _safe_weighted_sum(q: torch.Tensor, s: torch.Tensor, dims) -> torch.Tensor:
-    """sum(q * s) where q == 0 contributes 0 even if s is -inf (an impossible substructure)."""
-    prod = q * s
-    if not torch.isfinite(s).all():
-        prod = torch.where(q == 0, torch.zeros((), dtype=prod.dtype, device=prod.device), prod)
-    return prod.sum(dims)
 
 
 def _floor(dtype: torch.dtype) -> float:
@@ -159,7 +152,7 @@ class _ChainLogPartition(torch.autograd.Function):
         return g_em, g_trans, g_start, g_end, None
 
 
-class LinearChainCRF:
+class LinearChainCRF(Structure):
     """A batch of linear-chain CRF distributions over label sequences.
 
     Args:
@@ -195,6 +188,22 @@ class LinearChainCRF:
         self.end = zeros if end is None else end.to(dtype)
         self.batch_size, self.max_len, self.num_labels = batch, n, num_labels
         self._cache = {}
+
+    # ------------------------------------------------------------------ the Structure convention
+    @property
+    def part_marginals(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(labels ``[B, N, L]``, label pairs ``[B, N-1, L, L]``)."""
+        return self.marginals, self.pairwise_marginals
+
+    def decode(self) -> torch.Tensor:
+        """``[B, N]`` the best tags (-1 on padding)."""
+        return self.argmax
+
+    def indicators(self, tags: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        check_shape(tags, "tags", (self.batch_size, self.max_len))
+        unary = torch.nn.functional.one_hot(tags.clamp(min=0), self.num_labels).to(self.emissions.dtype)
+        unary = unary * self.mask.unsqueeze(-1)
+        return unary, unary[:, :-1].unsqueeze(-1) * unary[:, 1:].unsqueeze(-2)
 
     # ------------------------------------------------------------------ inference
     def _needs_graph(self) -> bool:
@@ -281,10 +290,10 @@ class LinearChainCRF:
         unary = torch.where(self.mask.unsqueeze(-1), unary.to(self.emissions.dtype), unary.new_zeros(()))
         pairwise = torch.where(self.mask[:, 1:].view(self.batch_size, -1, 1, 1),
                                pairwise.to(self.emissions.dtype), pairwise.new_zeros(()))
-        total = _safe_weighted_sum(unary, self.emissions, (1, 2))
-        total = total + _safe_weighted_sum(pairwise.sum(1), self.transitions, (1, 2))
-        total = total + _safe_weighted_sum(unary[:, 0], self.start, 1)
-        total = total + _safe_weighted_sum(_last(unary, self.lengths), self.end, 1)
+        total = weighted_sum(unary, self.emissions, (1, 2))
+        total = total + weighted_sum(pairwise.sum(1), self.transitions, (1, 2))
+        total = total + weighted_sum(unary[:, 0], self.start, 1)
+        total = total + weighted_sum(_last(unary, self.lengths), self.end, 1)
         return total
 
     # ------------------------------------------------------------------ decoding

@@ -25,10 +25,12 @@ Single root: the root's incomplete items may only take their first dependent, so
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
+from .base import Structure
+from .dependency import heads_indicator
 from ._checks import StructureInputError, check_scores, check_shape, length_mask, require_trees
 from .dependency import arc_mask
 from .eisner import (_NEG, adjoint_dtype, arc_pair_view, check_arc_scores, eisner_argmax, eisner_log_partition,
@@ -165,7 +167,7 @@ def _safe_weighted_sum(q: torch.Tensor, s: torch.Tensor, mask: torch.Tensor, dim
     return torch.where(q == 0, zero, prod).sum(dims)
 
 
-class SiblingTree:
+class SiblingTree(Structure):
     """A batch of distributions over projective dependency trees with arc and adjacent-sibling scores.
 
     Args:
@@ -271,6 +273,25 @@ class SiblingTree:
                 require_trees(self.score(heads).to(torch.float64), "best tree")
             self._cache["argmax"] = heads
         return self._cache["argmax"]
+
+    # ------------------------------------------------------------------ the Structure convention
+    @property
+    def part_marginals(self) -> Tuple[torch.Tensor, ...]:
+        """(arcs ``[B, N+1, N+1]``, sibling parts ``[B, N+1, N+1, N+1]``) (arcs only for a first-order tree)."""
+        return (self.marginals,) if self.sib_scores is None else (self.marginals, self.sibling_marginals)
+
+    def decode(self) -> torch.Tensor:
+        return self.argmax
+
+    def indicators(self, heads: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        arcs = heads_indicator(heads, self.lengths, self.dtype)
+        if self.sib_scores is None:
+            return (arcs,)
+        sibs = self.sibling_parts(heads)
+        out = torch.zeros(self.sib_scores.shape, dtype=self.dtype, device=heads.device)
+        b, d = (sibs >= 0).nonzero(as_tuple=True)
+        out[b, heads[b, d], sibs[b, d], d] = 1.0
+        return arcs, out
 
     # ------------------------------------------------------------------ scoring
     def sibling_parts(self, heads: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from .base import Structure, weighted_sum
 from ._checks import StructureInputError, as_lengths, check_scores, check_shape, length_mask
 
 __all__ = ["LabelledSpans"]
@@ -118,11 +119,6 @@ def _token_roles(p: torch.Tensor) -> torch.Tensor:
     return torch.stack([begin, inside, end, single], -1)
 
 
-def _safe_weighted_sum(q: torch.Tensor, s: torch.Tensor, dims) -> torch.Tensor:
-    """sum(q * s), where q == 0 contributes 0 even if s is -inf (and no NaN reaches a gradient)."""
-    return (q * torch.where(q == 0, torch.zeros((), dtype=s.dtype, device=s.device), s)).sum(dims)
-
-
 class _SpanLogPartition(torch.autograd.Function):
     """log Z of a band whose backward pass is the span marginals (explicit backward scan, no taped loop)."""
 
@@ -154,7 +150,7 @@ def _as_width(max_width, n: int) -> int:
     return min(width, n)
 
 
-class LabelledSpans:
+class LabelledSpans(Structure):
     """A batch of distributions over sets of non-overlapping labelled spans (flat NER, semi-Markov).
 
     Args:
@@ -291,7 +287,7 @@ class LabelledSpans:
                     (self.batch_size, self.max_len, self.max_len, self.num_types))
         q = span_marginals[:, self._start, self._end].to(self.band.dtype)
         q = torch.where(self.band_mask.unsqueeze(-1), q, q.new_zeros(()))
-        return _safe_weighted_sum(q, self.band, (1, 2, 3)).to(self.dtype)
+        return weighted_sum(q, self.band, (1, 2, 3)).to(self.dtype)
 
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()
@@ -335,12 +331,21 @@ class LabelledSpans:
     def argmax(self) -> torch.Tensor:
         """``[B, N, N, E]`` 0/1 indicator of the best span set (in the dtype of the scores)."""
         if "argmax" not in self._cache:
-            out = self.band.new_zeros((self.batch_size, self.max_len, self.max_len, self.num_types))
-            index = [(b, i, j, e) for b, spans in enumerate(self._viterbi()) for i, j, e in spans]
-            if index:
-                out[tuple(torch.tensor(index, device=out.device).t())] = 1.0
-            self._cache["argmax"] = out
+            self._cache["argmax"] = self.indicators(self._viterbi())[0]
         return self._cache["argmax"]
+
+    @property
+    def part_marginals(self) -> Tuple[torch.Tensor]:
+        """(spans ``[B, N, N, E]``,)."""
+        return (self.marginals,)
+
+    def indicators(self, span_sets: Sequence[Sequence[Tuple[int, int, int]]]) -> Tuple[torch.Tensor]:
+        """(``[B, N, N, E]`` 0/1 of the given span sets, in the dtype of the scores,)."""
+        out = self.band.new_zeros((self.batch_size, self.max_len, self.max_len, self.num_types))
+        index = [(b, i, j, e) for b, spans in enumerate(span_sets) for i, j, e in spans]
+        if index:
+            out[tuple(torch.tensor(index, device=out.device).t())] = 1.0
+        return (out,)
 
     @property
     def best_bioes(self) -> torch.Tensor:

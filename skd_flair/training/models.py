@@ -13,6 +13,7 @@ import copy
 
 from ..models import BiaffineParser, BiaffineSpanTagger, DependencyTagger, DistillableTagger
 from ..models.dependency_tagger import DEFAULT_TAG_TYPE, encode_corpus, make_tag_dictionary
+from ..models.span_crf import SpanCRFTagger
 from ..registry import ConfigError, Registry
 from ..types import Count, Dropout
 from .embeddings import build_embeddings
@@ -80,6 +81,26 @@ def span_ner(tag_type: str, embeddings, corpus: Corpus, teacher=None, tag_dictio
                               rnn_layers=rnn_layers, mlp_size=mlp_size, reproject_embeddings=reproject_embeddings,
                               dropout=dropout, word_dropout=word_dropout, locked_dropout=locked_dropout,
                               mlp_dropout=mlp_dropout)
+
+
+@MODELS.register("span_crf")
+def span_crf(tag_type: str, embeddings, corpus: Corpus, teacher=None, tag_dictionary: str = "corpus",
+             max_width: int = 10, hidden_size: int = 200, rnn_layers: int = 1, mlp_size: int = 150,
+             reproject_embeddings: bool = True, dropout: float = 0.0, word_dropout: float = 0.05,
+             locked_dropout: float = 0.5, mlp_dropout: float = 0.2) -> SpanCRFTagger:
+    """A span-CRF (semi-Markov) NER student: labelled segments with label transitions, taught exactly by a
+    BIOES CRF tagger or a span_ner teacher.
+
+    Args:
+        max_width: widest entity segment in tokens (the cost grows with it); teacher mass on wider entities is lost
+        mlp_size: width of the start and end MLPs
+        mlp_dropout: dropout after the start and end MLPs
+        rnn_layers: BiLSTM depth (0: no LSTM)
+    """
+    return SpanCRFTagger(build_embeddings(embeddings, corpus), _tag_dictionary(tag_dictionary, corpus, tag_type, teacher),
+                         tag_type, max_width=max_width, hidden_size=hidden_size, rnn_layers=rnn_layers,
+                         mlp_size=mlp_size, reproject_embeddings=reproject_embeddings, dropout=dropout,
+                         word_dropout=word_dropout, locked_dropout=locked_dropout, mlp_dropout=mlp_dropout)
 
 
 @MODELS.register("parser")
