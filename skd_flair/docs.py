@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
-from collections import abc
 import re
+from collections import abc
 import sys
 import typing
 from pathlib import Path
@@ -339,8 +339,41 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _meaning(scope: str, kind: str, key: str) -> str:
-    return MEANINGS.get(f"{scope}.{kind}", {}).get(key) or MEANINGS.get(scope, {}).get(key) or MISSING
+def _meaning(scope: str, kind: str, key: str, documented: Optional[Dict[str, str]] = None) -> str:
+    return (MEANINGS.get(f"{scope}.{kind}", {}).get(key) or (documented or {}).get(key)
+            or MEANINGS.get(scope, {}).get(key) or MISSING)
+
+
+_ARG_LINE = re.compile(r"^    (\w+): (.+)$")
+
+
+def docstring_args(factory: Callable[..., Any]) -> Dict[str, str]:
+    """``{key: meaning}`` from the ``Args:`` section of a factory's docstring (``    key: meaning``, continued on
+    deeper-indented lines), so a newly registered component documents its keys where it is defined."""
+    out: Dict[str, str] = {}
+    doc = inspect.getdoc(factory) or ""
+    last = None
+    for line in doc.partition("Args:")[2].splitlines():
+        match = _ARG_LINE.match(line)
+        if match:
+            last = match.group(1)
+            out[last] = match.group(2).strip()
+        elif last and line.startswith("        ") and line.strip():
+            out[last] += " " + line.strip()
+        elif line.strip():
+            break
+    return out
+    last = None
+    for line in doc.split("Args:", 1)[1].splitlines():
+        match = _ARG_LINE.match("    " + line) if not line.startswith(" ") else None
+        if match:
+            last = match.group(1)
+            out[last] = match.group(2).strip()
+        elif last and line.startswith("    ") and line.strip():
+            out[last] += " " + line.strip()
+        elif line.strip() == "":
+            last = None
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -355,12 +388,13 @@ def signature_rows(factory: Callable[..., Any], scope: str, kind: str = "", skip
     from .registry import _hints
 
     hints = _hints(factory)
+    documented = docstring_args(factory)
     rows = []
     for name, param in inspect.signature(factory).parameters.items():
         if name in ("self", "return") or name in skip or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
         hint = TYPE_OVERRIDES.get((scope, name)) or type_text(hints.get(name, param.annotation))
-        rows.append((name, hint, default_text(param.default), _meaning(scope, kind, name)))
+        rows.append((name, hint, default_text(param.default), _meaning(scope, kind, name, documented)))
     return rows
 
 

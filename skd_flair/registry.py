@@ -49,6 +49,27 @@ class Registry:
         return factory(**kwargs, **extra)
 
 
+def with_keys(shared: Callable[..., Any]):
+    """Decorator: the factory also takes `shared`'s parameters (appended to its signature and type hints, and
+    received in its ``**kwargs`` with their defaults filled in), so keys that several factories accept are
+    declared once and still checked, documented and validated like the factory's own."""
+    extra = [p for p in inspect.signature(shared).parameters.values()]
+    defaults = {p.name: p.default for p in extra if p.default is not inspect.Parameter.empty}
+
+    def wrap(fn):
+        own = [p for p in inspect.signature(fn).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+
+        @functools.wraps(fn)
+        def factory(*args, **kwargs):
+            return fn(*args, **{**defaults, **kwargs})
+
+        factory.__signature__ = inspect.signature(fn).replace(parameters=own + extra)
+        factory.__annotations__ = {**_hints(fn), **{k: v for k, v in _hints(shared).items() if k != "return"}}
+        return factory
+
+    return wrap
+
+
 def check_keys(factory: Callable[..., Any], kwargs: Mapping[str, Any], where: str, extra=()) -> None:
     """Raise ConfigError naming every key that `factory` does not accept, or requires and did not get."""
     params = inspect.signature(factory).parameters

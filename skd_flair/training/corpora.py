@@ -40,8 +40,8 @@ from flair.datasets.treebanks import UniversalDependenciesDataset
 from flair.tokenization import SegtokTokenizer
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from ..models.tagger import UNLABELLED
-from ..registry import ConfigError, Registry, check_keys
+from ..models.kd_student import UNLABELLED
+from ..registry import ConfigError, Registry, check_keys, with_keys
 from .corpus_files import DOCSTART, INVISIBLE, check_conllu_file, prepared_column_files, span_tag_schemes
 
 log = logging.getLogger("skd_flair")
@@ -126,9 +126,15 @@ def _skip(dataset: Optional[Dataset], k: Optional[int]) -> Optional[Dataset]:
     return Subset(dataset, list(range(min(k, len(dataset)), len(dataset))))
 
 
+def _sampling(skip_train: Optional[int] = None, sample_train: Optional[int] = None, sample_dev: Optional[int] = None,
+              sample_test: Optional[int] = None, seed: Optional[int] = DEFAULT_SEED):
+    """The sampling keys every corpus type takes (see `_finish`)."""
+
+
 def _finish(where: str, train: Optional[Dataset], dev: Optional[Dataset], test: Optional[Dataset], name: str,
-            sample_missing_splits: Union[bool, str], seed: Optional[int], skip_train: Optional[int],
-            sample_train: Optional[int], sample_dev: Optional[int], sample_test: Optional[int]) -> Corpus:
+            sample_missing_splits: Union[bool, str], seed: Optional[int] = DEFAULT_SEED,
+            skip_train: Optional[int] = None, sample_train: Optional[int] = None, sample_dev: Optional[int] = None,
+            sample_test: Optional[int] = None) -> Corpus:
     """Sample missing splits (seeded), drop the first `skip_train` training sentences (e.g. those another
     configuration uses as labelled data), then keep the first k sentences of each split."""
     train = _skip(train, _check_sample(skip_train, "skip_train", where))
@@ -199,6 +205,7 @@ def _column_format(value: Any, where: str) -> Dict[int, str]:
 
 
 @CORPORA.register("column")
+@with_keys(_sampling)
 def column(
     data_folder: str,
     column_format: Union[Mapping[Any, str], Sequence[Optional[str]]],
@@ -218,11 +225,7 @@ def column(
     in_memory: bool = True,
     name: Optional[str] = None,
     sample_missing_splits: Union[bool, str] = True,
-    skip_train: Optional[int] = None,
-    sample_train: Optional[int] = None,
-    sample_dev: Optional[int] = None,
-    sample_test: Optional[int] = None,
-    seed: Optional[int] = DEFAULT_SEED,
+    **sampling,
 ) -> Corpus:
     """CoNLL column files through Flair's ``ColumnCorpus``.
 
@@ -254,8 +257,7 @@ def column(
     if drop_docstart and docstart:
         splits = [drop_docstart_sentences(d, docstart) for d in splits]
     return _finish(where, *splits, name=name or str(folder), sample_missing_splits=sample_missing_splits,
-                   seed=seed, skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev,
-                   sample_test=sample_test)
+                   **sampling)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -263,6 +265,7 @@ def column(
 
 
 @CORPORA.register("ud")
+@with_keys(_sampling)
 def ud(
     data_folder: str,
     train_file: Optional[str] = None,
@@ -273,11 +276,7 @@ def ud(
     split_multiwords: bool = True,
     name: Optional[str] = None,
     sample_missing_splits: Union[bool, str] = True,
-    skip_train: Optional[int] = None,
-    sample_train: Optional[int] = None,
-    sample_dev: Optional[int] = None,
-    sample_test: Optional[int] = None,
-    seed: Optional[int] = DEFAULT_SEED,
+    **sampling,
 ) -> Corpus:
     """A CoNLL-U treebank read by Flair's ``UniversalDependenciesDataset`` (as ``UniversalDependenciesCorpus``
     does, but with a seeded split when dev or test is missing). Tokens carry ``head_id`` (1-based, 0 = root) and
@@ -296,8 +295,7 @@ def ud(
             raise ConfigError(f"{where}: {split}_file '{path}' holds no sentences")
         datasets.append(UniversalDependenciesDataset(path, in_memory=in_memory, split_multiwords=split_multiwords))
     return _finish(where, *datasets, name=name or str(folder), sample_missing_splits=sample_missing_splits,
-                   seed=seed, skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev,
-                   sample_test=sample_test)
+                   **sampling)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -305,16 +303,13 @@ def ud(
 
 
 @CORPORA.register("flair")
+@with_keys(_sampling)
 def flair_dataset(
     dataset: str,
     kwargs: Optional[Mapping[str, Any]] = None,
     docstart: Optional[str] = DOCSTART,
     drop_docstart: bool = True,
-    skip_train: Optional[int] = None,
-    sample_train: Optional[int] = None,
-    sample_dev: Optional[int] = None,
-    sample_test: Optional[int] = None,
-    seed: Optional[int] = DEFAULT_SEED,
+    **sampling,
 ) -> Corpus:
     """A dataset class of ``flair.datasets`` by name (``CONLL_03``, ``WNUT_17``, ``UD_ENGLISH``, ...), built with
     `kwargs` (e.g. ``{base_path: ...}``); Flair downloads it when it can. `seed` is unused here (Flair's classes
@@ -339,8 +334,7 @@ def flair_dataset(
     if drop_docstart and docstart:
         splits = [drop_docstart_sentences(d, docstart) for d in splits]
     return _finish(where, *splits, name=getattr(corpus, "name", str(dataset)), sample_missing_splits=False,
-                   seed=seed, skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev,
-                   sample_test=sample_test)
+                   **sampling)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -411,6 +405,7 @@ def plain_sentences(paths: Sequence[Path], encoding: str, comment_symbol: Option
 
 
 @CORPORA.register("text")
+@with_keys(_sampling)
 def text(
     train_file: Optional[str] = None,
     dev_file: Optional[str] = None,
@@ -427,11 +422,7 @@ def text(
     strip_prefix: Optional[str] = None,
     name: Optional[str] = None,
     sample_missing_splits: Union[bool, str] = False,
-    skip_train: Optional[int] = None,
-    sample_train: Optional[int] = None,
-    sample_dev: Optional[int] = None,
-    sample_test: Optional[int] = None,
-    seed: Optional[int] = DEFAULT_SEED,
+    **sampling,
 ) -> Corpus:
     """Unlabelled sentences for KD on raw text. ``format: plain``: one sentence a line, split on whitespace, or
     with Flair's own tokenizer (``tokenize: true``, segtok) for untokenised text; blank lines (whitespace, a
@@ -479,8 +470,7 @@ def text(
     for dataset in datasets:  # no gold labels: these sentences learn from a teacher alone
         for sentence in dataset or ():
             sentence.add_metadata(UNLABELLED, True)
-    return _finish(where, *datasets, name=corpus_name, sample_missing_splits=sample_missing_splits, seed=seed,
-                   skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
+    return _finish(where, *datasets, name=corpus_name, sample_missing_splits=sample_missing_splits, **sampling)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -488,15 +478,12 @@ def text(
 
 
 @CORPORA.register("concat")
+@with_keys(_sampling)
 def concat(
     corpora: Sequence[Mapping[str, Any]],
     name: Optional[str] = None,
     sample_missing_splits: Union[bool, str] = False,
-    skip_train: Optional[int] = None,
-    sample_train: Optional[int] = None,
-    sample_dev: Optional[int] = None,
-    sample_test: Optional[int] = None,
-    seed: Optional[int] = DEFAULT_SEED,
+    **sampling,
 ) -> Corpus:
     """Several corpora as one (e.g. the WikiANN training sets of several languages for one multilingual
     teacher). Every member spec is built with :func:`load_corpus` (with its own sampling keys); then train, dev
@@ -530,5 +517,4 @@ def concat(
         parts = [d for d in parts if d is not None and len(d) > 0]
         splits.append(ConcatDataset(parts) if parts else None)
     corpus_name = name or "+".join(str(getattr(member, "name", "corpus")) for member in members)
-    return _finish(where, *splits, name=corpus_name, sample_missing_splits=sample_missing_splits, seed=seed,
-                   skip_train=skip_train, sample_train=sample_train, sample_dev=sample_dev, sample_test=sample_test)
+    return _finish(where, *splits, name=corpus_name, sample_missing_splits=sample_missing_splits, **sampling)

