@@ -52,7 +52,12 @@ class DependencyTagger(DistillableTagger):
         super().__init__(embeddings, tag_dictionary, tag_type, **kwargs)
         self.repair, self.relation_type = repair, relation_type
         self.root_relation, self.main_metric = root_relation, main_metric
-        self.codec = OffsetTagCodec(self.label_names, root_relation)
+        self.codec = OffsetTagCodec(self.tag_names, root_relation)
+
+    @property
+    def tag_names(self) -> List[str]:
+        """The offset tags of the tag dictionary (the output columns, unless the student is factorised)."""
+        return self.label_dictionary.get_items()
 
     # ------------------------------------------------------------------ gold tags
     def _get_gold_labels(self, sentences: List[Sentence]) -> List[str]:
@@ -114,7 +119,7 @@ class DependencyTagger(DistillableTagger):
                     if tag_label_name is not None:
                         best = logp[b, :len(sentence)].argmax(-1).tolist()
                         for token, k in zip(sentence, best):
-                            token.set_label(tag_label_name, self.label_names[k], float(logp[b, token.idx - 1,
+                            token.set_label(tag_label_name, self.tag_names[k], float(logp[b, token.idx - 1,
                                                                                              k].exp()))
         if return_loss:
             return total_loss, count
@@ -142,7 +147,7 @@ class DependencyTagger(DistillableTagger):
                 gold_strings = iter(self._get_gold_labels(batch))
                 for b, sentence in enumerate(batch):
                     for i in range(len(sentence)):
-                        tag_hits += self.label_names[int(best[b, i])] == next(gold_strings)
+                        tag_hits += self.tag_names[int(best[b, i])] == next(gold_strings)
                         tag_total += 1
                 for mode in modes:
                     trees = self.decode(logp, scores.lengths, mode)
@@ -167,6 +172,10 @@ class DependencyTagger(DistillableTagger):
 
     @classmethod
     def _init_model_with_state_dict(cls, state, **kwargs):
+        if state.get("factorised") and not getattr(cls, "factorised", False):
+            from .factorised_parser import FactorisedDependencyTagger  # a factorised student's file, loaded as such
+
+            return FactorisedDependencyTagger._init_model_with_state_dict(state, **kwargs)
         for key, default in (("repair", "mst"), ("relation_type", "dependency"), ("root_relation", "root"),
                              ("main_metric", "las")):
             kwargs.setdefault(key, state.get(key, default))

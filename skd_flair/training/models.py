@@ -13,6 +13,7 @@ import copy
 
 from ..models import BiaffineParser, BiaffineSpanTagger, DependencyTagger, DistillableTagger
 from ..models.dependency_tagger import DEFAULT_TAG_TYPE, encode_corpus, make_tag_dictionary
+from ..models.factorised_parser import FactorisedDependencyTagger
 from ..models.span_crf import SpanCRFTagger
 from ..registry import ConfigError, Registry
 from ..types import Count, Dropout
@@ -123,15 +124,21 @@ def dependency_tagger(embeddings, corpus: Corpus, teacher=None, tag_type: str = 
                       relation_type: str = "dependency", repair: str = "mst", root_relation: Optional[str] = "root",
                       main_metric: str = "las", hidden_size: int = 800, rnn_layers: int = 2, dropout: float = 0.0,
                       word_dropout: float = 0.05, locked_dropout: float = 0.5,
-                      reproject_embeddings: bool = True) -> DependencyTagger:
+                      reproject_embeddings: bool = True, factorised: bool = False) -> DependencyTagger:
     """Dependency parsing as sequence labelling (tags ``"{h - i}_{rel}"``): the student of cases 1b and 2b.
-    Every split of the corpus gets its offset tags; the dictionary is the training split's."""
+    Every split of the corpus gets its offset tags; the dictionary is the training split's.
+
+    Args:
+        factorised: one softmax over head offsets and one over relations instead of one over every tag seen
+            (`FactorisedDependencyTagger`; structural KD stays exact)
+    """
     encode_corpus(corpus, tag_type, relation_type)
     tags = make_tag_dictionary(corpus, tag_type, relation_type)
-    return DependencyTagger(build_embeddings(embeddings, corpus), tags, tag_type, repair=repair,
-                            relation_type=relation_type, root_relation=root_relation, main_metric=main_metric,
-                            hidden_size=hidden_size, rnn_layers=rnn_layers, dropout=dropout, word_dropout=word_dropout,
-                            locked_dropout=locked_dropout, reproject_embeddings=reproject_embeddings)
+    cls = FactorisedDependencyTagger if factorised else DependencyTagger
+    return cls(build_embeddings(embeddings, corpus), tags, tag_type, repair=repair, relation_type=relation_type,
+               root_relation=root_relation, main_metric=main_metric, hidden_size=hidden_size, rnn_layers=rnn_layers,
+               dropout=dropout, word_dropout=word_dropout, locked_dropout=locked_dropout,
+               reproject_embeddings=reproject_embeddings)
 
 
 # model type name -> the class whose `load` reads its saved files (hub ids included), read from the type's factory's

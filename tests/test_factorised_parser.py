@@ -1,0 +1,151 @@
+"""The factorised parsing student (one softmax over head offsets, one over relations): its structural KD loss
+from first- and second-order parser teachers against enumeration, lost mass, and the Flair student."""
+import copy
+import itertools
+
+import flair
+import pytest
+import torch
+from flair.data import Dictionary, Sentence
+from flair.embeddings import OneHotEmbeddings
+from flair.trainers import ModelTrainer
+
+from skd_flair.distill import StructuralKD
+from skd_flair.distill.labels import LabelMismatchError
+from skd_flair.distill.offset_relation import arcs_to_offsets_and_relations, split_labels
+from skd_flair.models.dependency_eval import is_well_formed
+from skd_flair.models.dependency_tagger import DependencyTagger, make_tag_dictionary
+from skd_flair.models.factorised_parser import FactorisedDependencyTagger
+from skd_flair.training.annotate import annotate
+from skd_flair.training.plugin import DistillationPlugin
+from tests import toy
+from tests.parsing import RELATIONS, parser, randomize, small_corpus, tiny_corpus, tiny_relations, tree_distribution
+
+TEACHERS = {"1b": dict(objective="crf"), "2b": dict(second_order=True, projective=True)}
+
+
+def student(corpus, tags, seed=0, dim=8, **kw):
+    torch.manual_seed(seed)
+    emb = OneHotEmbeddings.from_corpus(corpus, embedding_length=dim, min_freq=1)
+    return FactorisedDependencyTagger(emb, tags, hidden_size=8, **kw)
+
+
+def tiny_tags(offsets=range(-3, 4)):
+    tags = Dictionary(add_unk=True)
+    for o in offsets:
+        for r in RELATIONS:
+            if o:
+                tags.add_item(f"{o}_{r}")
+    return tags
+
+
+def enumerated_kd(scores, logp_o, logp_r, offsets, relations, projective, temperature):
+    """``-sum_y P_t(y) sum_i [log p_i(o_i) + log p_i(r_i)]`` per sentence, over every labelled tree y."""
+    out = []
+    t = temperature
+    for b, n in enumerate(scores.lengths.tolist()):
+        sib = None if scores.siblings is None else scores.siblings[b].double() / t
+        trees, logp_tree = tree_distribution(scores.arcs[b].double() / t, sib, n, projective)
+        rel_logp = torch.log_softmax(scores.relations[b].double() / t, -1)
+        names = scores.relation_names
+        total = torch.zeros((), dtype=torch.float64)
+        for heads, lp in zip(trees, logp_tree):
+            for rels in itertools.product(range(len(names)), repeat=n):
+                p = (lp + sum(rel_logp[heads[i], i + 1, rels[i]] for i in range(n))).exp()
+                student = sum(logp_o[b, i, offsets.index(heads[i] - (i + 1))] +
+                              logp_r[b, i, relations.index(names[rels[i]])] for i in range(n))
+                total = total - p * student
+        out.append(t ** 2 * total)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("case", list(TEACHERS))
+@pytest.mark.parametrize("temperature, mode", [(1.0, "local"), (2.0, "global")])
+def test_factorised_kd_loss_equals_enumerated_cross_entropy(case, temperature, mode):
+    corpus = tiny_corpus()
+    teacher = randomize(parser(corpus, relations=tiny_relations(), dim=6, **TEACHERS[case]), seed=5)
+    model = student(corpus, tiny_tags(), seed=6, dim=5).eval()
+    sentences = [Sentence(["a", "b", "c"]), Sentence(["d"]), Sentence(["b", "a"])]
+    objective = StructuralKD(temperature=temperature, temperature_mode=mode)
+    scores = teacher.teacher_scores(sentences)
+    for s in sentences:
+        s.clear_embeddings()
+    with torch.no_grad():
+        features, lengths = model._features(sentences)
+    student_scores = model.chain_scores(features.double(), lengths)
+    logp_o, logp_r = student_scores.log_probs(temperature)
+    want = enumerated_kd(scores, logp_o, logp_r, model.offsets, model.relations, scores.projective, temperature)
+    targets = objective.targets(scores, model.label_names, model.kd_factorisation)
+    assert float(targets.dropped_mass.max()) < 1e-12
+    torch.testing.assert_close(objective.loss(student_scores, targets), want, atol=1e-9, rtol=1e-9)
+    # the whole path: annotate (cached float32 targets) -> sentence metadata -> the student's forward_loss
+    cached = annotate(teacher, sentences, model, objective, cache_dir=False, progress=False, threshold=0.0)
+    toy.attach_targets(sentences, cached)
+    model.kd_objective, model.kd_weight = cached.build_objective(), 1.0
+    with torch.no_grad():
+        loss, count = model.forward_loss(sentences)
+    assert count == 6 and float(loss) == pytest.approx(float(want.sum()), rel=1e-5)
+
+
+def test_offsets_and_relations_the_student_lacks_lose_their_mass_visibly():
+    corpus = tiny_corpus()
+    teacher = randomize(parser(corpus, relations=tiny_relations(), dim=6), seed=7)
+    scores = teacher.teacher_scores([Sentence(["a", "b", "c"])])
+    marginals = scores.marginals()
+    full = ["@-3", "@-2", "@-1", "@1", "@2", "@3", "root", "nsubj", "obj"]
+    narrow = ["@-1", "@1", "root", "nsubj"]
+    lost = arcs_to_offsets_and_relations(marginals, narrow, unknown="renormalize")
+    kept = arcs_to_offsets_and_relations(marginals, full)
+    # what is lost is the teacher's mass on offsets -3, -2, 2, 3 plus its mass on "obj"
+    want = kept.offsets[..., [0, 1, 4, 5]].sum(-1) + kept.relations[..., 2]
+    torch.testing.assert_close(lost.dropped_mass, want)
+    torch.testing.assert_close(lost.offsets.sum(-1), torch.ones(1, 3, dtype=torch.float64))
+    with pytest.raises(LabelMismatchError, match="no column"):
+        arcs_to_offsets_and_relations(marginals, narrow, unknown="error")
+    assert split_labels(full) == ([-3, -2, -1, 1, 2, 3], ["root", "nsubj", "obj"])
+
+
+def test_gold_loss_is_the_two_softmaxes_negative_log_likelihood():
+    corpus = small_corpus(n_train=8, n_dev=2, n_test=2)
+    tags = make_tag_dictionary(corpus)
+    model = student(corpus, tags, seed=1).eval()
+    sentences = list(corpus.train)[:3]
+    with torch.no_grad():
+        loss, count = model.forward_loss(sentences)
+        ordered = sorted(sentences, key=len, reverse=True)
+        features, lengths = model._features(ordered)
+        logp_o, logp_r = model.chain_scores(features, lengths).log_probs()
+    want = 0.0
+    for b, s in enumerate(ordered):
+        for i, token in enumerate(s):
+            o, r = token.head_id - (i + 1), token.get_label("dependency").value
+            want -= float(logp_o[b, i, model.offsets.index(o)] + logp_r[b, i, model.relations.index(r)])
+    assert count == sum(len(s) for s in sentences) and float(loss) == pytest.approx(want, rel=1e-5)
+    assert len(model.label_names) == len(model.offsets) + len(model.relations) < len(model.tag_names)
+
+
+@pytest.mark.slow
+def test_factorised_student_learns_from_a_parser_saves_loads_and_parses(tmp_path):
+    corpus = small_corpus()
+    teacher = randomize(parser(corpus, seed=2, dim=10), seed=3, scale=0.3)
+    model = student(corpus, make_tag_dictionary(corpus), seed=4)
+    targets = annotate(teacher, corpus.train, model, {"type": "structural", "temperature": 2.0}, progress=False)
+    plugin = DistillationPlugin(targets, mix={"type": "constant", "weight": 0.5})
+    result = ModelTrainer(model, corpus).train(tmp_path, max_epochs=2, mini_batch_size=8, learning_rate=0.1,
+                                               plugins=[plugin], save_final_model=True)
+    assert result["test_score"] == pytest.approx(model.evaluate(corpus.test).main_score, abs=1e-9)
+    assert plugin.history[-1]["KD_LOSS"] < plugin.history[0]["KD_LOSS"]
+    model.eval()
+    kept = tmp_path / "best-model.pt"  # the model the trainer ends with (epoch 2 did not improve dev here)
+    for loaded in (DependencyTagger.load(kept), flair.nn.Model.load(kept)):
+        assert type(loaded) is FactorisedDependencyTagger and loaded.label_names == model.label_names
+        ours, theirs = copy.deepcopy(list(corpus.test)), copy.deepcopy(list(corpus.test))
+        model.predict(ours)
+        loaded.predict(theirs)
+        assert [[t.head_id for t in s] for s in ours] == [[t.head_id for t in s] for s in theirs]
+        assert all(is_well_formed([t.head_id for t in s]) for s in ours)
+    with pytest.raises(LabelMismatchError, match="factorised"):
+        plain = DependencyTagger(OneHotEmbeddings.from_corpus(corpus, embedding_length=8, min_freq=1),
+                                 make_tag_dictionary(corpus), hidden_size=8)
+        ModelTrainer(plain, corpus).train(tmp_path / "wrong", max_epochs=1, mini_batch_size=8,
+                                          plugins=[DistillationPlugin(targets)])
