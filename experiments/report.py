@@ -41,6 +41,8 @@ def _student_kind(run: dict) -> str:
     model = (run.get("config") or {}).get("model") or {}
     if model.get("type") == "tagger" and "use_crf" in model:  # runs named for what they test, not their kind
         return "CRF" if model["use_crf"] else "MaxEnt"
+    if model.get("type") == "dependency_tagger" and model.get("factorised"):
+        return "MaxEnt (offset x relation)"
     for prefix in ("crf", "maxent", "sl"):
         if name.startswith(prefix):
             return {"crf": "CRF", "maxent": "MaxEnt", "sl": "MaxEnt (offset tags)"}[prefix]

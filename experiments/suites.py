@@ -174,6 +174,7 @@ EWT = {"type": "ud", "data_folder": _shared("ud", "en_ewt"), "sample_train": 200
        "sample_test": 1000}
 PARSER_EMB = [E5, GLOVE]
 SL_STUDENT = {"type": "dependency_tagger", "embeddings": EN_STUDENT, "hidden_size": 400, "rnn_layers": 2}
+SL_STUDENT_F = {**SL_STUDENT, "factorised": True}
 PARSER_TRAINER = {"max_epochs": 30, "learning_rate": 2e-3, "optimizer": "Adam", "mini_batch_size": 32,
                   "patience": 3, "embeddings_storage_mode": "cpu", "optimizer_kwargs": {"betas": [0.9, 0.9]}}
 SL_TRAINER = {"max_epochs": 25, "learning_rate": 0.1, "mini_batch_size": 32, "patience": 3}
@@ -189,6 +190,11 @@ def _sl_students(case: str, with_none: bool, untempered: bool = False) -> List[S
         out.append(Student("sl_structural_tree_t1", SL_STUDENT, {"type": "structural", "temperature": 1.0,
                                                                  "arc_marginals": "tree"}, method="structural, T=1",
                            case=case))
+        # the factorised student: one softmax over head offsets, one over relations (issue: weak parsing students)
+        out.append(Student("slf_none", SL_STUDENT_F, None, method="none", case=case))
+        out.append(Student("slf_structural_tree_t1", SL_STUDENT_F, {"type": "structural", "temperature": 1.0,
+                                                                    "arc_marginals": "tree"},
+                           method="structural, T=1", case=case))
     return out
 
 
