@@ -142,15 +142,19 @@ class SuiteRunner:
             log.info(f"[{self.suite.name}] leak check: {overlap}")
             self.overlaps[overlap.student] = {"teacher_gold_sentences_in_unlabelled": overlap.shared,
                                               "unlabelled": overlap.unlabelled}
-        teacher = self.teacher()
-        self.transfer(teacher)
+        # students without KD that take their labels from the corpus never need the teacher (it may not exist yet)
+        needs_teacher = self.suite.transfer is not None or any(
+            s.objective is not None or s.model.get("tag_dictionary") == "teacher" for s, _ in todo)
+        teacher = self.teacher() if needs_teacher else None
         prepared = {}
-        for student, _ in todo:  # every annotation while the teacher's embeddings are on the sentences
-            if student.objective is not None and student.name not in prepared:
-                corpus, unlabelled, train_corpus = self.data(student)
-                stub = build_model(student.model, train_corpus, teacher=teacher)
-                prepared[student.name] = self.targets(teacher, student, stub, train_corpus)
-        teacher.cpu()
+        if teacher is not None:
+            self.transfer(teacher)
+            for student, _ in todo:  # every annotation while the teacher's embeddings are on the sentences
+                if student.objective is not None and student.name not in prepared:
+                    corpus, unlabelled, train_corpus = self.data(student)
+                    stub = build_model(student.model, train_corpus, teacher=teacher)
+                    prepared[student.name] = self.targets(teacher, student, stub, train_corpus)
+            teacher.cpu()
         for student, seed in todo:
             if self.record_path(student, seed).exists():  # another runner process finished it meanwhile
                 continue
