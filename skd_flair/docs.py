@@ -220,6 +220,8 @@ MEANINGS: Dict[str, Dict[str, str]] = {
                    "`<base_path>/tensorboard` (train and KD metrics; `pip install 'skd_flair[tensorboard]'`)",
         "max_minutes": "wall-clock budget: training stops cleanly once it is spent (checked after every batch); the "
                        "test score is the best dev epoch's, `results.json` says `\"stopped_early\": \"time budget\"`",
+        "length_buckets": "batches of sentences of similar length (shuffled windows sorted by length, batches in random "
+                          "order): less padding for the LSTM to run over (`benchmarks/bench_length_buckets.py`)",
         "save_final_model": "unset: a run keeps one model, `best-model.pt` when a dev split chose one, else "
                             "`final-model.pt`; `true` keeps the last epoch's as well, `false` never writes it",
         "embeddings_storage_mode": "`cpu`/`gpu` keep computed embeddings on the sentences between epochs, `none` "

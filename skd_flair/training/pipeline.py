@@ -39,6 +39,7 @@ from .budget import TIME_BUDGET, TimeBudgetPlugin
 from .corpora import PART, load_corpus
 from .embeddings import check_embedding_packages
 from .fresh_embeddings import FreshEvaluationEmbeddingsPlugin
+from .length_buckets import LengthBucketSampler
 from .models import build_model, load_model
 from .plugin import DistillationPlugin
 from .provenance import ProvenancePlugin, check_unlabelled
@@ -213,7 +214,8 @@ def trainer_keys(base_path: Union[str, Path], method: Literal["train", "fine_tun
                  optimizer: Optional[Literal["SGD", "Adam", "AdamW"]] = None,
                  optimizer_kwargs: Optional[Mapping[str, Any]] = None,
                  max_minutes: Optional[Positive] = None,
-                 plugins: Sequence[PluginName] = ()) -> None:
+                 plugins: Sequence[PluginName] = (),
+                 length_buckets: bool = False) -> None:
     """The ``trainer`` keys that skd_flair reads itself, with their types and defaults (``check`` and the
     configuration reference read this signature); every other ``trainer`` key is an argument of Flair's
     ``ModelTrainer.train`` / ``fine_tune`` (``method``)."""
@@ -272,6 +274,8 @@ def run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, r
         raise ConfigError(f"trainer.method must be 'train' or 'fine_tune', got {method!r}")
     optimizer_kwargs = spec.pop("optimizer_kwargs", {}) or {}
     max_minutes = spec.pop("max_minutes", None)
+    if spec.pop("length_buckets", False):
+        spec["sampler"] = LengthBucketSampler(int(spec.get("mini_batch_size", 32)))
     logger_names = list(spec.pop("plugins", None) or ())
     check_plugin_packages(logger_names)
     if isinstance(spec.get("optimizer"), str):
