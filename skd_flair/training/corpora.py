@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import flair.datasets
 from flair.data import Corpus, Sentence, _iter_dataset
@@ -42,7 +42,8 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..models.kd_student import UNLABELLED
 from ..registry import ConfigError, Registry, check_keys, with_keys
-from .corpus_files import DOCSTART, INVISIBLE, check_conllu_file, prepared_column_files, span_tag_schemes
+from .corpus_files import DOCSTART, check_conllu_file, prepared_column_files, span_tag_schemes
+from .lazy_text import LazyTextDataset, PlainLines
 
 log = logging.getLogger("skd_flair")
 
@@ -367,40 +368,11 @@ def _plain_files(folder: Optional[Path], name: Optional[str], split: str, where:
     return [path]
 
 
-def decoded_lines(path: Path, encoding: str, where: str) -> Iterator[str]:
-    """The lines of a file, split at newlines only, each decoded on its own (an undecodable line is an error
-    naming it), with the byte-order mark and zero-width spaces around them dropped."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            try:
-                line = raw.decode(encoding)
-            except UnicodeDecodeError as err:
-                raise ConfigError(f"{where}: {path} line {number} is not valid {encoding} text ({err.reason} at "
-                                  f"byte {err.start}); set 'encoding' or fix the file") from err
-            except LookupError as err:
-                raise ConfigError(f"{where}: unknown encoding {encoding!r}") from err
-            yield line.strip().strip(INVISIBLE)
-
-
-def plain_sentences(paths: Sequence[Path], encoding: str, comment_symbol: Optional[str], docstart: Optional[str],
-                    drop_docs: bool, strip_prefix: Optional[str], tokenizer, where: str) -> List[Sentence]:
-    """One sentence per non-blank line of ``paths`` (see :func:`decoded_lines`)."""
-    sentences: List[Sentence] = []
-    for path in paths:
-        for line in decoded_lines(path, encoding, where):
-            if comment_symbol is not None and line.startswith(comment_symbol):
-                continue
-            if not line.strip():
-                continue
-            tokens = tokenizer(line) if tokenizer is not None else line.split()
-            if not tokens or (drop_docs and docstart is not None and tokens == [docstart]):
-                continue
-            if strip_prefix:
-                tokens = [t[len(strip_prefix):] if t.startswith(strip_prefix) and len(t) > len(strip_prefix)
-                          else t for t in tokens]
-            sentences.append(Sentence(tokens))
+def plain_sentences(paths: Sequence[Path], lines: PlainLines) -> List[Sentence]:
+    """One sentence per line of ``paths`` that makes one (see `lazy_text.PlainLines`)."""
+    sentences = [Sentence(tokens) for path in paths for _, tokens in lines.scan(path)]
     if not sentences:
-        raise ConfigError(f"{where}: '{', '.join(map(str, paths))}' holds no sentences")
+        raise ConfigError(f"{lines.where}: '{', '.join(map(str, paths))}' holds no sentences")
     return sentences
 
 
@@ -421,6 +393,7 @@ def text(
     drop_docstart: bool = True,
     strip_prefix: Optional[str] = None,
     name: Optional[str] = None,
+    in_memory: bool = True,
     sample_missing_splits: Union[bool, str] = False,
     **sampling,
 ) -> Corpus:
@@ -429,7 +402,8 @@ def text(
     byte-order mark) are skipped, and a line that is not valid text in ``encoding`` is an error naming file and
     line. A plain split may be a file, a directory (its files, sorted) or a glob pattern (``news/*.txt``).
     ``format: column``: the `text_column` of a column file (blank lines between sentences), other columns
-    dropped. Files are paths, relative to `data_folder` when it is given. No split is sampled by default."""
+    dropped. Files are paths, relative to `data_folder` when it is given. No split is sampled by default.
+    ``in_memory: false`` (plain format) reads each sentence from disk when training asks for it."""
     where = _where("text")
     if format not in ("plain", "column"):
         raise ConfigError(f"{where}: format must be 'plain' or 'column', got {format!r}")
@@ -446,12 +420,13 @@ def text(
             raise ConfigError(f"{where}: strip_prefix must be a non-empty string such as 'en:', got {strip_prefix!r}")
         paths = {split: _plain_files(folder, named[split], split, where) for split in SPLITS}
         corpus_name = name or str(folder or next(p[0] for p in paths.values() if p))
-        tokenizer = SegtokTokenizer().tokenize if tokenize else None
-        datasets = [FlairDatapointDataset(plain_sentences(paths[s], encoding, comment_symbol, docstart,
-                                                           drop_docstart, strip_prefix, tokenizer, where))
-                    if paths[s] else None for s in SPLITS]
-    elif tokenize:
-        raise ConfigError(f"{where}: tokenize applies to format: plain; column files are tokenised already")
+        lines = PlainLines(encoding, comment_symbol, docstart, drop_docstart, strip_prefix,
+                           SegtokTokenizer().tokenize if tokenize else None, where)
+        datasets = [None if not paths[s] else LazyTextDataset(paths[s], lines) if not in_memory
+                    else FlairDatapointDataset(plain_sentences(paths[s], lines)) for s in SPLITS]
+    elif tokenize or not in_memory:
+        raise ConfigError(f"{where}: {'tokenize' if tokenize else 'in_memory: false'} applies to format: plain "
+                          f"(column files are tokenised already and read into memory)")
     else:
         files = _split_files(folder, named, False, where)
         corpus_name = name or str(folder or files["train"] or files["dev"] or files["test"])
@@ -467,8 +442,8 @@ def text(
         datasets = [flair_corpus.train, flair_corpus.dev, flair_corpus.test]
         if drop_docstart and docstart:
             datasets = [drop_docstart_sentences(d, docstart) for d in datasets]
-    for dataset in datasets:  # no gold labels: these sentences learn from a teacher alone
-        for sentence in dataset or ():
+    for dataset in datasets:  # no gold labels: these sentences learn from a teacher alone (a lazy set marks its own)
+        for sentence in () if dataset is None or isinstance(dataset, LazyTextDataset) else dataset:
             sentence.add_metadata(UNLABELLED, True)
     return _finish(where, *datasets, name=corpus_name, sample_missing_splits=sample_missing_splits, **sampling)
 

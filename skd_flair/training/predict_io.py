@@ -20,7 +20,7 @@ from flair.data import Sentence
 
 from ..registry import ConfigError
 from . import atomic_path
-from .corpora import decoded_lines
+from .lazy_text import decoded_lines
 
 FORMATS = ("auto", "tsv", "conll", "jsonl", "conllu")
 __all__ = ["FORMATS", "read_input", "predict_to_file"]

@@ -1,0 +1,76 @@
+"""Memory of unlabelled text held as Flair sentences against read from disk per access.
+
+    python -m benchmarks.bench_lazy_text [--sentences 5000 50000]
+
+Writes a plain-text file of N distinct synthetic sentences (12-30 tokens), then, in a fresh process per (size,
+reader), loads it as the ``text`` corpus type does (``in_memory: true`` / ``false``) and reads every sentence
+once, as an epoch of training does. Reports the resident memory the corpus adds (VmRSS after loading over the
+process's baseline; VmHWM over baseline after the epoch) and the time per 1,000 sentences read. Writes
+``benchmarks/results/lazy_text.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import random
+import tempfile
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "results" / "lazy_text.json"
+WORDS = ("the a of to in and is was for on with as by at from that it he she they said new year city team game "
+         "government Berlin Paris Anna Bob Acme company market people first last two three").split()
+
+
+def _status(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _measure(path: str, in_memory: bool, queue):
+    from skd_flair.training.corpora import load_corpus
+
+    base = _status("VmRSS")
+    start = time.perf_counter()
+    corpus = load_corpus({"type": "text", "train_file": path, "in_memory": in_memory})
+    loaded = time.perf_counter() - start
+    after_load = _status("VmRSS") - base
+    start = time.perf_counter()
+    tokens = sum(len(s) for s in corpus.train)
+    epoch = time.perf_counter() - start
+    queue.put({"in_memory": in_memory, "sentences": len(corpus.train), "tokens": tokens, "load_seconds": loaded,
+               "rss_after_load_mb": after_load, "peak_over_baseline_mb": _status("VmHWM") - base,
+               "ms_per_1000_read": 1000 * epoch / len(corpus.train) * 1000})
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sentences", type=int, nargs="+", default=[5000, 50000])
+    args = parser.parse_args(argv)
+    rows = []
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as folder:
+        for n in args.sentences:
+            rng = random.Random(n)
+            path = Path(folder) / f"text_{n}.txt"
+            path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30))) + f" {i}"
+                                      for i in range(n)) + "\n")
+            for in_memory in (True, False):
+                queue = ctx.Queue()
+                proc = ctx.Process(target=_measure, args=(str(path), in_memory, queue))
+                proc.start()
+                row = queue.get()
+                proc.join()
+                rows.append(row)
+                print(f"{n:>7,} sentences  {'in memory' if in_memory else 'lazy     '}  "
+                      f"+{row['rss_after_load_mb']:7.1f} MB after load, peak +{row['peak_over_baseline_mb']:7.1f} MB, "
+                      f"load {row['load_seconds']:5.2f} s, {row['ms_per_1000_read']:6.1f} ms per 1,000 read", flush=True)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
