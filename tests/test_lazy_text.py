@@ -52,7 +52,7 @@ def test_kd_over_lazily_read_text_through_the_trainer(files, tmp_path):
                               "strip_prefix": "en:", "in_memory": False})
     teacher, student = toy.tagger(corpus, seed=1), toy.tagger(corpus, seed=2)
     train = training_corpus(corpus, unlabelled)
-    targets = annotate(teacher, list(train.train), student, "structural", progress=False)
+    targets = annotate(teacher, train.train, student, "structural", progress=False)  # read by index, not held
     from skd_flair.training.plugin import DistillationPlugin
 
     plugin = DistillationPlugin(targets)

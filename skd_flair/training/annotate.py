@@ -93,10 +93,10 @@ def _check_label_coverage(teacher, student, labels: List[str], sentences: List[S
     log.warning(message)
 
 
-def _run_teacher(teacher, todo: List[Sentence], objective: KDObjective, labels, student: Factorisation,
+def _run_teacher(teacher, sentences, todo: List[int], objective: KDObjective, labels, student: Factorisation,
                  batch_size: int, threshold: float, clear_embeddings: bool, cache: Optional[TargetCache], rank: int,
                  shard_every: int, progress: bool) -> Tuple[Dict[str, dict], float]:
-    """The teacher's compressed targets of `todo` by sentence key, flushed to `cache` as shards every
+    """The teacher's compressed targets of the sentences at the indices `todo` by sentence key, flushed to `cache` as shards every
     `shard_every` sentences (the unflushed rest is returned), and the largest probability mass Top-K dropped."""
     pending: Dict[str, dict] = {}  # only the pieces since the last flushed shard are held in memory
     dropped = 0.0
@@ -104,7 +104,7 @@ def _run_teacher(teacher, todo: List[Sentence], objective: KDObjective, labels, 
                mininterval=5.0)
     with eval_mode(teacher), bar:
         for i in range(0, len(todo), batch_size):
-            batch = todo[i:i + batch_size]
+            batch = [sentences[k] for k in todo[i:i + batch_size]]
             if clear_embeddings:
                 for s in batch:
                     s.clear_embeddings()  # never let a student's cached embeddings reach the teacher
@@ -153,13 +153,20 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
         objective = OBJECTIVES.build(objective, where="objective")
     if not hasattr(teacher, "teacher_scores"):
         raise ConfigError(f"{type(teacher).__name__} cannot teach: it has no teacher_scores(sentences) method")
-    sentences = [s for s in sentences]
-    empty = [i for i, s in enumerate(sentences) if len(s) == 0]
+    # a list, or a dataset that reads its sentences per access (``text`` with ``in_memory: false``): both are
+    # read by index, so a lazy one is never held whole; each sentence is read once here and once more to annotate
+    if not (hasattr(sentences, "__getitem__") and hasattr(sentences, "__len__")):
+        sentences = list(sentences)
+    keys, lengths = [], []
+    for i in range(len(sentences)):
+        sentence = sentences[i]
+        keys.append(sentence_key(sentence))
+        lengths.append(len(sentence))
+    empty = [i for i, n in enumerate(lengths) if n == 0]
     if empty:
         raise ValueError(f"cannot annotate empty sentences (positions {empty[:10]})")
     labels, factorised_as = _student_space(student)
     _check_label_coverage(teacher, student, labels, sentences, allow_missing_labels)
-    keys = [sentence_key(s) for s in sentences]
     repeated = len(keys) - len(set(keys))
     if repeated:  # said on every run, cache hit or not: the counts in the results are of distinct sentences
         log.info(f"teacher targets: {repeated} of {len(keys)} sentences repeat an earlier one (same tokens) and are "
@@ -192,15 +199,15 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
         log.info(f"teacher targets: {len(reused)} of {len(set(keys))} sentences reused from earlier annotations "
                  f"with this teacher and objective; {len(wanted) - len(reused)} to annotate")
     done = MergedEntries([partial, reused])
-    todo, seen = [], set(done)
-    for sentence, k in zip(sentences, keys):
+    todo, seen = [], set(done)  # indices of the sentences to annotate
+    for i, k in enumerate(keys):
         if k not in seen:
             seen.add(k)
             if int(k[:8], 16) % world == rank:
-                todo.append(sentence)
-    todo.sort(key=len, reverse=True)  # similar lengths batch together; results do not depend on it
+                todo.append(i)
+    todo.sort(key=lambda i: -lengths[i])  # similar lengths batch together; results do not depend on it
     start = time.time()
-    pending, dropped = _run_teacher(teacher, todo, objective, labels, factorised_as, batch_size, threshold,
+    pending, dropped = _run_teacher(teacher, sentences, todo, objective, labels, factorised_as, batch_size, threshold,
                                     clear_embeddings, cache, rank, shard_every, progress)
     elapsed = time.time() - start
     annotated = len(todo)

@@ -399,9 +399,12 @@ def _part(sentence: Sentence) -> Optional[str]:
     return sentence.get_metadata(PART) if sentence.has_metadata(PART) else None
 
 
-def _routed(specs, sentences: List[Sentence]) -> List[List[Sentence]]:
-    """The training sentences each teacher annotates: all of them, or those of its ``corpus`` parts; every
-    sentence must fall to some teacher."""
+def _routed(specs, sentences) -> List:
+    """The training sentences each teacher annotates: all of them (the dataset itself), or a list of those of
+    its ``corpus`` parts; every sentence must fall to some teacher."""
+    if all(parts is None for _, _, _, parts in specs):
+        return [sentences for _ in specs]
+    sentences = list(sentences)
     found = {_part(s) for s in sentences}
     shares = []
     for where, _, _, parts in specs:
@@ -434,7 +437,7 @@ def _distillation_setup(config, needs_trainer: bool):
     train_corpus = training_corpus(corpus, unlabelled)
     student, members = None, []
     specs = _teacher_specs(config["teacher"])
-    sentences = list(train_corpus.train)
+    sentences = train_corpus.train  # a dataset: a lazily read one is not held whole (see annotate)
     shares = _routed(specs, sentences)
     for (where, spec, weight, _), share in zip(specs, shares):
         teacher = load_model(spec, where=where)
