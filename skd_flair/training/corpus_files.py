@@ -48,30 +48,41 @@ def check_column_file(path: Path, n_columns: int, exact: bool = True, column_del
     (:func:`blank_invisible_lines` makes the copy Flair reads). Returns the number of sentences; raises
     ConfigError naming file and line."""
     pattern = _compile(column_delimiter, where)
+
+    def check(lineno: int, line: str):
+        fields = pattern.split(line.rstrip())
+        if docstart is not None and (fields[0] == docstart or (len(fields) > text_column
+                                                               and fields[text_column] == docstart)):
+            return
+        if len(fields) < n_columns or (exact and len(fields) != n_columns):
+            raise ConfigError(
+                f"{where}: {path}, line {lineno}: expected {n_columns} columns (column_format declares "
+                f"columns 0..{n_columns - 1}), found {len(fields)}: {line.rstrip()!r}"
+                + ("; set allow_extra_columns: true to ignore extra columns" if exact and len(fields) > n_columns
+                   else ""))
+        if not fields[text_column]:
+            raise ConfigError(f"{where}: {path}, line {lineno}: empty token in column {text_column}: "
+                              f"{line.rstrip()!r}")
+
+    return _count_sentences(path, encoding, where, check, _blank, comment_symbol, skip_first_line)
+
+
+def _count_sentences(path: Path, encoding: str, where: str, check, blank, comment_symbol: Optional[str] = None,
+                     skip_first_line: bool = False) -> int:
+    """Sentences (runs of token lines between blank lines) of a file, each token line passed to
+    ``check(lineno, line)``; an undecodable file is a ConfigError naming it."""
     sentences, in_sentence = 0, False
     try:
         with open(path, encoding=encoding) as handle:
             for lineno, line in enumerate(handle, 1):
                 if lineno == 1 and skip_first_line:
                     continue
-                if _blank(line):
+                if blank(line):
                     in_sentence = False
                     continue
                 if comment_symbol is not None and line.startswith(comment_symbol):
                     continue
-                fields = pattern.split(line.rstrip())
-                is_doc = docstart is not None and (
-                    fields[0] == docstart or (len(fields) > text_column and fields[text_column] == docstart))
-                if not is_doc:
-                    if len(fields) < n_columns or (exact and len(fields) != n_columns):
-                        raise ConfigError(
-                            f"{where}: {path}, line {lineno}: expected {n_columns} columns (column_format declares "
-                            f"columns 0..{n_columns - 1}), found {len(fields)}: {line.rstrip()!r}"
-                            + ("; set allow_extra_columns: true to ignore extra columns"
-                               if exact and len(fields) > n_columns else ""))
-                    if not fields[text_column]:
-                        raise ConfigError(f"{where}: {path}, line {lineno}: empty token in column {text_column}: "
-                                          f"{line.rstrip()!r}")
+                check(lineno, line)
                 if not in_sentence:
                     sentences += 1
                     in_sentence = True
@@ -205,28 +216,17 @@ def span_tag_schemes(path: Path, fmt: Dict[int, str], column_delimiter: str = r"
 def check_conllu_file(path: Path, where: str = "corpus") -> int:
     """Check a CoNLL-U file: 10 tab-separated fields a line, IDs that are integers, ranges (``3-4``) or empty
     nodes (``8.1``), integer heads on word lines. Returns the number of sentences; ConfigError names file and line."""
-    sentences, in_sentence = 0, False
     id_pattern = re.compile(r"^(\d+|\d+-\d+|\d+\.\d+)$")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                body = line.rstrip("\r\n")
-                if not body.strip():
-                    in_sentence = False
-                    continue
-                if body.startswith("#"):
-                    continue
-                fields = body.split("\t")
-                if len(fields) != 10:
-                    raise ConfigError(f"{where}: {path}, line {lineno}: a CoNLL-U token line has 10 tab-separated "
-                                      f"columns, found {len(fields)}: {body!r}")
-                if not id_pattern.match(fields[0]):
-                    raise ConfigError(f"{where}: {path}, line {lineno}: bad token ID {fields[0]!r}")
-                if fields[0].isdigit() and not fields[6].isdigit():
-                    raise ConfigError(f"{where}: {path}, line {lineno}: HEAD {fields[6]!r} is not an integer")
-                if not in_sentence:
-                    sentences += 1
-                    in_sentence = True
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{where}: {path} is not valid UTF-8 ({err})") from err
-    return sentences
+
+    def check(lineno: int, line: str):
+        body = line.rstrip("\r\n")
+        fields = body.split("\t")
+        if len(fields) != 10:
+            raise ConfigError(f"{where}: {path}, line {lineno}: a CoNLL-U token line has 10 tab-separated "
+                              f"columns, found {len(fields)}: {body!r}")
+        if not id_pattern.match(fields[0]):
+            raise ConfigError(f"{where}: {path}, line {lineno}: bad token ID {fields[0]!r}")
+        if fields[0].isdigit() and not fields[6].isdigit():
+            raise ConfigError(f"{where}: {path}, line {lineno}: HEAD {fields[6]!r} is not an integer")
+
+    return _count_sentences(path, "utf-8", where, check, lambda line: not line.strip(), "#")
