@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.harness import in_fresh_process
 
 OUT = Path(__file__).resolve().parent / "results" / "lazy_targets.json"
 
@@ -71,18 +72,12 @@ def main(argv=None) -> int:
     parser.add_argument("--length", type=int, default=14)
     args = parser.parse_args(argv)
     rows = []
-    context = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         for count in args.sentences:
             path = _write(Path(tmp), count, args.labels, args.length)
             row = {"sentences": count, "file_mb": round(path.stat().st_size / 2 ** 20, 1)}
             for lazy in (False, True):
-                queue = context.Queue()
-                process = context.Process(target=_measure, args=(str(path), lazy, queue))
-                process.start()
-                result = queue.get()
-                process.join()
-                row["lazy" if lazy else "in_memory"] = result
+                row["lazy" if lazy else "in_memory"] = in_fresh_process(_measure, str(path), lazy)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
             path.unlink()

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import random
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.harness import _status_kib, in_fresh_process
 
 OUT = Path(__file__).resolve().parent / "results" / "lazy_text.json"
 WORDS = ("the a of to in and is was for on with as by at from that it he she they said new year city team game "
@@ -24,10 +25,7 @@ WORDS = ("the a of to in and is was for on with as by at from that it he she the
 
 
 def _status(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
+    return _status_kib(field) / 1024.0
 
 
 def _measure(path: str, in_memory: bool, queue):
@@ -51,7 +49,6 @@ def main(argv=None):
     parser.add_argument("--sentences", type=int, nargs="+", default=[5000, 50000])
     args = parser.parse_args(argv)
     rows = []
-    ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as folder:
         for n in args.sentences:
             rng = random.Random(n)
@@ -59,11 +56,7 @@ def main(argv=None):
             path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30))) + f" {i}"
                                       for i in range(n)) + "\n")
             for in_memory in (True, False):
-                queue = ctx.Queue()
-                proc = ctx.Process(target=_measure, args=(str(path), in_memory, queue))
-                proc.start()
-                row = queue.get()
-                proc.join()
+                row = in_fresh_process(_measure, str(path), in_memory)
                 rows.append(row)
                 print(f"{n:>7,} sentences  {'in memory' if in_memory else 'lazy     '}  "
                       f"+{row['rss_after_load_mb']:7.1f} MB after load, peak +{row['peak_over_baseline_mb']:7.1f} MB, "

@@ -55,6 +55,20 @@ def _status_kib(key: str) -> int:
     raise RuntimeError(f"no {key} in /proc/self/status")
 
 
+def in_fresh_process(target, *args):
+    """``target(*args, queue)`` run in a freshly spawned process (its own memory high-water mark); what it puts
+    on the queue."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
 def measure_memory_here(suite, case: str, lib: str, dtype: str, batch: int, min_len: int, max_len: int) -> float:
     """Peak resident growth (MiB) of one run in this (fresh) process (Linux: resets the high-water mark)."""
     torch.set_num_threads(1)
