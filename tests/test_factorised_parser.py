@@ -144,6 +144,16 @@ def test_factorised_student_learns_from_a_parser_saves_loads_and_parses(tmp_path
         loaded.predict(theirs)
         assert [[t.head_id for t in s] for s in ours] == [[t.head_id for t in s] for s in theirs]
         assert all(is_well_formed([t.head_id for t in s]) for s in ours)
+    # the fast path (and so ONNX export) refuses it in one line; the Flair-format export keeps it a parser
+    from skd_flair.models.fast_tagger import FastTagger, UnsupportedTagger
+    from skd_flair.training.export import export_model
+
+    with pytest.raises(UnsupportedTagger, match="factorised"):
+        FastTagger(model)
+    export_model(kept, tmp_path / "exported.pt", quantize="int8")
+    exported, ours = DependencyTagger.load(tmp_path / "exported.pt"), copy.deepcopy(list(corpus.test))
+    exported.predict(ours)
+    assert type(exported) is FactorisedDependencyTagger and all(is_well_formed([t.head_id for t in s]) for s in ours)
     with pytest.raises(LabelMismatchError, match="factorised"):
         plain = DependencyTagger(OneHotEmbeddings.from_corpus(corpus, embedding_length=8, min_freq=1),
                                  make_tag_dictionary(corpus), hidden_size=8)

@@ -151,6 +151,9 @@ class FastTagger(nn.Module):
             raise UnsupportedTagger(f"fast path: needs a DistillableTagger, got {type(tagger).__name__} (a plain "
                                     f"Flair SequenceTagger decodes with Flair's own Viterbi; load it with "
                                     f"DistillableTagger.load)")
+        if tagger.kd_factorisation not in ("crf", "maxent"):
+            raise UnsupportedTagger(f"fast path: {type(tagger).__name__} does not score one tag per column (its "
+                                    f"output is factorised: {tagger.kd_factorisation}); use predict")
         members = _members(tagger.embeddings)
         self.tag_type = tagger.tag_type
         self.label_names: List[str] = list(tagger.label_names)
