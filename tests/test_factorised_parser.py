@@ -102,6 +102,8 @@ def test_offsets_and_relations_the_student_lacks_lose_their_mass_visibly():
     torch.testing.assert_close(lost.offsets.sum(-1), torch.ones(1, 3, dtype=torch.float64))
     with pytest.raises(LabelMismatchError, match="no column"):
         arcs_to_offsets_and_relations(marginals, narrow, unknown="error")
+    with pytest.raises(LabelMismatchError, match="unk"):
+        arcs_to_offsets_and_relations(marginals, full, unknown="unk")
     assert split_labels(full) == ([-3, -2, -1, 1, 2, 3], ["root", "nsubj", "obj"])
 
 

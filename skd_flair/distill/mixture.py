@@ -25,14 +25,6 @@ def normalise_weights(weights: Sequence[float]) -> List[float]:
     return [w / total for w in weights]
 
 
-def _mixable(kind: str) -> type:
-    cls = target_type(kind)
-    if not cls.mixable:
-        raise ValueError(f"targets of kind {kind!r} ({cls.__name__}) do not mix exactly; use a marginal objective "
-                         "(structural, posterior, token) with several teachers")
-    return cls
-
-
 def mix_pieces(pieces: Sequence[Dict[str, torch.Tensor]], weights: Sequence[float]) -> Dict[str, torch.Tensor]:
     """The weighted mean of per-sentence target pieces of one kind (weights are normalised)."""
     weights = normalise_weights(weights)
@@ -43,8 +35,10 @@ def mix_pieces(pieces: Sequence[Dict[str, torch.Tensor]], weights: Sequence[floa
         raise ValueError(f"cannot mix target kinds {sorted(kinds)}: every teacher must target the student's "
                          "substructures with the same objective")
     kind = kinds.pop()
+    cls = target_type(kind)
+    cls.check_mixable()
     out = {"kind": kind}
-    for field in _mixable(kind).layout:
+    for field in cls.layout:
         shapes = {tuple(p[field].shape) for p in pieces}
         if len(shapes) != 1:
             raise ValueError(f"the teachers' {field} targets differ in shape {sorted(shapes)}: not the same sentence")
@@ -61,4 +55,4 @@ def mix_targets(targets: Sequence, weights: Sequence[float]):
         raise ValueError("cannot mix targets of different kinds")
     if not all(torch.equal(t.lengths, first.lengths) for t in targets):
         raise ValueError("the teachers' targets cover different sentence lengths")
-    return _mixable(first.kind).mix(targets, weights)
+    return first.mix(targets, weights)

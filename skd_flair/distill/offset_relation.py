@@ -112,7 +112,10 @@ class OffsetRelationMarginals(Targets):
 def arcs_to_offsets_and_relations(m: ArcMarginals, student_labels: Sequence[str], unknown: str = "renormalize"
                                   ) -> OffsetRelationMarginals:
     """A tree teacher's per-word head-offset and relation marginals, in the student's columns (see the module)."""
-    if unknown not in ("renormalize", "error", "unk"):
+    if unknown == "unk":
+        raise LabelMismatchError("unknown_tags: unk needs an '<unk>' column, and a factorised parsing student has "
+                                 "none; use renormalize or error")
+    if unknown not in ("renormalize", "error"):
         raise ValueError(f"unknown must be 'renormalize' or 'error', got {unknown!r}")
     offsets, relations = split_labels(student_labels)
     if (m.relations is None) != (not relations):
@@ -146,7 +149,7 @@ def arcs_to_offsets_and_relations(m: ArcMarginals, student_labels: Sequence[str]
     if unknown == "error" and float(dropped.max()) > _LOST_MASS_TOLERANCE:
         raise LabelMismatchError(f"the teacher puts up to {float(dropped.max()):.3g} of a word's mass on heads or "
                                  "relations the student has no column for")
-    if unknown != "error":  # "unk" has no column to go to here: renormalised like the reference's tags
+    if unknown == "renormalize":  # per word, like the reference's tags
         q_off = q_off / torch.where(kept > 0, kept, kept.new_ones(())).unsqueeze(-1)
         if relations:
             total = q_rel.sum(-1, keepdim=True)

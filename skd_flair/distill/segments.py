@@ -35,7 +35,7 @@ from .scores import ChainScores
 from .span_scores import SpanScores
 from .targets import ChainMarginals, Field, Targets, check_with_pairs
 
-__all__ = ["OUTSIDE", "SegmentScores", "SegmentMarginals", "SpanCRFStudent", "chain_to_segments",
+__all__ = ["OUTSIDE", "with_outside", "SegmentScores", "SegmentMarginals", "SpanCRFStudent", "chain_to_segments",
            "segments_to_segments", "valid_bioes"]
 
 OUTSIDE = "O"
@@ -77,6 +77,19 @@ class SegmentMarginals(Targets):
 
     def token_probs(self) -> torch.Tensor:
         return SemiMarkovCRF.coverage(self.segments)
+
+
+def with_outside(band: torch.Tensor) -> torch.Tensor:
+    """Band-layout span scores ``[B, N, W, E]`` with an ``O`` label appended: one token wide, score 0."""
+    outside = torch.full_like(band[..., :1], float("-inf"))
+    outside[:, :, 0] = 0.0
+    return torch.cat([band, outside], -1)
+
+
+def _student_targets(segments: torch.Tensor, boundaries: torch.Tensor, m, labels: Sequence[str]) -> SegmentMarginals:
+    """Targets in the student's space, with the teacher mass per token they could not keep (``dropped_mass``)."""
+    dropped = (1.0 - SemiMarkovCRF.coverage(segments).sum(-1)).clamp(min=0) * m.mask
+    return SegmentMarginals(segments, boundaries, m.lengths, list(labels), dropped)
 
 
 def _tag_columns(labels: Sequence[str], types: Sequence[str]):
@@ -165,11 +178,9 @@ def chain_to_segments(m: ChainMarginals, student_labels: Sequence[str], max_widt
                 starts[cols["B"][e], k] = starts[cols["S"][e], k] = 1.0
         boundaries = torch.einsum("bjst,sa,tc->bjac", p, ends, starts)
     order = [types.index(name) if name != OUTSIDE else len(types) for name in student_labels]
-    with_outside = torch.cat([seg, seg.new_zeros(batch, n, width, 1)], -1)
-    with_outside[:, :, 0, -1] = u[:, :, outside]
-    segments = with_outside[..., order]
-    dropped = (1.0 - SemiMarkovCRF.coverage(segments).sum(-1)).clamp(min=0) * m.mask
-    return SegmentMarginals(segments, boundaries, m.lengths, list(student_labels), dropped)
+    padded = torch.cat([seg, seg.new_zeros(batch, n, width, 1)], -1)  # O, with its unary marginal at width 1
+    padded[:, :, 0, -1] = u[:, :, outside]
+    return _student_targets(padded[..., order], boundaries, m, student_labels)
 
 
 @register_map(SegmentMarginals, "span_crf")
@@ -181,8 +192,7 @@ def segments_to_segments(m: SegmentMarginals, student_labels: Sequence[str], max
         segments = torch.cat([segments, segments.new_zeros(*segments.shape[:2], max_width - segments.shape[2],
                                                            segments.shape[3])], 2)
     boundaries = gather_labels(gather_labels(m.boundaries, idx, 2, 0.0), idx, 3, 0.0)
-    dropped = (1.0 - SemiMarkovCRF.coverage(segments).sum(-1)).clamp(min=0) * m.mask
-    return SegmentMarginals(segments, boundaries, m.lengths, list(student_labels), dropped)
+    return _student_targets(segments, boundaries, m, student_labels)
 
 
 class SpanCRFStudent(Factorisation):
@@ -212,9 +222,7 @@ class SpanCRFStudent(Factorisation):
             # entries past a sentence's end are unused (and may hold anything): made impossible before the checks
             band = band.masked_fill(~length_mask(teacher.lengths, band.shape[1]).view(*band.shape[:2], 1, 1),
                                     float("-inf"))
-            outside = torch.full_like(band[..., :1], float("-inf"))
-            outside[:, :, 0] = 0.0
-            labelled = SemiMarkovCRF(torch.cat([band, outside], -1), band.new_zeros(len(types) + 1, len(types) + 1),
+            labelled = SemiMarkovCRF(with_outside(band), band.new_zeros(len(types) + 1, len(types) + 1),
                                      teacher.lengths)
             return SegmentMarginals(labelled.marginals, labelled.boundary_marginals, teacher.lengths,
                                     types + [OUTSIDE])

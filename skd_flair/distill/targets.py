@@ -97,9 +97,14 @@ class Targets:
         return pieces
 
     @classmethod
+    def _token_field(cls):
+        """(name, Field) of the first field with a token axis: the one that says how long a sentence is."""
+        return next((k, f) for k, f in cls.layout.items() if f.axis is not None)
+
+    @classmethod
     def piece_length(cls, piece: Piece) -> int:
         """The number of tokens a piece covers."""
-        name, field = next((k, f) for k, f in cls.layout.items() if f.axis is not None)
+        name, field = cls._token_field()
         return piece[name].shape[field.axis] - field.offset
 
     @classmethod
@@ -110,21 +115,22 @@ class Targets:
         fields = {}
         for name, field in cls.layout.items():
             values = [p[name] for p in pieces]
-            if field.store == "index":
-                value = _pad(values, field.axis, n + field.offset, -1) if field.axis is not None else torch.stack(values)
-                fields[name] = value.to(device)
-            else:
-                value = _pad(values, field.axis, max(n + field.offset, 0)) if field.axis is not None \
-                    else torch.stack(values)
-                fields[name] = value.to(device=device, dtype=dtype)
+            index = field.store == "index"  # integers: padded with -1, never converted to `dtype`
+            value = torch.stack(values) if field.axis is None else \
+                _pad(values, field.axis, max(n + field.offset, 0), -1 if index else 0.0)
+            fields[name] = value.to(device=device, dtype=None if index else dtype)
         return cls(lengths=lengths, labels=labels, **fields)
+
+    @classmethod
+    def check_mixable(cls):
+        if not cls.mixable:
+            raise ValueError(f"targets of kind {cls.kind!r} ({cls.__name__}) do not mix exactly; use a marginal "
+                             "objective (structural, posterior, token) with several teachers")
 
     @classmethod
     def mix(cls, targets: Sequence["Targets"], weights: Sequence[float]) -> "Targets":
         """The weighted mean of batched targets of this type (weights already normalised)."""
-        if not cls.mixable:
-            raise ValueError(f"{cls.__name__} targets do not mix exactly; use a marginal objective (structural, "
-                             "posterior, token) with several teachers")
+        cls.check_mixable()
         first = targets[0]
         fields = {name: sum(w * getattr(t, name) for w, t in zip(weights, targets)) for name in cls.layout}
         return cls(lengths=first.lengths, labels=first.labels, **fields)
@@ -139,7 +145,7 @@ class Targets:
 
     @property
     def mask(self) -> torch.Tensor:
-        name, field = next((k, f) for k, f in self.layout.items() if f.axis is not None)
+        name, field = self._token_field()
         return length_mask(self.lengths, getattr(self, name).shape[field.axis + 1] - field.offset)
 
     def to(self, device=None, dtype=None):

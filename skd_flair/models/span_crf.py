@@ -15,7 +15,7 @@ import torch
 from flair.data import Dictionary, Sentence
 from flair.embeddings import TokenEmbeddings
 
-from ..distill.segments import OUTSIDE, SegmentScores, SpanCRFStudent
+from ..distill.segments import OUTSIDE, SegmentScores, SpanCRFStudent, with_outside
 from ..structs.semi_markov import SemiMarkovCRF, band_from_spans
 from .kd_student import LearnsFromTeacher, build_objective
 from .span_ner import BiaffineSpanTagger
@@ -57,9 +57,7 @@ class SpanCRFTagger(LearnsFromTeacher, BiaffineSpanTagger):
 
     def segment_scores(self, logits: torch.Tensor, lengths: torch.Tensor) -> SegmentScores:
         band = band_from_spans(self.relative_scores(logits), self.max_width)  # [B, N, W, E]
-        outside = torch.full_like(band[..., :1], float("-inf"))
-        outside[:, :, 0] = 0.0
-        return SegmentScores(torch.cat([band, outside], -1), self.transitions, lengths.to(logits.device),
+        return SegmentScores(with_outside(band), self.transitions, lengths.to(logits.device),
                              self.label_names)
 
     def teacher_scores(self, sentences: List[Sentence]):

@@ -372,7 +372,7 @@ def plain_sentences(paths: Sequence[Path], lines: PlainLines) -> List[Sentence]:
     """One sentence per line of ``paths`` that makes one (see `lazy_text.PlainLines`)."""
     sentences = [Sentence(tokens) for path in paths for _, tokens in lines.scan(path)]
     if not sentences:
-        raise ConfigError(f"{lines.where}: '{', '.join(map(str, paths))}' holds no sentences")
+        raise lines.none_found(paths)
     return sentences
 
 

@@ -58,6 +58,9 @@ class PlainLines:
             tokens = [t[len(prefix):] if t.startswith(prefix) and len(t) > len(prefix) else t for t in tokens]
         return tokens
 
+    def none_found(self, paths: Sequence[Path]) -> ConfigError:
+        return ConfigError(f"{self.where}: '{', '.join(map(str, paths))}' holds no sentences")
+
     def scan(self, path: Path) -> Iterator[Tuple[int, List[str]]]:
         """(byte offset, tokens) of every line of `path` that makes a sentence."""
         offset = 0
@@ -80,7 +83,7 @@ class LazyTextDataset(Dataset):
                 self.files.append(f)
                 self.offsets.append(offset)
         if not self.offsets:
-            raise ConfigError(f"{lines.where}: '{', '.join(map(str, self.paths))}' holds no sentences")
+            raise lines.none_found(self.paths)
 
     def __len__(self) -> int:
         return len(self.offsets)
