@@ -1,5 +1,7 @@
 """Length-bucketed training batches: every sentence once per epoch, full batches of near-equal lengths in a new
 random order each epoch, and the trainer key that turns them on."""
+import pickle
+
 import pytest
 import torch
 from flair.data import Sentence
@@ -31,6 +33,17 @@ def test_every_sentence_once_in_full_batches_of_similar_length():
     plain = [shuffled[k:k + 8] for k in range(0, len(shuffled), 8)]
     assert padding_fraction(lengths, batches) < 0.5 * padding_fraction(lengths, plain)
     assert sampler.batches() != batches  # a new draw each epoch
+
+
+def test_a_pickled_sampler_leaves_its_training_set_behind():
+    # Flair pickles the trainer's arguments into each saved model: the sampler must not drag its dataset along
+    data = FlairDatapointDataset([Sentence(["secret-training-word"] * k) for k in range(1, 40)])
+    sampler = LengthBucketSampler(batch_size=8)
+    sampler.set_dataset(data)
+    blob = pickle.dumps(sampler)
+    assert b"secret-training-word" not in blob
+    copy = pickle.loads(blob)
+    assert (copy.batch_size, copy.window) == (8, 50)
 
 
 def test_bad_sizes_are_refused():

@@ -28,6 +28,11 @@ class LengthBucketSampler(FlairSampler):
         super().set_dataset(data_source)
         self.lengths = [len(data_source[i]) for i in range(len(data_source))]
 
+    def __getstate__(self):
+        # Flair writes the trainer's arguments, this sampler among them, into every saved model's card: pickled
+        # with its dataset, each model file would carry the whole training set (and take seconds to write)
+        return {"batch_size": self.batch_size, "window": self.window, "lengths": []}
+
     def batches(self) -> List[List[int]]:
         """This epoch's batches of dataset indices (a fresh random draw on every call)."""
         n, size = len(self.lengths), self.batch_size
