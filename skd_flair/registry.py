@@ -46,7 +46,16 @@ class Registry:
         factory = self.get(config["type"])
         kwargs = {k: v for k, v in config.items() if k != "type"}
         check_keys(factory, kwargs, f"{where} (type '{config['type']}')", extra)
-        return factory(**kwargs, **extra)
+        return factory(**kwargs, **_accepted(factory, extra))
+
+
+def _accepted(factory: Callable[..., Any], context: Mapping[str, Any]) -> Dict[str, Any]:
+    """The context values (the corpus, the teacher) that `factory` declares: a factory that needs none of them
+    does not have to take them."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(context)
+    return {k: v for k, v in context.items() if k in params}
 
 
 def with_keys(shared: Callable[..., Any]):

@@ -236,7 +236,7 @@ def test_local_temperature_tempers_each_position():
         first = m.unary[b, 0].sqrt()
         torch.testing.assert_close(hot.unary[b, 0], first / first.sum())
     torch.testing.assert_close(hot.unary.sum(-1), hot.mask.double())
-    tokens = temper(TokenMarginals(m.unary, m.lengths, m.labels), 3.0)
+    tokens = temper(TokenMarginals(m.unary, m.lengths, labels=m.labels), 3.0)
     torch.testing.assert_close(tokens.probs.sum(-1), tokens.mask.double())
 
 

@@ -62,13 +62,13 @@ def chain_to_chain(m: ChainMarginals, student_labels: Sequence[str]) -> ChainMar
     unary = gather_labels(m.unary, idx, 2, 0.0)
     pairwise = gather_labels(gather_labels(m.pairwise, idx, 2, 0.0), idx, 3, 0.0)
     _check_lost_mass(m.unary.sum(-1), unary.sum(-1), "label pairs")
-    return ChainMarginals(unary, pairwise, m.lengths, list(student_labels))
+    return ChainMarginals(unary, pairwise, m.lengths, labels=list(student_labels))
 
 
 @register_map(ChainMarginals, "maxent")
 def chain_to_tokens(m: ChainMarginals, student_labels: Sequence[str]) -> TokenMarginals:
     """Case 2a: a label pair's marginal summed over its other label is the token's marginal."""
-    return tokens_to_tokens(TokenMarginals(m.unary, m.lengths, m.labels), student_labels)
+    return tokens_to_tokens(TokenMarginals(m.unary, m.lengths, labels=m.labels), student_labels)
 
 
 @register_map(TokenMarginals, "maxent")
@@ -76,7 +76,7 @@ def tokens_to_tokens(m: TokenMarginals, student_labels: Sequence[str]) -> TokenM
     idx = _index(m.labels, student_labels)
     probs = gather_labels(m.probs, idx, 2, 0.0)
     _check_lost_mass(m.probs.sum(-1), probs.sum(-1), "token labels")
-    return TokenMarginals(probs, m.lengths, list(student_labels), m.independent, m.dropped_mass)
+    return TokenMarginals(probs, m.lengths, m.independent, labels=list(student_labels), dropped_mass=m.dropped_mass)
 
 
 @register_map(TokenMarginals, "crf")
@@ -87,7 +87,7 @@ def tokens_to_chain(m: TokenMarginals, student_labels: Sequence[str]) -> ChainMa
                                  "their outer product is not its pairwise marginal, so no exact map to a CRF exists")
     p = tokens_to_tokens(m, student_labels).probs
     pairwise = p[:, :-1].unsqueeze(-1) * p[:, 1:].unsqueeze(-2)  # padding rows are zero already
-    return ChainMarginals(p, pairwise, m.lengths, list(student_labels))
+    return ChainMarginals(p, pairwise, m.lengths, labels=list(student_labels))
 
 
 _OFFSET_TAG = re.compile(r"^([+-]?\d+)(?:_(.+))?$")
@@ -148,7 +148,7 @@ def arcs_to_offset_tags(m: ArcMarginals, student_labels: Sequence[str], unknown:
         probs[..., unk] = probs[..., unk] + dropped
     elif unknown == "renormalize":
         probs = probs / torch.where(kept > 0, kept, kept.new_ones(())).unsqueeze(-1)
-    return TokenMarginals(probs, m.lengths, list(student_labels), dropped_mass=dropped)
+    return TokenMarginals(probs, m.lengths, labels=list(student_labels), dropped_mass=dropped)
 
 
 def align_sequences(t: SequenceTargets, student_labels: Sequence[str]) -> SequenceTargets:
@@ -161,4 +161,4 @@ def align_sequences(t: SequenceTargets, student_labels: Sequence[str]) -> Sequen
     valid = torch.arange(t.tags.shape[2], device=t.tags.device) < t.lengths.view(-1, 1, 1)
     if bool(((tags < 0) & valid & (t.weights > 0).unsqueeze(-1)).any()):
         raise LabelMismatchError("a teacher sequence uses a label the student does not have")
-    return SequenceTargets(tags, t.weights, t.lengths, list(student_labels))
+    return SequenceTargets(tags, t.weights, t.lengths, labels=list(student_labels))

@@ -123,7 +123,7 @@ class PosteriorKD(KDObjective):
         # the per-token marginals of any teacher: those the generic (MaxEnt) view asks for
         m = factorisation("maxent").teacher_marginals(teacher, self.teacher_temperature, "tree")
         if isinstance(m, ChainMarginals):
-            m = TokenMarginals(m.unary, m.lengths, m.labels)
+            m = TokenMarginals(m.unary, m.lengths, labels=m.labels)
         return self._local(to_student(m, student_labels, "maxent"))
 
     def loss(self, student, targets):

@@ -16,7 +16,7 @@ The student's label names are its offset columns, written ``"@{offset}"``, then 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import ClassVar, Dict, List, Sequence, Tuple
 
 import torch
 
@@ -90,14 +90,12 @@ class OffsetRelationMarginals(Targets):
     offsets: torch.Tensor
     relations: torch.Tensor
     lengths: torch.Tensor
-    labels: Optional[List[str]] = None
-    dropped_mass: Optional[torch.Tensor] = None
 
-    def __post_init__(self):
+    def _shape(self):
         if self.offsets.dim() != 3 or self.relations.dim() != 3 or self.offsets.shape[:2] != self.relations.shape[:2]:
             raise StructureInputError(f"offsets [B, N, K] and relations [B, N, R] must agree, got "
                                       f"{list(self.offsets.shape)} and {list(self.relations.shape)}")
-        self.lengths = as_lengths(self.lengths, self.offsets.shape[0], self.offsets.shape[1], self.offsets.device)
+        return self.offsets.shape[0], self.offsets.shape[1], None
 
     def temper(self, temperature: float) -> "OffsetRelationMarginals":
         return replace(self, offsets=temper_distribution(self.offsets, temperature, -1),
@@ -154,7 +152,7 @@ def arcs_to_offsets_and_relations(m: ArcMarginals, student_labels: Sequence[str]
         if relations:
             total = q_rel.sum(-1, keepdim=True)
             q_rel = q_rel / torch.where(total > 0, total, total.new_ones(()))
-    return OffsetRelationMarginals(q_off, q_rel, m.lengths, list(student_labels), dropped)
+    return OffsetRelationMarginals(q_off, q_rel, m.lengths, labels=list(student_labels), dropped_mass=dropped)
 
 
 class OffsetRelationStudent(Factorisation):

@@ -14,7 +14,7 @@ from ..structs import DependencyTree, LinearChainCRF
 from ..structs._checks import StructureInputError, as_lengths, length_mask
 from ..structs.dependency import arc_mask
 from .labels import SPECIAL_LABELS
-from .targets import ArcMarginals, ChainMarginals, SequenceTargets, TokenMarginals
+from .targets import ArcMarginals, ChainMarginals, SequenceTargets, TokenMarginals, batch_shape
 
 __all__ = ["ChainScores", "TreeScores"]
 
@@ -40,9 +40,7 @@ class ChainScores:
     end: Optional[torch.Tensor] = None
 
     def __post_init__(self):
-        if self.emissions.dim() != 3:
-            raise StructureInputError(f"emissions must be [B, N, L], got {list(self.emissions.shape)}")
-        batch, n, size = self.emissions.shape
+        batch, n, size = batch_shape(self.emissions, "emissions", "B, N, L")
         self.lengths = as_lengths(self.lengths, batch, n, self.emissions.device)
         if self.labels is not None and len(self.labels) != size:
             raise StructureInputError(f"{len(self.labels)} label names for {size} emission columns")
@@ -93,22 +91,22 @@ class ChainScores:
         scores = self.double()
         if not self.is_crf:
             probs = scores.log_softmax(temperature).exp().masked_fill(~self.mask.unsqueeze(-1), 0.0)
-            return TokenMarginals(probs, self.lengths, self.labels, independent=True)
+            return TokenMarginals(probs, self.lengths, independent=True, labels=self.labels)
         crf = scores.crf(temperature)
-        return ChainMarginals(crf.marginals, crf.pairwise_marginals, self.lengths, self.labels)
+        return ChainMarginals(crf.marginals, crf.pairwise_marginals, self.lengths, labels=self.labels)
 
     @torch.no_grad()
     def unary_marginals(self, temperature: float = 1.0) -> TokenMarginals:
         m = self.marginals(temperature)
         if isinstance(m, TokenMarginals):
             return m
-        return TokenMarginals(m.unary, m.lengths, m.labels)
+        return TokenMarginals(m.unary, m.lengths, labels=m.labels)
 
     @torch.no_grad()
     def emission_probs(self, temperature: float = 1.0) -> TokenMarginals:
         """Softmax of the emissions alone (token-level KD: a CRF teacher's transitions are ignored)."""
         probs = self.double().log_softmax(temperature).exp().masked_fill(~self.mask.unsqueeze(-1), 0.0)
-        return TokenMarginals(probs, self.lengths, self.labels, independent=True)
+        return TokenMarginals(probs, self.lengths, independent=True, labels=self.labels)
 
     @torch.no_grad()
     def topk(self, k: int, weighted: bool = False) -> SequenceTargets:
@@ -128,7 +126,7 @@ class ChainScores:
             weights = exists.double() / exists.sum(1, keepdim=True)
         # a missing rank repeats the best sequence with weight 0, so that every row is a valid sequence
         tags = torch.where(exists.unsqueeze(-1), tags, tags[:, :1].expand_as(tags))
-        return SequenceTargets(tags, weights.masked_fill(~exists, 0.0), self.lengths, self.labels)
+        return SequenceTargets(tags, weights.masked_fill(~exists, 0.0), self.lengths, labels=self.labels)
 
 
 @dataclass

@@ -26,14 +26,14 @@ from typing import ClassVar, Dict, List, Optional, Sequence
 
 import torch
 
-from ..structs._checks import as_lengths, length_mask
+from ..structs._checks import length_mask
 from ..structs.semi_markov import SemiMarkovCRF, band_from_spans
 from .factorisations import Factorisation
 from .labels import SPECIAL_LABELS, LabelMismatchError, align_labels, gather_labels
 from .maps import register_map
 from .scores import ChainScores
 from .span_scores import SpanScores
-from .targets import ChainMarginals, Field, Targets, check_with_pairs
+from .targets import ChainMarginals, Field, Targets
 
 __all__ = ["OUTSIDE", "with_outside", "SegmentScores", "SegmentMarginals", "SpanCRFStudent", "chain_to_segments",
            "segments_to_segments", "valid_bioes"]
@@ -64,16 +64,11 @@ class SegmentMarginals(Targets):
 
     kind: ClassVar[str] = "segments"
     layout: ClassVar[Dict[str, Field]] = {"segments": Field(), "boundaries": Field(offset=-1)}
+    dims: ClassVar[str] = "B, N, W, L"
 
     segments: torch.Tensor
     boundaries: torch.Tensor
     lengths: torch.Tensor
-    labels: Optional[List[str]] = None
-    dropped_mass: Optional[torch.Tensor] = None
-
-    def __post_init__(self):
-        batch, n, _ = check_with_pairs(self.segments, "segments", "B, N, W, L", self.boundaries, "boundaries")
-        self.lengths = as_lengths(self.lengths, batch, n, self.segments.device)
 
     def token_probs(self) -> torch.Tensor:
         return SemiMarkovCRF.coverage(self.segments)
@@ -89,7 +84,7 @@ def with_outside(band: torch.Tensor) -> torch.Tensor:
 def _student_targets(segments: torch.Tensor, boundaries: torch.Tensor, m, labels: Sequence[str]) -> SegmentMarginals:
     """Targets in the student's space, with the teacher mass per token they could not keep (``dropped_mass``)."""
     dropped = (1.0 - SemiMarkovCRF.coverage(segments).sum(-1)).clamp(min=0) * m.mask
-    return SegmentMarginals(segments, boundaries, m.lengths, list(labels), dropped)
+    return SegmentMarginals(segments, boundaries, m.lengths, labels=list(labels), dropped_mass=dropped)
 
 
 def _tag_columns(labels: Sequence[str], types: Sequence[str]):
@@ -225,7 +220,7 @@ class SpanCRFStudent(Factorisation):
             labelled = SemiMarkovCRF(with_outside(band), band.new_zeros(len(types) + 1, len(types) + 1),
                                      teacher.lengths)
             return SegmentMarginals(labelled.marginals, labelled.boundary_marginals, teacher.lengths,
-                                    types + [OUTSIDE])
+                                    labels=types + [OUTSIDE])
         return super().teacher_marginals(teacher, temperature, arc_marginals)
 
     def _check(self, scores: SegmentScores, targets: SegmentMarginals):

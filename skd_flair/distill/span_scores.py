@@ -66,7 +66,7 @@ class SpanScores:
     def marginals(self, temperature: float = 1.0) -> "SpanTokenMarginals":
         """P(token m has each BIOES tag) under the span-set distribution at global temperature T."""
         probs = self.structure(temperature).token_marginals
-        return SpanTokenMarginals(probs, self.lengths, self.labels, independent=False,
+        return SpanTokenMarginals(probs, self.lengths, independent=False, labels=self.labels,
                                   type_names=list(self.type_names))
 
     @torch.no_grad()
@@ -134,7 +134,7 @@ def spans_to_tags(m: SpanTokenMarginals, student_labels: Sequence[str]) -> Token
         fold[column[tag], k] = 1.0
         if tag != "O" and roles[tag[2:]] == bio:
             fold[column[("S" if tag[0] == "B" else "E") + tag[1:]], k] = 1.0
-    return TokenMarginals(m.probs @ fold, m.lengths, list(student_labels), m.independent, m.dropped_mass)
+    return TokenMarginals(m.probs @ fold, m.lengths, m.independent, labels=list(student_labels), dropped_mass=m.dropped_mass)
 
 
 @register_map(SpanTokenMarginals, "crf")

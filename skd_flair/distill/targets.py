@@ -8,15 +8,15 @@ student factorisation brings its own `Targets` subclass; defining the class regi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import ClassVar, Dict, List, NamedTuple, Optional, Sequence
+from dataclasses import KW_ONLY, dataclass, replace
+from typing import ClassVar, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
 from ..structs._checks import StructureInputError, as_lengths, length_mask
 from .temperature import temper_distribution
 
-__all__ = ["Field", "Targets", "TARGET_KINDS", "target_type", "TokenMarginals", "ChainMarginals", "SequenceTargets",
+__all__ = ["Field", "Targets", "TARGET_KINDS", "target_type", "batch_shape", "TokenMarginals", "ChainMarginals", "SequenceTargets",
            "ArcMarginals"]
 
 Piece = Dict[str, torch.Tensor]
@@ -51,12 +51,17 @@ def _check_labels(labels: Optional[Sequence[str]], size: int, what: str) -> Opti
     return labels
 
 
+def batch_shape(tensor: torch.Tensor, name: str, layout: str) -> Tuple[int, int, int]:
+    """(B, N, L) of `tensor` ``[B, N, ..., L]``, whose dimensions `layout` names (``"B, N, L"``)."""
+    if tensor.dim() != len(layout.split(",")):
+        raise StructureInputError(f"{name} must be [{layout}], got {list(tensor.shape)}")
+    return tensor.shape[0], tensor.shape[1], tensor.shape[-1]
+
+
 def check_with_pairs(first: torch.Tensor, first_name: str, layout: str, pairs: torch.Tensor, pairs_name: str):
     """`first` ``[B, N, ..., L]`` (`layout` names its dimensions) and `pairs` ``[B, N-1, L, L]`` of neighbours;
     returns (B, N, L)."""
-    if first.dim() != len(layout.split(",")):
-        raise StructureInputError(f"{first_name} must be [{layout}], got {list(first.shape)}")
-    batch, n, size = first.shape[0], first.shape[1], first.shape[-1]
+    batch, n, size = batch_shape(first, first_name, layout)
     if list(pairs.shape) != [batch, max(n - 1, 0), size, size]:
         raise StructureInputError(f"{pairs_name} must be [{batch}, {n - 1}, {size}, {size}], got {list(pairs.shape)}")
     return batch, n, size
@@ -71,12 +76,38 @@ def _pad(tensors: Sequence[torch.Tensor], dim: int, size: int, value=0.0) -> tor
     return torch.stack(out)
 
 
+@dataclass
 class Targets:
-    """Base of the student target types (dataclasses with `lengths` and `labels` besides their `layout`)."""
+    """Base of the student target types: dataclasses whose positional fields are their `layout` tensors and
+    ``lengths``; every type takes `labels` and `dropped_mass` by keyword. Each type checks its tensors in
+    `_shape`."""
 
     kind: ClassVar[str] = ""
     layout: ClassVar[Dict[str, Field]] = {}
     mixable: ClassVar[bool] = True  # the loss is linear in these targets, so a weighted mean of teachers is exact
+
+    _: KW_ONLY
+    labels: Optional[List[str]] = None  # the student labels of the label axis
+    # teacher mass per token that no student label could take (diagnostics of a lossy map)
+    dropped_mass: Optional[torch.Tensor] = None
+
+    dims: ClassVar[str] = "B, N, L"  # the dimensions of the first field of the layout
+
+    def _shape(self) -> Tuple[int, int, Optional[int]]:
+        """(batch, tokens, labels) after checking the tensors (labels None: `labels` is not checked). By default
+        the first field is [`dims`] and a field of neighbour pairs (offset -1), if any, is ``[B, N-1, L, L]``."""
+        (first, _), *rest = self.layout.items()
+        pairs = next((name for name, f in rest if f.offset == -1), None)
+        if pairs is None:
+            return batch_shape(getattr(self, first), first, self.dims)
+        return check_with_pairs(getattr(self, first), first, self.dims, getattr(self, pairs), pairs)
+
+    def __post_init__(self):
+        batch, n, size = self._shape()
+        name, _ = self._token_field()
+        self.lengths = as_lengths(self.lengths, batch, n, getattr(self, name).device)
+        if size is not None:
+            self.labels = _check_labels(self.labels, size, type(self).__name__)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -167,19 +198,9 @@ class TokenMarginals(Targets):
 
     probs: torch.Tensor
     lengths: torch.Tensor
-    labels: Optional[List[str]] = None
     # True when the tokens are independent under the teacher (a MaxEnt teacher): only then is the
     # outer product of neighbours the teacher's pairwise marginal
     independent: bool = False
-    # teacher mass per token that no student label could take (diagnostics of a lossy map)
-    dropped_mass: Optional[torch.Tensor] = None
-
-    def __post_init__(self):
-        if self.probs.dim() != 3:
-            raise StructureInputError(f"probs must be [B, N, L], got {list(self.probs.shape)}")
-        batch, n, size = self.probs.shape
-        self.lengths = as_lengths(self.lengths, batch, n, self.probs.device)
-        self.labels = _check_labels(self.labels, size, "TokenMarginals")
 
     def temper(self, temperature: float) -> "TokenMarginals":
         return replace(self, probs=temper_distribution(self.probs, temperature, -1))
@@ -202,12 +223,6 @@ class ChainMarginals(Targets):
     unary: torch.Tensor
     pairwise: torch.Tensor
     lengths: torch.Tensor
-    labels: Optional[List[str]] = None
-
-    def __post_init__(self):
-        batch, n, size = check_with_pairs(self.unary, "unary", "B, N, L", self.pairwise, "pairwise")
-        self.lengths = as_lengths(self.lengths, batch, n, self.unary.device)
-        self.labels = _check_labels(self.labels, size, "ChainMarginals")
 
     def temper(self, temperature: float) -> "ChainMarginals":
         """The pair distribution at each position and the first label's distribution are tempered; emission
@@ -215,7 +230,7 @@ class ChainMarginals(Targets):
         reference tempers the last label separately; the two agree at T = 1)."""
         pairwise = temper_distribution(self.pairwise, temperature, (-2, -1))
         first = temper_distribution(self.unary[:, :1], temperature, -1)
-        return ChainMarginals(torch.cat([first, pairwise.sum(-2)], dim=1), pairwise, self.lengths, self.labels)
+        return replace(self, unary=torch.cat([first, pairwise.sum(-2)], dim=1), pairwise=pairwise)
 
     def token_probs(self) -> torch.Tensor:
         return self.unary
@@ -234,13 +249,12 @@ class SequenceTargets(Targets):
     tags: torch.Tensor
     weights: torch.Tensor
     lengths: torch.Tensor
-    labels: Optional[List[str]] = None
 
-    def __post_init__(self):
+    def _shape(self):
         if self.tags.dim() != 3 or list(self.weights.shape) != list(self.tags.shape[:2]):
             raise StructureInputError(f"tags must be [B, K, N] and weights [B, K]; got {list(self.tags.shape)}"
                                       f" and {list(self.weights.shape)}")
-        self.lengths = as_lengths(self.lengths, self.tags.shape[0], self.tags.shape[2], self.tags.device)
+        return self.tags.shape[0], self.tags.shape[2], None
 
     def temper(self, temperature: float):
         raise ValueError("Top-K sequences have no temperature")

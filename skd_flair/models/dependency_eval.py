@@ -11,13 +11,16 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from flair.data import Sentence, Token
+from flair.data import Dictionary, Sentence, Token
 from flair.training_utils import Result
 
+from .eval_loop import eval_mode, inference_batches
+
 __all__ = ["is_punctuation", "gold_tree", "AttachmentScores", "attachment_result", "is_well_formed",
-           "write_parses"]
+           "write_parses", "EvaluatesTrees"]
 
 METRICS = ("las", "uas", "las_nopunct", "uas_nopunct")
 
@@ -152,3 +155,64 @@ def write_parses(path: Union[str, Path], rows: List[List[Tuple]]) -> None:
             for row in sentence_rows:
                 f.write("\t".join("_" if x is None else str(x) for x in row) + "\n")
             f.write("\n")
+
+
+Trees = List[Tuple[Sequence[Optional[int]], Sequence[Optional[str]]]]
+
+
+class EvaluatesTrees:
+    """Flair's ``evaluate`` for every model that predicts dependency trees (the biaffine parser, the parsing
+    taggers): attachment scores of the trees of each decoding mode, the first mode's being the main scores.
+
+    A model provides ``_evaluation_modes(repairs)`` (its main decoding first) and
+    ``_evaluate_batch(batch, modes, return_loss) -> (loss sum, words, {mode: [(heads, rels)] per sentence},
+    counters)``; the counters are summed over batches and turned into extra scores by ``_evaluation_extra``.
+    """
+
+    single_root: bool = True
+    relation_type: str
+    main_metric: str
+
+    def _evaluation_modes(self, repairs: Optional[Sequence[str]]) -> List[str]:
+        raise NotImplementedError
+
+    def _evaluate_batch(self, batch: List[Sentence], modes: List[str], return_loss: bool
+                        ) -> Tuple[float, int, Dict[str, Trees], Dict[str, int]]:
+        raise NotImplementedError
+
+    def _evaluation_extra(self, counters: Counter) -> Dict[str, float]:
+        return {}
+
+    def _evaluation_title(self) -> str:
+        return type(self).__name__
+
+    def evaluate(self, data_points, gold_label_type: Optional[str] = None, out_path: Union[str, Path, None] = None,
+                 embedding_storage_mode="none", mini_batch_size: int = 32,
+                 main_evaluation_metric: Tuple[str, str] = ("micro avg", "f1-score"),
+                 exclude_labels: Optional[List[str]] = None, gold_label_dictionary: Optional[Dictionary] = None,
+                 return_loss: bool = True, repairs: Optional[Sequence[str]] = None, **kwargs) -> Result:
+        """UAS / LAS (with and without punctuation) against the tokens' ``head_id`` and relation labels, for the
+        main decoding and each other mode (`repairs`, where the model has them); ``main_score`` is the main
+        metric (Flair's ``main_evaluation_metric`` when it names one of ours, else the model's). The gold
+        annotation is left untouched."""
+        modes = self._evaluation_modes(repairs)
+        scorers = {m: AttachmentScores() for m in modes}
+        total_loss, count, counters, rows = 0.0, 0, Counter(), []
+        with eval_mode(self):
+            for batch in inference_batches(data_points, mini_batch_size, False, embedding_storage_mode):
+                loss, words, trees, batch_counters = self._evaluate_batch(batch, modes, return_loss)
+                total_loss, count = total_loss + loss, count + words
+                counters.update(batch_counters)
+                for mode in modes:
+                    for sentence, (heads, rels) in zip(batch, trees[mode]):
+                        scorers[mode].add(sentence, heads, rels, self.relation_type, self.single_root)
+                        if mode == modes[0] and out_path is not None:
+                            gh, gr = gold_tree(sentence, self.relation_type)
+                            rows.append([(i, t.text, gh[i - 1], gr[i - 1], heads[i - 1], rels[i - 1])
+                                         for i, t in enumerate(sentence, start=1)])
+        if out_path is not None:
+            write_parses(out_path, rows)
+        metric = main_metric_name(main_evaluation_metric, self.main_metric)
+        others = {("norepair" if m == "none" else m): scorers[m] for m in modes[1:]}
+        return attachment_result(scorers[modes[0]], total_loss / max(count, 1), metric, others,
+                                 title=self._evaluation_title(), extra=self._evaluation_extra(counters))

@@ -7,16 +7,14 @@ gold tag is ``<unk>``'s, without it the nearest known offset with the same relat
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import flair
 import torch
 from flair.data import Dictionary, Sentence
 from flair.embeddings import TokenEmbeddings
-from flair.training_utils import Result
 
-from .dependency_eval import AttachmentScores, attachment_result, gold_tree, main_metric_name, write_parses
+from .dependency_eval import EvaluatesTrees, gold_tree, main_metric_name
 from .eval_loop import eval_mode, inference_batches
 from .offset_tags import (DEFAULT_TAG_TYPE, REPAIRS, OffsetTagCodec, decode_offset_tags, encode_corpus,
                           encode_sentence, make_tag_dictionary, offset_tag)
@@ -26,7 +24,7 @@ __all__ = ["DependencyTagger", "OffsetTagCodec", "DEFAULT_TAG_TYPE", "REPAIRS", 
            "encode_corpus", "make_tag_dictionary", "decode_offset_tags"]
 
 
-class DependencyTagger(DistillableTagger):
+class DependencyTagger(EvaluatesTrees, DistillableTagger):
     """A MaxEnt `DistillableTagger` over offset tags that predicts dependency trees.
 
     Args:
@@ -125,45 +123,27 @@ class DependencyTagger(DistillableTagger):
             return total_loss, count
         return None
 
-    def evaluate(self, data_points, gold_label_type: Optional[str] = None, out_path: Union[str, Path, None] = None,
-                 embedding_storage_mode="none", mini_batch_size: int = 32,
-                 main_evaluation_metric: Tuple[str, str] = ("micro avg", "f1-score"),
-                 exclude_labels: Optional[List[str]] = None, gold_label_dictionary: Optional[Dictionary] = None,
-                 return_loss: bool = True, repairs: Optional[Sequence[str]] = None, **kwargs) -> Result:
-        """UAS / LAS (with and without punctuation) of the trees decoded with this tagger's repair (the main
-        scores) and without repair (``norepair_*``), plus any other `repairs` asked for; tag accuracy.
-        The gold annotation is left untouched."""
-        modes = [self.repair] + [m for m in (repairs if repairs is not None else ("none",)) if m != self.repair]
-        scorers = {m: AttachmentScores() for m in modes}
-        total_loss, count, tag_hits, tag_total = 0.0, 0, 0, 0
-        rows = []
-        with eval_mode(self):
-            for batch in inference_batches(data_points, mini_batch_size, False, embedding_storage_mode):
-                scores, logp = self._log_probs(batch)
-                if return_loss:
-                    total_loss += float(self._gold_loss(scores, self._gold_tags(batch, logp.shape[1])).sum())
-                    count += int(scores.lengths.sum())
-                best = logp.argmax(-1).cpu()
-                gold_strings = iter(self._get_gold_labels(batch))
-                for b, sentence in enumerate(batch):
-                    for i in range(len(sentence)):
-                        tag_hits += self.tag_names[int(best[b, i])] == next(gold_strings)
-                        tag_total += 1
-                for mode in modes:
-                    trees = self.decode(logp, scores.lengths, mode)
-                    for sentence, (heads, rels) in zip(batch, trees):
-                        scorers[mode].add(sentence, heads, rels, self.relation_type)
-                        if mode == self.repair and out_path is not None:
-                            gh, gr = gold_tree(sentence, self.relation_type)
-                            rows.append([(i, t.text, gh[i - 1], gr[i - 1], heads[i - 1], rels[i - 1])
-                                         for i, t in enumerate(sentence, start=1)])
-        if out_path is not None:
-            write_parses(out_path, rows)
-        metric = main_metric_name(main_evaluation_metric, self.main_metric)
-        others = {("norepair" if m == "none" else m): scorers[m] for m in modes[1:]}
-        return attachment_result(scorers[self.repair], total_loss / max(count, 1), metric, others,
-                                 title=f"{type(self).__name__} (repair: {self.repair})",
-                                 extra={"tag_accuracy": tag_hits / max(tag_total, 1)})
+    # ------------------------------------------------------------------ evaluation (EvaluatesTrees)
+    def _evaluation_modes(self, repairs: Optional[Sequence[str]]) -> List[str]:
+        """This tagger's repair first (the main scores), then `repairs` (default: none, reported as
+        ``norepair_*``)."""
+        return [self.repair] + [m for m in (repairs if repairs is not None else ("none",)) if m != self.repair]
+
+    def _evaluate_batch(self, batch, modes, return_loss):
+        scores, logp = self._log_probs(batch)
+        loss = float(self._gold_loss(scores, self._gold_tags(batch, logp.shape[1])).sum()) if return_loss else 0.0
+        best = logp.argmax(-1).cpu()
+        gold_strings = iter(self._get_gold_labels(batch))
+        hits = sum(self.tag_names[int(best[b, i])] == next(gold_strings)
+                   for b, sentence in enumerate(batch) for i in range(len(sentence)))
+        trees = {mode: list(self.decode(logp, scores.lengths, mode)) for mode in modes}
+        return loss, int(scores.lengths.sum()), trees, {"tag_hits": hits, "tag_total": sum(map(len, batch))}
+
+    def _evaluation_extra(self, counters):
+        return {"tag_accuracy": counters["tag_hits"] / max(counters["tag_total"], 1)}
+
+    def _evaluation_title(self) -> str:
+        return f"{type(self).__name__} (repair: {self.repair})"
 
     # ------------------------------------------------------------------ save / load
     def _get_state_dict(self):

@@ -39,7 +39,6 @@ import torch
 import torch.nn.functional as F
 from flair.data import Dictionary, Sentence
 from flair.embeddings import TokenEmbeddings
-from flair.training_utils import Result
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -50,8 +49,7 @@ from ..structs import DependencyTree
 from ..structs.dependency import arc_mask
 from ..structs.mean_field import mean_field_logits
 from ..structs.second_order import SiblingTree
-from .dependency_eval import AttachmentScores, attachment_result, gold_tree, is_well_formed, main_metric_name, \
-    write_parses
+from .dependency_eval import EvaluatesTrees, gold_tree, is_well_formed, main_metric_name
 from .embedding_names import KeepsStackNames
 from .eval_loop import eval_mode, inference_batches
 from .layers import MLP, Biaffine, Triaffine
@@ -74,7 +72,7 @@ def is_projective(heads) -> bool:
     return not bool(cross.any())
 
 
-class BiaffineParser(KeepsStackNames, flair.nn.Model[Sentence]):
+class BiaffineParser(EvaluatesTrees, KeepsStackNames, flair.nn.Model[Sentence]):
     """A biaffine dependency parser (first or second order) that trains with Flair's `ModelTrainer`.
 
     Args:
@@ -331,38 +329,19 @@ class BiaffineParser(KeepsStackNames, flair.nn.Model[Sentence]):
             return total_loss, count
         return None
 
-    def evaluate(self, data_points, gold_label_type: Optional[str] = None, out_path: Union[str, Path, None] = None,
-                 embedding_storage_mode="none", mini_batch_size: int = 32,
-                 main_evaluation_metric: Tuple[str, str] = ("micro avg", "f1-score"),
-                 exclude_labels: Optional[List[str]] = None, gold_label_dictionary: Optional[Dictionary] = None,
-                 return_loss: bool = True, **kwargs) -> Result:
-        """UAS / LAS (with and without punctuation) against the tokens' ``head_id`` and relation labels; the
-        gold annotation is left untouched. ``main_score`` is `main_metric` (LAS by default)."""
+    # ------------------------------------------------------------------ evaluation (EvaluatesTrees)
+    def _evaluation_modes(self, repairs) -> List[str]:
+        return ["tree"]  # the parser's output is always a tree: nothing to repair
+
+    def _evaluate_batch(self, batch, modes, return_loss):
+        hidden, lengths = self._represent(batch)
+        arcs, sibs = self._arc_scores(hidden), self._sib_scores(hidden)
+        loss = float(self._loss(hidden, arcs, sibs, lengths, batch)) if return_loss else 0.0
+        heads, rels, _ = (x.cpu() for x in self._parse(hidden, arcs, sibs, lengths))
         names = self.relation_names
-        scorer = AttachmentScores()
-        total_loss, count = 0.0, 0
-        rows = []
-        with eval_mode(self):
-            for batch in inference_batches(data_points, mini_batch_size, False, embedding_storage_mode):
-                hidden, lengths = self._represent(batch)
-                arcs, sibs = self._arc_scores(hidden), self._sib_scores(hidden)
-                if return_loss:
-                    total_loss += float(self._loss(hidden, arcs, sibs, lengths, batch))
-                    count += int(lengths.sum())
-                heads, rels, _ = (x.cpu() for x in self._parse(hidden, arcs, sibs, lengths))
-                for b, s in enumerate(batch):
-                    n = len(s)
-                    ph = heads[b, 1:n + 1].tolist()
-                    pr = [names[i] for i in rels[b, 1:n + 1].tolist()]
-                    scorer.add(s, ph, pr, self.relation_type, self.single_root)
-                    if out_path is not None:
-                        gh, gr = gold_tree(s, self.relation_type)
-                        rows.append([(i, t.text, gh[i - 1], gr[i - 1], ph[i - 1], pr[i - 1])
-                                     for i, t in enumerate(s, start=1)])
-        if out_path is not None:
-            write_parses(out_path, rows)
-        metric = main_metric_name(main_evaluation_metric, self.main_metric)
-        return attachment_result(scorer, total_loss / max(count, 1), metric, title=type(self).__name__)
+        trees = [(heads[b, 1:len(s) + 1].tolist(), [names[i] for i in rels[b, 1:len(s) + 1].tolist()])
+                 for b, s in enumerate(batch)]
+        return loss, int(lengths.sum()), {"tree": trees}, {}
 
     # ------------------------------------------------------------------ teaching
     @torch.no_grad()

