@@ -9,13 +9,12 @@ decoding (Viterbi). The losses and the decoded tags are checked to agree.
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 from flair.data import Dictionary
 from flair.models.sequence_tagger_utils.viterbi import ViterbiDecoder, ViterbiLoss
 
-from benchmarks.harness import time_it
+from benchmarks.harness import parse_options, time_it
 from skd_flair.structs import LinearChainCRF
 
 TAGS = 19
@@ -52,12 +51,7 @@ def padded(gold, lengths):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--max-len", type=int, default=40)
-    parser.add_argument("--reps", type=int, default=15)
-    opts = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    opts = parse_options(__doc__, argv, {"batch": (32, None), "max_len": (40, None), "reps": (15, None)})
     features, transitions, lengths, gold, dictionary = make(opts.batch, opts.max_len)
     tags = padded(gold, lengths)
     flair_loss, decoder = ViterbiLoss(dictionary), ViterbiDecoder(dictionary)

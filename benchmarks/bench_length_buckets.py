@@ -13,7 +13,6 @@ there; what bucketing can save is the padded work around it (embeddings, output 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from benchmarks.harness import parse_options
 
 OUT = Path(__file__).resolve().parent / "results" / "length_buckets.json"
 SLICE = Path(__file__).resolve().parents[1] / "resources" / "data" / "ud_en_ewt"
@@ -45,12 +46,7 @@ def _padding(lengths, batch_size, sampler=None):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    args = parse_options(__doc__, argv, {"epochs": (1, None), "repeats": (2, None), "batch_size": (32, None)})
     logging.getLogger("flair").setLevel(logging.WARNING)
     import flair
 

@@ -12,14 +12,13 @@ few sentences at T = 1 and at a local temperature (``w^(1/T)`` renormalised per 
 """
 from __future__ import annotations
 
-import argparse
 import time
 from decimal import Decimal
 from typing import List, Sequence
 
 import torch
 
-from benchmarks.harness import time_rounds
+from benchmarks.harness import SPAN_OPTIONS, parse_options, time_rounds
 from skd_flair.distill import temper
 from skd_flair.distill.span_scores import SpanScores
 from skd_flair.structs.spans import LabelledSpans
@@ -115,14 +114,8 @@ def run(n: int = 40, width: int = 10, types: int = 4, batch: int = 32, repeats: 
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=40, help="sentence length (every sentence)")
-    parser.add_argument("--width", type=int, default=10, help="max span width")
-    parser.add_argument("--types", type=int, default=4, help="entity types")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--reference-sentences", type=int, default=8, help="sentences timed for the Decimal port")
-    args = parser.parse_args(argv)
+    args = parse_options(__doc__.splitlines()[0], argv, {
+        **SPAN_OPTIONS, "reference_sentences": (8, "sentences timed for the Decimal port")})
     print(f"span teacher marginals (BIOES token marginals): n={args.n}, max_width={args.width}, {args.types} types, "
           f"batch {args.batch}, float64, 1 thread, torch {torch.__version__}")
     r = run(args.n, args.width, args.types, args.batch, args.repeats, args.reference_sentences)

@@ -9,14 +9,13 @@ types as labels, no transitions) and the largest difference between the two.
 """
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 from typing import Dict, List
 
 import torch
 
-from benchmarks.harness import time_rounds
+from benchmarks.harness import SPAN_OPTIONS, parse_options, time_rounds
 from skd_flair.structs.spans import LabelledSpans
 
 
@@ -96,14 +95,8 @@ def run(n: int = 40, width: int = 10, types: int = 4, batch: int = 32, repeats: 
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=40, help="sentence length (every sentence)")
-    parser.add_argument("--width", type=int, default=10, help="max span width")
-    parser.add_argument("--types", type=int, default=4, help="entity types")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--no-torch-struct", action="store_true", help="skip the torch-struct comparison")
-    args = parser.parse_args(argv)
+    args = parse_options(__doc__.splitlines()[0], argv, {
+        **SPAN_OPTIONS, "no_torch_struct": (False, "skip the torch-struct comparison")})
     print(f"LabelledSpans: n={args.n}, max_width={args.width}, {args.types} types, batch {args.batch}, "
           f"1 thread, torch {torch.__version__}")
     for row in run(args.n, args.width, args.types, args.batch, args.repeats, compare=not args.no_torch_struct):

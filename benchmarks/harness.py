@@ -20,6 +20,24 @@ import torch
 
 warnings.filterwarnings("ignore")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# the span benchmarks' shared options: name -> (default, help)
+SPAN_OPTIONS = {"n": (40, "sentence length (every sentence)"), "width": (10, "max span width"),
+                "types": (4, "entity types"), "batch": (32, None), "repeats": (7, None)}
+
+
+def parse_options(description: str, argv, options) -> argparse.Namespace:
+    """A benchmark's options ``{name: (default, help)}`` (a default of False is a flag) parsed from `argv`; torch
+    is put on one thread, as every benchmark here measures."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, (default, help_text) in options.items():
+        flag = "--" + name.replace("_", "-")
+        if default is False:
+            parser.add_argument(flag, action="store_true", help=help_text)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=help_text)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    return args
 
 
 def time_it(fn, args, reps: int):

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator
+
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SKD_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -18,6 +21,18 @@ CACHE = Path(os.environ.get("SKD_FLAIR_CACHE", Path.home() / ".cache" / "skd_fla
 def require_shared():
     if not SHARED.is_dir():
         raise SystemExit(f"the real data folder {SHARED} is absent; set SKD_SHARED_DATA to it")
+
+
+def suites_to_run(names, suites: Dict[str, Any]) -> Iterator[Any]:
+    """The named suites, after the checks and settings every experiment command shares (the real data is
+    here, one thread, timestamped logs); an unknown name stops the command before anything runs."""
+    unknown = [name for name in names if name not in suites]
+    if unknown:
+        raise SystemExit(f"unknown suite {', '.join(unknown)}; known: {', '.join(suites)}")
+    require_shared()
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    return (suites[name] for name in names)
 
 
 def write_json(path: Path, data: Dict[str, Any]):

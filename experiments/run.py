@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import flair
-import torch
 
 from skd_flair.training.annotate import annotate
 from skd_flair.training.corpora import load_corpus
@@ -29,7 +28,7 @@ from skd_flair.training.pipeline import measure_speed, run_trainer, training_cor
 from skd_flair.training.plugin import DistillationPlugin
 from skd_flair.training.resume import config_hash
 
-from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, require_shared, write_json
+from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, suites_to_run, write_json
 from .leaks import refuse_leaks
 from .suites import SUITES, Student, Suite
 
@@ -224,13 +223,7 @@ def main(argv=None):
         for name, suite in SUITES.items():
             print(f"{name:14s} {suite.title} ({len(suite.students)} students)")
         return
-    require_shared()
-    torch.set_num_threads(1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    for name in args.suites:
-        if name not in SUITES:
-            raise SystemExit(f"unknown suite {name}; known: {', '.join(SUITES)}")
-        suite = SUITES[name]
+    for suite in suites_to_run(args.suites, SUITES):
         runner = SuiteRunner(suite, args.seeds or suite.seeds, args.only)
         runner.teacher() if args.teacher_only else runner.run()
 

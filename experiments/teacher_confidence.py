@@ -20,7 +20,7 @@ import torch
 from skd_flair.distill.temperature import temper
 from skd_flair.training.corpora import load_corpus
 
-from .common import RESULTS, RUNS, require_shared, write_json
+from .common import RESULTS, RUNS, suites_to_run, write_json
 from .run import MODEL_CLASSES, _best
 from .suites import SUITES
 
@@ -78,13 +78,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("suites", nargs="+")
     args = parser.parse_args(argv)
-    require_shared()
-    torch.set_num_threads(1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    for name in args.suites:
-        if name not in SUITES:
-            raise SystemExit(f"unknown suite {name}; known: {', '.join(SUITES)}")
-        measure(name)
+    for suite in suites_to_run(args.suites, SUITES):
+        measure(suite.name)
 
 
 if __name__ == "__main__":

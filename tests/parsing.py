@@ -170,3 +170,26 @@ def read_conllu(path) -> Tuple[List[List[Tuple[str, int, str]]], int, int]:
     if current:
         sentences.append(current)
     return sentences, ranges, empty
+
+
+def random_tree_scores(seed: int, scale: float, dtype: torch.dtype, sibling: bool = False):
+    """Three sentences of 1..7 words: ``(lengths, arcs[, sibs])``, scores uniform in [-scale, scale] (drawn in
+    float64, then cast), for property tests at extreme scales."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 8, (3,), generator=g)
+    size = int(lengths.max()) + 1
+    draw = lambda *shape: ((torch.rand(3, *shape, generator=g, dtype=torch.float64) * 2 - 1) * scale).to(dtype)  # noqa: E731
+    arcs = draw(size, size)
+    return (lengths, arcs, draw(size, size, size)) if sibling else (lengths, arcs)
+
+
+def assert_arc_marginals_normalised(marg: torch.Tensor, lengths: torch.Tensor, single_root: bool) -> float:
+    """Every word has one head (and, with `single_root`, the root one dependent) in expectation; returns the
+    tolerance used for the dtype."""
+    size = marg.shape[-1]
+    words = (torch.arange(size) >= 1) & (torch.arange(size).unsqueeze(0) <= lengths.unsqueeze(1))
+    tol = 1e-9 if marg.dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(marg.sum(1), words.to(marg.dtype), atol=tol, rtol=0)
+    if single_root:
+        torch.testing.assert_close(marg[:, 0].sum(1), torch.ones(len(lengths), dtype=marg.dtype), atol=tol, rtol=0)
+    return tol

@@ -31,12 +31,12 @@ def test_claim_is_exclusive_released_and_taken_over_from_a_dead_holder(tmp_path)
 
 
 def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
-    from experiments import report, run
+    from experiments import common, report, run
 
     monkeypatch.setattr(run, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(run, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(run, "CACHE", tmp_path / "cache")
-    monkeypatch.setattr(run, "require_shared", lambda: None)
+    monkeypatch.setattr(common, "require_shared", lambda: None)
     lock = tmp_path / "runs" / "smoke" / "crf_none-seed1.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text(str(os.getppid()))  # a live process is training crf_none: this runner leaves it alone
@@ -65,7 +65,7 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
 
     monkeypatch.setattr(teacher_confidence, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(teacher_confidence, "RUNS", tmp_path / "runs")
-    monkeypatch.setattr(teacher_confidence, "require_shared", lambda: None)
+    monkeypatch.setattr(common, "require_shared", lambda: None)
     teacher_confidence.main(["smoke"])
     confidence = json.loads((tmp_path / "results" / "smoke" / "teacher_confidence.json").read_text())
     assert confidence["dev"]["tokens"] == sum(len(s) for s in run.load_corpus(run.SUITES["smoke"].corpus).dev)
