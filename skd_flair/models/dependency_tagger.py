@@ -108,11 +108,9 @@ class DependencyTagger(EvaluatesTrees, DistillableTagger):
                 trees = self.decode(logp, scores.lengths, repair)
                 logp = logp.double().cpu()
                 for b, (sentence, (heads, rels)) in enumerate(zip(batch, trees)):
-                    for i, (token, h, r) in enumerate(zip(sentence, heads, rels), start=1):
+                    probs = [prob for _, prob in self.codec.best_relations(logp[b], heads)]
+                    for token, h, r, prob in zip(sentence, heads, rels, probs):
                         token.head_id = h
-                        prob = 0.0
-                        if h is not None:
-                            prob = self.codec.best_relation(logp[b], i, h)[1]
                         token.set_label(label_name, r if r is not None else "dep", prob)
                     if tag_label_name is not None:
                         best = logp[b, :len(sentence)].argmax(-1).tolist()

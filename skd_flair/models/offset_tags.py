@@ -130,20 +130,27 @@ class OffsetTagCodec:
         arcs[:, :, 1:] = torch.log(mass).transpose(1, 2)
         return arcs
 
-    def best_relation(self, log_probs: torch.Tensor, word: int, head: int) -> Tuple[Optional[str], float]:
-        """The best relation of `word` (1-based) for `head` and its tag probability (``log_probs`` ``[n, K]``);
-        with a root relation, arcs from ROOT take only it and other arcs never. (None, 0) when no tag with
-        mass names that arc."""
-        match = self.usable & (self.offsets == head - word)
+    def best_relations(self, log_probs: torch.Tensor, heads: Sequence[Optional[int]]
+                       ) -> List[Tuple[Optional[str], float]]:
+        """Each word's best relation for its head and that tag's probability (``log_probs`` ``[n, K]``, 1-based
+        `heads`): with a root relation, arcs from ROOT take only it and other arcs never. (None, 0) where no tag
+        with mass names that arc, or the head is None."""
+        n = len(heads)
+        if n == 0:
+            return []
+        device = log_probs.device
+        known = torch.tensor([h is not None for h in heads], device=device)
+        hs = torch.tensor([h if h is not None else 0 for h in heads], dtype=torch.long, device=device)
+        match = known.unsqueeze(1) & self.usable.to(device).unsqueeze(0) & (
+            self.offsets.to(device).unsqueeze(0) == (hs - torch.arange(1, n + 1, device=device)).unsqueeze(1))
         if self.root_relation:
-            match &= self.is_root if head == 0 else ~self.is_root
-        if not bool(match.any()):
-            return None, 0.0
-        row = log_probs[word - 1].masked_fill(~match.to(log_probs.device), float("-inf"))
-        k = int(row.argmax())
-        if not bool(torch.isfinite(row[k])):
-            return None, 0.0
-        return self.relations[k], float(row[k].exp())
+            is_root = self.is_root.to(device).unsqueeze(0)
+            match &= torch.where((hs == 0).unsqueeze(1), is_root, ~is_root)
+        rows = log_probs[:n].masked_fill(~match, float("-inf"))
+        best = rows.argmax(1)
+        top = rows.gather(1, best.unsqueeze(1)).squeeze(1)
+        return [(self.relations[k], p) if ok else (None, 0.0)
+                for k, ok, p in zip(best.tolist(), torch.isfinite(top).tolist(), top.exp().tolist())]
 
     def tag_head(self, k: int, word: int, n: int) -> Optional[int]:
         """The head that tag k gives `word` in a sentence of n words, or None when it names none."""
@@ -296,9 +303,7 @@ def decode_offset_tags(log_probs: torch.Tensor, lengths, codec: OffsetTagCodec, 
     heads = DependencyTree(arcs, lengths, projective=repair == "eisner", single_root=True).argmax
     for b, n in enumerate(lengths.tolist()):
         hs = heads[b, 1:n + 1].tolist()
-        rels = []
-        for i, h in enumerate(hs, start=1):
-            rel, _ = codec.best_relation(logp[b], i, h)
-            rels.append(rel if rel is not None else _fallback_relation(codec, logp[b], i, h))
+        rels = [rel if rel is not None else _fallback_relation(codec, logp[b], i, h)
+                for i, (h, (rel, _)) in enumerate(zip(hs, codec.best_relations(logp[b], hs)), start=1)]
         out.append((hs, rels))
     return out
