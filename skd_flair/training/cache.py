@@ -25,11 +25,11 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from safetensors.torch import load as safetensors_load
-from safetensors.torch import save_file
 
-from . import atomic_path
 from ..distill.targets import target_type
 from .lazy_targets import FileTensors
+from .packed_writer import checksum as _checksum
+from .packed_writer import write_packed
 
 log = logging.getLogger("skd_flair")
 
@@ -115,68 +115,9 @@ def decompress(stored: dict) -> dict:
 #                           number of dimensions, up to 4 dimensions
 #   sparse_index int32, sparse_value float32, ints int32, floats float32: the concatenated data
 # The metadata holds the cache key (a file copied under another key is refused), the field and kind names,
-# the other stored items as JSON, and a SHA-256 over every tensor (a flipped byte is caught).
-_STREAMS = ("sparse_index", "sparse_value", "ints", "floats")
-_MAX_DIMS = 4
+# the other stored items as JSON, and a SHA-256 over every tensor (a flipped byte is caught). Files are written
+# piece by piece (``packed_writer``), never assembled in memory.
 SUFFIX = ".safetensors"
-
-
-def _pack(entries: Mapping[str, dict]):
-    keys = sorted(entries)
-    fields = sorted({f for k in keys for f in entries[k] if f != "kind"})
-    kinds = sorted({entries[k]["kind"] for k in keys})
-    layout = torch.full((len(keys), len(fields), 4 + _MAX_DIMS), -1, dtype=torch.int64)
-    parts: Dict[str, list] = {name: [] for name in _STREAMS}
-    sizes = dict.fromkeys(_STREAMS, 0)
-
-    def put(stream: str, t: torch.Tensor) -> int:
-        offset = sizes[stream]
-        parts[stream].append(t.reshape(-1))
-        sizes[stream] += t.numel()
-        return offset
-
-    for e, key in enumerate(keys):
-        piece = entries[key]
-        for f, field in enumerate(fields):
-            if field not in piece:
-                continue
-            value = piece[field]
-            if isinstance(value, dict):  # sparse: shape, index, value
-                shape, n = list(value["shape"]), value["index"].numel()
-                offset = put("sparse_index", value["index"].to(torch.int32))
-                put("sparse_value", value["value"].to(torch.float32))
-                code = 0
-            else:
-                shape, n = list(value.shape), value.numel()
-                code = 1 if not value.is_floating_point() else 2
-                offset = put("ints" if code == 1 else "floats", value.to(torch.int32 if code == 1 else torch.float32))
-            if len(shape) > _MAX_DIMS:
-                raise ValueError(f"cannot store a {len(shape)}-dimensional target field {field!r}")
-            layout[e, f, :4] = torch.tensor([code, offset, n, len(shape)])
-            layout[e, f, 4:4 + len(shape)] = torch.tensor(shape, dtype=torch.int64)
-    kind_index = {k: i for i, k in enumerate(kinds)}
-    tensors = {
-        "keys": torch.tensor([list(bytes.fromhex(k)) for k in keys], dtype=torch.uint8).reshape(len(keys), 16),
-        "kinds": torch.tensor([kind_index[entries[k]["kind"]] for k in keys], dtype=torch.int16),
-        "layout": layout,
-    }
-    dtypes = {"sparse_index": torch.int32, "sparse_value": torch.float32, "ints": torch.int32,
-              "floats": torch.float32}
-    for name in _STREAMS:
-        tensors[name] = torch.cat(parts[name]) if parts[name] else torch.zeros(0, dtype=dtypes[name])
-        parts[name] = []
-    return tensors, {"fields": fields, "kinds": kinds}
-
-
-def _checksum(parts: Iterable[Tuple[str, torch.dtype, List[int], Iterable[bytes]]]) -> str:
-    """SHA-256 over a packed file's tensors, given as ``(name, dtype, shape, byte chunks)`` (``parts()`` of
-    ``InMemoryTensors`` or ``FileTensors``), in name order: the checksum the file's metadata holds."""
-    h = hashlib.sha256()
-    for name, dtype, shape, chunks in sorted(parts, key=lambda part: part[0]):
-        h.update(f"{name}:{dtype}:{list(shape)}".encode())
-        for chunk in chunks:
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class InMemoryTensors:
@@ -261,12 +202,9 @@ class MergedEntries(Mapping):
 
 
 def _save_packed(entries: Mapping[str, dict], path: Path, key: str, extra: Optional[dict] = None):
-    tensors, names = _pack(entries)
-    metadata = {"format": str(FORMAT), "key": key, "fields": json.dumps(names["fields"]),
-                "kinds": json.dumps(names["kinds"]), "extra": json.dumps(extra or {}, default=str),
-                "checksum": _checksum(InMemoryTensors(tensors).parts())}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    write_packed(entries, path, lambda fields, kinds: {
+        "format": str(FORMAT), "key": key, "fields": json.dumps(fields), "kinds": json.dumps(kinds),
+        "extra": json.dumps(extra or {}, default=str)})
 
 
 def _load_packed(path: Path, key: str, lazy: bool = False):
@@ -328,10 +266,11 @@ class TargetCache:
         self.clear_partial()
 
     def load_partial(self) -> MergedEntries:
+        """The shards written so far, read from their files piece by piece (the merge holds one at a time)."""
         parts = []
         if self.partial.is_dir():
             for shard in sorted(self.partial.glob(f"shard-*{SUFFIX}")):
-                part = _load_packed(shard, self.key)
+                part = _load_packed(shard, self.key, lazy=True)
                 if part is None:
                     shard.unlink(missing_ok=True)
                     continue

@@ -1,6 +1,6 @@
 """Teacher targets read from their cache file piece by piece, so training memory does not grow with the cache.
 
-A packed target file (``cache._pack``) is a safetensors file: an 8-byte header length, a JSON header (names,
+A packed target file (``packed_writer``) is a safetensors file: an 8-byte header length, a JSON header (names,
 dtypes, shapes, byte ranges, metadata) and the tensors' bytes. ``FileTensors`` reads rows of those tensors with
 ``os.pread`` at the offsets the header gives: no memory mapping (whose touched pages would count towards the
 process's memory and whose file, damaged in place, would crash it) and no whole-file read. ``cache.PackedEntries``
