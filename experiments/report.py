@@ -42,7 +42,8 @@ def _student_kind(run: dict) -> str:
     if model.get("type") == "tagger" and "use_crf" in model:  # runs named for what they test, not their kind
         return "CRF" if model["use_crf"] else "MaxEnt"
     if model.get("type") == "dependency_tagger" and model.get("factorised"):
-        return "MaxEnt (offset x relation)"
+        layers, hidden = model.get("rnn_layers", 2), model.get("hidden_size", 800)
+        return f"MaxEnt (offset x relation, BiLSTM {layers} x {hidden})"
     for prefix in ("crf", "maxent", "sl"):
         if name.startswith(prefix):
             return {"crf": "CRF", "maxent": "MaxEnt", "sl": "MaxEnt (offset tags)"}[prefix]

@@ -198,12 +198,41 @@ def _sl_students(case: str, with_none: bool, untempered: bool = False) -> List[S
     return out
 
 
+# The light student (issue: parsing students that parse): the factorised student with a 1-layer BiLSTM of 256,
+# length-bucketed batches and Adam (the teacher's optimiser), trained to convergence. On 2,000 EWT sentences, 2
+# epochs each (logs of the probe in the closing note): a 1x256 BiLSTM trains twice as fast as 2x400, and Adam
+# reaches 30.4 dev LAS where SGD at 0.1 reaches 11.3.
+SL_LIGHT = {**SL_STUDENT_F, "hidden_size": 256, "rnn_layers": 1}
+SL_CONVERGE = {"max_epochs": 60, "learning_rate": 2e-3, "optimizer": "Adam", "optimizer_kwargs": {"betas": [0.9, 0.9]},
+               "mini_batch_size": 32, "patience": 3, "min_learning_rate": 1e-4, "length_buckets": True}
+EWT_REST = "ewt_train_after_2000"  # EWT training sentences 2,000..12,544: the 1o teacher never saw their trees
+
+
+def _light_students(case: str) -> List[Student]:
+    text = {"type": "text", "format": "plain", "train_file": text_path(EWT_REST)}
+
+    def kd(name, method, temperature=1.0, arcs="tree", **extra):
+        return Student(name, SL_LIGHT, {"type": "structural", "temperature": temperature, "arc_marginals": arcs},
+                       method=method, case=case, mix=dict(DEFAULT_MIX), trainer=SL_CONVERGE, **extra)
+    return [Student("slfl_none", SL_LIGHT, None, method="none", case=case, trainer=SL_CONVERGE),
+            Student("slfl_none_sgd", SL_LIGHT, None, method="none, SGD 0.1", case=case,
+                    trainer={**SL_CONVERGE, "learning_rate": 0.1, "optimizer": "SGD", "optimizer_kwargs": {},
+                             "min_learning_rate": 1e-3}),
+            Student("slfl_allgold", SL_LIGHT, None, method="none, all gold trees", case=case,
+                    corpus={"sample_train": None}, trainer=SL_CONVERGE),
+            kd("slfl_tree_t1", "structural, T=1"),
+            kd("slfl_local_t1", "structural, reference local-softmax arcs, T=1", arcs="local"),
+            kd("slfl_tree_t2", "structural, T=2", temperature=T),
+            kd("slfl_u_tree_t1", "structural, T=1, + unlabelled", unlabelled=text),
+            kd("slfl_u_local_t1", "structural, local arcs, T=1, + unlabelled", arcs="local", unlabelled=text)]
+
+
 _add(Suite(
     name="parsing_1o", title="UD English-EWT, first-order biaffine teacher to parsing as sequence labelling (1b)",
     metric="las", corpus=EWT, teacher_type="parser",
     teacher={"type": "parser", "embeddings": PARSER_EMB, "hidden_size": 400, "lstm_layers": 3, "objective": "crf"},
-    teacher_trainer=PARSER_TRAINER, students=_sl_students("1b", True, untempered=True),
-    student_trainer=SL_TRAINER))
+    teacher_trainer=PARSER_TRAINER, students=_sl_students("1b", True, untempered=True) + _light_students("1b"),
+    student_trainer=SL_TRAINER, prepare=lambda: write_plain_text(EWT, EWT_REST, EWT["sample_train"])))
 _add(Suite(
     name="parsing_2o", title="UD English-EWT, second-order (sibling) teacher to parsing as sequence labelling (2b)",
     metric="las", corpus=EWT, teacher_type="parser",
