@@ -6,11 +6,11 @@ import json
 import logging
 import os
 import sys
-from contextlib import contextmanager
 from typing import List, Optional
 
 import yaml
 
+from .logs import flair_logs_to_stderr
 from .registry import ConfigError
 from .structs import StructureInputError
 
@@ -44,22 +44,6 @@ def _corpus_spec(args):
 
 def _print(result):
     print(json.dumps(result, indent=2, default=str))
-
-
-@contextmanager
-def _flair_logs_to_stderr():
-    """Flair's logger writes to stdout; keep stdout for a command's JSON result while the block runs (Flair is
-    imported here, so its handler exists to be redirected)."""
-    import flair  # noqa: F401
-
-    handlers = [h for h in logging.getLogger("flair").handlers
-                if type(h) is logging.StreamHandler and h.stream is not sys.stderr]
-    streams = [h.setStream(sys.stderr) for h in handlers]
-    try:
-        yield
-    finally:
-        for handler, stream in zip(handlers, streams):
-            handler.setStream(stream)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,7 +212,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "plot":  # needs no Flair
             result = run(args)
         else:
-            with _flair_logs_to_stderr():  # stdout carries only the command's JSON: `> out.json` parses
+            with flair_logs_to_stderr():  # stdout carries only the command's JSON: `> out.json` parses
                 result = run(args)
     except (ConfigError, StructureInputError) as error:  # bad configuration, data or label sets: one line
         print(f"skd-flair: error: {error}", file=sys.stderr)

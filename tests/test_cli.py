@@ -70,7 +70,8 @@ def test_train_distill_and_results_files(data, teacher, tmp_path):
     assert result["kd"]["history"][0]["LAMBDA"] == 0.5
 
 
-def test_command_line_end_to_end(data, teacher, tmp_path, capsys):
+def test_command_line_end_to_end(data, teacher, tmp_path, capfd):
+    capsys = capfd  # file-descriptor level: `speed` measures in child processes, whose output counts too
     cfg_path = tmp_path / "kd.yaml"
     cfg_path.write_text(yaml.safe_dump(config(data, tmp_path / "s", teacher={"path": str(teacher)},
                                               kd={"objective": "structural"})))

@@ -104,6 +104,14 @@ def measure_one(path: str, kind: str, texts: List[List[str]], batch_sizes: Seque
     return out
 
 
+def _measure_quietly(*args) -> Dict[str, Any]:
+    """`measure_one` in a child process, whose Flair log lines must not land in the parent's stdout (the JSON)."""
+    from ..logs import flair_logs_to_stderr
+
+    with flair_logs_to_stderr():
+        return measure_one(*args)
+
+
 def speed_report(models: Sequence[str], sentences, batch_sizes: Sequence[int] = (1, 32), kind: str = "tagger",
                  threads: int = 1, fast: bool = True, isolate: bool = True) -> Dict[str, Dict[str, Any]]:
     """``{model: measure_one(...)}`` for every model on the same sentences, each in a fresh process when
@@ -117,7 +125,7 @@ def speed_report(models: Sequence[str], sentences, batch_sizes: Sequence[int] = 
         args = (str(path), kind, texts, list(batch_sizes), threads, fast)
         if isolate:
             with multiprocessing.get_context("spawn").Pool(1) as pool:
-                report[str(path)] = pool.apply(measure_one, args)
+                report[str(path)] = pool.apply(_measure_quietly, args)
         else:
             report[str(path)] = measure_one(*args)
     return report
