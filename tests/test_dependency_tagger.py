@@ -18,6 +18,8 @@ from skd_flair.models.dependency_tagger import (DependencyTagger, OffsetTagCodec
 from skd_flair.models.parser import is_projective
 from skd_flair.models.tagger import KD_TARGETS, UNLABELLED
 from skd_flair.training.annotate import annotate
+from skd_flair.training.corpora import load_corpus
+from skd_flair.training.pipeline import evaluate_model
 from skd_flair.training.plugin import DistillationPlugin
 from tests import brute
 from tests.parsing import (RELATIONS, SLICE, head_assignments, mfvi_loop, parser, randomize, read_conllu,
@@ -239,6 +241,11 @@ def test_trains_saves_loads_and_predicts_trees(corpus, tmp_path):
             assert [heads_of(s) for s in ours] == [heads_of(s) for s in theirs]
             for s in ours:
                 assert is_well_formed(heads_of(s)) and (repair != "eisner" or is_projective(heads_of(s)))
+    # a treebank read afresh carries trees, not the student's offset tags: `skd-flair evaluate` scores against them
+    spec = {"type": "ud", "data_folder": str(SLICE), "sample_test": 20}
+    fresh = evaluate_model({"path": str(path), "type": "dependency_tagger"}, spec)
+    assert fresh["main_score"] == pytest.approx(model.evaluate(load_corpus(spec).test).main_score, abs=1e-9)
+    assert fresh["scores"]["las"] == fresh["main_score"] and fresh["scores"]["words"] > 100
     ev = model.evaluate(corpus.dev, out_path=tmp_path / "dev.tsv", repairs=("none", "mst", "eisner"))
     assert ev.main_score == ev.scores["las"] and ev.scores["well_formed"] == 1.0
     assert {"norepair_las", "mst_uas", "eisner_las_nopunct", "tag_accuracy"} <= set(ev.scores)

@@ -173,6 +173,12 @@ class EvaluatesTrees:
     relation_type: str
     main_metric: str
 
+    @property
+    def evaluation_label_type(self) -> str:
+        """The gold labels evaluation reads (besides ``head_id``): the relations, whatever the model's own label
+        type (a parsing tagger predicts offset tags, which a treebank does not carry)."""
+        return self.relation_type
+
     def _evaluation_modes(self, repairs: Optional[Sequence[str]]) -> List[str]:
         raise NotImplementedError
 

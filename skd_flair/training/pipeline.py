@@ -493,7 +493,7 @@ def evaluate_model(model_spec, corpus_spec, split: str = "test", gold_label_type
     model = load_model(model_spec, where="model")
     corpus = load_corpus(corpus_spec)
     data = _split(corpus, split)
-    label_type = gold_label_type or model.label_type
+    label_type = gold_label_type or getattr(model, "evaluation_label_type", model.label_type)
     if not any(s.get_labels(label_type) for s in data) and not any(
             t.get_labels(label_type) for s in data for t in s):
         # Flair would score every prediction against nothing and report 0.0 as if it were a result
