@@ -82,7 +82,8 @@ def main(argv=None) -> dict:
                     times[buckets].append(time.perf_counter() - start)
         # the fastest of the repeats: the least disturbed by other processes
         speed = {b: args.epochs * len(lengths) / min(t) for b, t in times.items()}
-        rows["students"][name] = {"hidden_size": shape[1], "rnn_layers": shape[2],"sentences_per_second_shuffled": speed[False],
+        rows["students"][name] = {"hidden_size": shape[1], "rnn_layers": shape[2],
+                                  "sentences_per_second_shuffled": speed[False],
                                   "sentences_per_second_buckets": speed[True], "speedup": speed[True] / speed[False],
                                   "output_columns": len(model.label_names)}
         print(f"{name:12s} shuffled {speed[False]:6.1f} sent/s  buckets {speed[True]:6.1f} sent/s  "

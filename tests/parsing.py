@@ -178,7 +178,10 @@ def random_tree_scores(seed: int, scale: float, dtype: torch.dtype, sibling: boo
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, 8, (3,), generator=g)
     size = int(lengths.max()) + 1
-    draw = lambda *shape: ((torch.rand(3, *shape, generator=g, dtype=torch.float64) * 2 - 1) * scale).to(dtype)  # noqa: E731
+
+    def draw(*shape):
+        return ((torch.rand(3, *shape, generator=g, dtype=torch.float64) * 2 - 1) * scale).to(dtype)
+
     arcs = draw(size, size)
     return (lengths, arcs, draw(size, size, size)) if sibling else (lengths, arcs)
 

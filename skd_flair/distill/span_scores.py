@@ -134,7 +134,8 @@ def spans_to_tags(m: SpanTokenMarginals, student_labels: Sequence[str]) -> Token
         fold[column[tag], k] = 1.0
         if tag != "O" and roles[tag[2:]] == bio:
             fold[column[("S" if tag[0] == "B" else "E") + tag[1:]], k] = 1.0
-    return TokenMarginals(m.probs @ fold, m.lengths, m.independent, labels=list(student_labels), dropped_mass=m.dropped_mass)
+    return TokenMarginals(m.probs @ fold, m.lengths, m.independent, labels=list(student_labels),
+                          dropped_mass=m.dropped_mass)
 
 
 @register_map(SpanTokenMarginals, "crf")

@@ -16,8 +16,8 @@ import torch
 from ..structs._checks import StructureInputError, as_lengths, length_mask
 from .temperature import temper_distribution
 
-__all__ = ["Field", "Targets", "TARGET_KINDS", "target_type", "batch_shape", "TokenMarginals", "ChainMarginals", "SequenceTargets",
-           "ArcMarginals"]
+__all__ = ["Field", "Targets", "TARGET_KINDS", "target_type", "batch_shape", "TokenMarginals", "ChainMarginals",
+           "SequenceTargets", "ArcMarginals"]
 
 Piece = Dict[str, torch.Tensor]
 TARGET_KINDS: Dict[str, type] = {}

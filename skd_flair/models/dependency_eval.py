@@ -9,9 +9,9 @@ Relations are compared as whole strings (``nmod:poss`` is not ``nmod``).
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from flair.data import Dictionary, Sentence, Token

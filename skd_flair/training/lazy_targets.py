@@ -18,10 +18,10 @@ from typing import Dict, Iterator, List, Tuple
 
 import torch
 
-__all__ = ["FileTensors", "CHUNK_BYTES"]
+__all__ = ["FileTensors", "CHUNK_BYTES", "DTYPES"]
 
 CHUNK_BYTES = 8 << 20
-_DTYPES = {"U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
+DTYPES = {"U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
            "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
 
 
@@ -42,10 +42,10 @@ class FileTensors:
         self.base = 8 + header_size
         self.info: Dict[str, Tuple[torch.dtype, List[int], int, int]] = {}
         for name, entry in header.items():
-            if entry["dtype"] not in _DTYPES:
+            if entry["dtype"] not in DTYPES:
                 raise ValueError(f"tensor {name!r} has unsupported dtype {entry['dtype']}")
             start, end = entry["data_offsets"]
-            dtype, shape = _DTYPES[entry["dtype"]], list(entry["shape"])
+            dtype, shape = DTYPES[entry["dtype"]], list(entry["shape"])
             if end - start != math.prod(shape) * dtype.itemsize or self.base + end > self.size:
                 raise ValueError(f"tensor {name!r} does not fit the file (truncated?)")
             self.info[name] = (dtype, shape, start, end)

@@ -21,14 +21,13 @@ from typing import Callable, Dict, Iterable, List, Mapping, Tuple
 import torch
 
 from . import atomic_path
-from .lazy_targets import CHUNK_BYTES, FileTensors
+from .lazy_targets import CHUNK_BYTES, DTYPES, FileTensors
 
 __all__ = ["STREAMS", "MAX_DIMS", "checksum", "write_packed"]
 
 STREAMS = {"sparse_index": torch.int32, "sparse_value": torch.float32, "ints": torch.int32, "floats": torch.float32}
 MAX_DIMS = 4
-_CODES = {"F32": torch.float32, "I32": torch.int32, "I64": torch.int64, "I16": torch.int16, "U8": torch.uint8}
-_NAMES = {dtype: code for code, dtype in _CODES.items()}
+_NAMES = {dtype: code for code, dtype in DTYPES.items()}  # torch dtype -> safetensors' name for it
 _PLACEHOLDER = "0" * 64  # the length of a SHA-256 in hex
 
 
@@ -78,7 +77,6 @@ def write_packed(entries: Mapping[str, dict], path: Path, metadata: Callable[[Li
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = sorted(entries)
     rows: List[Dict[str, List[int]]] = []
-    kinds: Dict[str, int] = {}
     piece_kinds: List[str] = []
     sizes = dict.fromkeys(STREAMS, 0)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:
@@ -87,20 +85,20 @@ def write_packed(entries: Mapping[str, dict], path: Path, metadata: Callable[[Li
             for key in keys:
                 kind, row = _append(entries[key], streams, sizes)  # the piece is released on return
                 piece_kinds.append(kind)
-                kinds.setdefault(kind, len(kinds))
                 rows.append(row)
         finally:
             for handle in streams.values():
                 handle.close()
         fields = sorted({f for row in rows for f in row})
-        kind_names = sorted(kinds)
+        kind_names = sorted(set(piece_kinds))
+        kind_index = {k: i for i, k in enumerate(kind_names)}
         layout = torch.full((len(keys), len(fields), 4 + MAX_DIMS), -1, dtype=torch.int64)
         for e, row in enumerate(rows):
             for f, field in enumerate(fields):
                 if field in row:
                     layout[e, f, :len(row[field])] = torch.tensor(row[field], dtype=torch.int64)
         small = {"keys": torch.tensor([list(bytes.fromhex(k)) for k in keys], dtype=torch.uint8).reshape(len(keys), 16),
-                 "kinds": torch.tensor([kind_names.index(k) for k in piece_kinds], dtype=torch.int16),
+                 "kinds": torch.tensor([kind_index[k] for k in piece_kinds], dtype=torch.int16),
                  "layout": layout}
         tensors = {name: (t.dtype, list(t.shape)) for name, t in small.items()}
         tensors.update({name: (dtype, [sizes[name]]) for name, dtype in STREAMS.items()})
