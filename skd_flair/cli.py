@@ -42,6 +42,10 @@ def _corpus_spec(args):
     raise ConfigError("give --corpus (YAML/JSON text or file) or --config (a configuration with a corpus)")
 
 
+def _nproc(parser: argparse.ArgumentParser, text: str):
+    parser.add_argument("--nproc", type=int, default=None, metavar="N", help=text)
+
+
 def _print(result):
     print(json.dumps(result, indent=2, default=str))
 
@@ -55,11 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     _overwrite(p)
     _overrides(p)
+    _nproc(p, "train data-parallel in N local processes (Flair's DistributedDataParallel; one GPU each on "
+              "CUDA, gloo on CPU); under torchrun, leave it out")
 
     p = sub.add_parser("distill", help="distil a teacher into a student (annotates and caches teacher targets)")
     p.add_argument("config")
     _overwrite(p)
     _overrides(p)
+    _nproc(p, "N local processes: each annotates a share of the sentences, then the student trains "
+              "data-parallel (Flair's DistributedDataParallel; one GPU each on CUDA, gloo on CPU); under torchrun, "
+              "leave it out")
 
     p = sub.add_parser("check", help="check a configuration's sections, types and keys without running anything")
     p.add_argument("config")
@@ -67,8 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("annotate", help="compute and cache the teacher targets of a distillation configuration")
     p.add_argument("config")
-    p.add_argument("--nproc", type=int, default=1, help="annotate with N local processes (torch.distributed, gloo), "
-                                                        "each a disjoint share of the sentences")
+    _nproc(p, "annotate with N local processes (torch.distributed), each a disjoint share of the sentences")
     _overrides(p)
 
     for name, text in (("evaluate", "evaluate a saved model on a corpus split"),
@@ -132,18 +140,22 @@ def run(args) -> Optional[dict]:
     from .training import pipeline
 
     if args.command in ("train", "train-teacher"):
-        return pipeline.train_model(pipeline.load_config(args.config, args.overrides), overwrite=args.overwrite)
+        return pipeline.train_model(pipeline.load_config(args.config, args.overrides), overwrite=args.overwrite,
+                                    nproc=args.nproc)
     if args.command == "distill":
-        return pipeline.distill(pipeline.load_config(args.config, args.overrides), overwrite=args.overwrite)
+        return pipeline.distill(pipeline.load_config(args.config, args.overrides), overwrite=args.overwrite,
+                                nproc=args.nproc)
     if args.command == "check":
         pipeline.check_config(pipeline.load_config(args.config, args.overrides))
         return {"config": args.config, "valid": True}
     if args.command == "annotate":
         config = pipeline.load_config(args.config, args.overrides)
-        if args.nproc < 1:
+        if args.nproc is not None and args.nproc < 1:
             raise ConfigError(f"annotate: --nproc must be >= 1, got {args.nproc}")
-        if args.nproc > 1:
-            _annotate_sharded(pipeline.check_config(config), args.nproc)
+        if args.nproc is not None and args.nproc > 1:
+            from .training.distributed import launch
+
+            return launch(pipeline.annotate_only, args.nproc, pipeline.check_config(config))
         return pipeline.annotate_only(config)
     if args.command == "evaluate":
         return pipeline.evaluate_model({"path": args.model[0], "type": args.type}, _corpus_spec(args), args.split,
@@ -179,36 +191,17 @@ def run(args) -> Optional[dict]:
     raise AssertionError(args.command)
 
 
-def _annotate_rank(rank: int, world: int, init_file: str, config) -> None:
-    """One process of ``annotate --nproc N``: join the group (gloo, a rendezvous file) and annotate its share."""
-    import torch
-    import torch.distributed as dist
-
-    from .training import pipeline
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        pipeline.annotate_only(config)
-    finally:
-        dist.destroy_process_group()
-
-
-def _annotate_sharded(config, nproc: int) -> None:
-    """Annotate with `nproc` local processes (each a disjoint share of the sentences by hash; rank 0 merges the
-    shards into the cache), so that the caller's own annotate_only then finds the merged file."""
-    import tempfile
-
-    import torch.multiprocessing as mp
-
-    with tempfile.TemporaryDirectory() as folder:
-        mp.spawn(_annotate_rank, args=(nproc, f"{folder}/rendezvous", config), nprocs=nproc, join=True)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
+    main_process = True
     try:
+        if args.command in ("train", "train-teacher", "distill", "annotate"):
+            from .training.distributed import is_main_process, join_from_environment
+
+            if join_from_environment() and args.nproc is not None:  # torchrun started the processes already
+                raise ConfigError("--nproc launches processes; under torchrun give --nproc-per-node to torchrun")
+            main_process = is_main_process()
         if args.command == "plot":  # needs no Flair
             result = run(args)
         else:
@@ -220,6 +213,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except FileNotFoundError as error:
         print(f"skd-flair: error: {error}", file=sys.stderr)
         return 2
+    if not main_process:  # under torchrun every process returns; the first one prints
+        return 0
     if args.command == "export":  # one line, for scripts
         print(json.dumps(result, default=str))
     elif result is not None and args.command != "demo":

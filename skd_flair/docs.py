@@ -222,6 +222,9 @@ MEANINGS: Dict[str, Dict[str, str]] = {
                        "test score is the best dev epoch's, `results.json` says `\"stopped_early\": \"time budget\"`",
         "length_buckets": "batches of sentences of similar length (shuffled windows sorted by length, batches in random "
                           "order): less padding for the LSTM to run over (`benchmarks/bench_length_buckets.py`)",
+        "multi_gpu": "data-parallel training through Flair's DistributedDataParallel: `true` alone starts one "
+                     "process a local GPU; `--nproc N` on `train`/`distill` sets it and starts N (gloo on CPU); "
+                     "under `torchrun` it is set for you",
         "save_final_model": "unset: a run keeps one model, `best-model.pt` when a dev split chose one, else "
                             "`final-model.pt`; `true` keeps the last epoch's as well, `false` never writes it",
         "embeddings_storage_mode": "`cpu`/`gpu` keep computed embeddings on the sentences between epochs, `none` "

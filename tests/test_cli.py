@@ -480,9 +480,11 @@ def test_sharded_annotate_with_two_processes(data, teacher, tmp_path, capsys):
                                          kd={"objective": "structural", "cache_dir": str(tmp_path / "cache")})))
     capsys.readouterr()
     assert main(["annotate", str(cfg), "--nproc", "2"]) == 0
-    result = json.loads(capsys.readouterr().out)  # the caller reads the file the two processes merged
-    assert result["stats"]["processes"] == 2 and result["stats"]["cache_hit"]
-    assert result["stats"]["sentences"] == result["sentences"] > 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["stats"]["processes"] == 2 and result["stats"]["sentences"] == result["sentences"] > 0
+    assert main(["annotate", str(cfg)]) == 0  # one process reads the file the two merged
+    again = json.loads(capsys.readouterr().out)
+    assert again["stats"]["cache_hit"] and (again["key"], again["sentences"]) == (result["key"], result["sentences"])
     assert main(["annotate", str(cfg), "--nproc", "0"]) == 2
     assert "--nproc must be >= 1" in capsys.readouterr().err
 
@@ -501,3 +503,44 @@ def test_train_prints_only_json_and_a_run_folder_names_its_model(data, tmp_path,
     student["teacher"] = {"path": str(empty)}
     with pytest.raises(ConfigError, match="holds no best-model.pt or final-model.pt"):
         distill(student)
+
+
+def test_distill_with_two_processes_from_the_command_line(data, teacher, tmp_path, capfd):
+    """`distill --nproc 2`: each process annotates a share, the student trains through Flair's
+    DistributedDataParallel path (gloo on CPU), the first process alone writes and prints."""
+    from skd_flair.models import DistillableTagger
+
+    out = tmp_path / "s"
+    spec = config(data, out, teacher={"path": str(teacher)},
+                  unlabelled={"type": "text", "train_file": str(data / "raw.txt")},
+                  kd={"objective": "structural", "cache_dir": str(tmp_path / "cache")},
+                  trainer={"base_path": str(out), "max_epochs": 2, "mini_batch_size": 8})
+    cfg = tmp_path / "kd.yaml"
+    cfg.write_text(yaml.safe_dump(spec))
+    capfd.readouterr()
+    assert main(["distill", str(cfg), "--nproc", "2"]) == 0
+    result = json.loads(capfd.readouterr().out)  # one JSON document: the other process printed nothing
+    assert result["processes"] == 2 and result["epochs"] == 2
+    assert result["kd"]["annotation"]["processes"] == 2 and len(result["kd"]["history"]) == 2
+    assert json.loads((out / "results.json").read_text())["processes"] == 2
+    assert len((out / "kd_loss.tsv").read_text().splitlines()) == 3  # a header and one row an epoch, written once
+    student = DistillableTagger.load(result["model"])
+    sentence = toy.sentences(1, 3)[0]
+    student.predict(sentence)
+    assert len(sentence.get_labels("ner")) > 0 or all(t.get_label("ner").value == "O" for t in sentence)
+    assert main(["distill", str(cfg), "--nproc", "2", "-o", "trainer.length_buckets=true"]) == 2
+    assert "DistributedSampler" in error_of(capfd.readouterr().err)
+    leak = {"type": "text", "format": "column", "data_folder": str(data), "train_file": "train.txt"}
+    cfg.write_text(yaml.safe_dump({**spec, "unlabelled": leak}))
+    assert main(["distill", str(cfg), "--nproc", "2", "--overwrite"]) == 2  # raised inside the processes
+    assert "label leak" in error_of(capfd.readouterr().err)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has GPUs for multi_gpu")
+def test_multi_gpu_without_gpus_or_processes_is_one_line(data, teacher, tmp_path, capsys):
+    spec = config(data, tmp_path / "s")
+    spec["trainer"]["multi_gpu"] = True
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(spec))
+    assert main(["train", str(cfg)]) == 2
+    assert "give --nproc N" in error_of(capsys.readouterr().err)

@@ -25,6 +25,7 @@ from ..registry import ConfigError
 from . import cache_dir
 from .cache import (MergedEntries, TargetCache, compress, corpus_digest, decompress, digest, fingerprint_model,
                     sentence_key)
+from .distributed import is_distributed
 
 log = logging.getLogger("skd_flair")
 
@@ -181,7 +182,7 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
              else None)
     # under torch.distributed each rank annotates the sentences whose hash falls to it and flushes them as its
     # own shards; rank 0 merges every shard into the one file all ranks then read
-    distributed = _distributed() and cache is not None
+    distributed = is_distributed() and cache is not None
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
     if cache is not None:
         stored = cache.load()  # written only after every rank has passed this point, so all ranks agree
@@ -235,9 +236,3 @@ def annotate(teacher, sentences: Iterable[Sentence], student, objective: Union[K
     else:
         entries = pending
     return TeacherTargets(entries, labels, factorised_as.name, config, key, stats, cache.path if cache else None)
-
-
-def _distributed() -> bool:
-    """Inside torch.distributed with several processes (torchrun, Flair's launch_distributed)."""
-    return (torch.distributed.is_available() and torch.distributed.is_initialized()
-            and torch.distributed.get_world_size() > 1)

@@ -7,6 +7,8 @@ from typing import Callable, Optional
 
 from flair.trainers.plugins import TrainerPlugin, TrainingInterrupt
 
+from .distributed import any_rank
+
 log = logging.getLogger("flair")
 
 __all__ = ["TimeBudgetPlugin", "TIME_BUDGET"]
@@ -45,7 +47,7 @@ class TimeBudgetPlugin(TrainerPlugin):
 
     def _check(self, where: str):
         elapsed = self._elapsed_minutes()
-        if elapsed >= self.max_minutes:
+        if any_rank(elapsed >= self.max_minutes):  # processes stop together, or DDP waits for the one that left
             self.stopped, self.stopped_at = True, where
             raise TrainingInterrupt(f"time budget of {self.max_minutes:g} minutes spent ({elapsed:.2f} min, {where}) "
                                     "- stopping; the test score is the best dev epoch's")

@@ -37,6 +37,7 @@ from ..types import Count, NonNegative, Positive, Probability
 from .annotate import annotate
 from .budget import TIME_BUDGET, TimeBudgetPlugin
 from .corpora import PART, load_corpus
+from .distributed import is_distributed, is_main_process, launch, processes
 from .embeddings import check_embedding_packages
 from .fresh_embeddings import FreshEvaluationEmbeddingsPlugin
 from .length_buckets import LengthBucketSampler
@@ -274,6 +275,10 @@ def run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, r
         raise ConfigError(f"trainer.method must be 'train' or 'fine_tune', got {method!r}")
     optimizer_kwargs = spec.pop("optimizer_kwargs", {}) or {}
     max_minutes = spec.pop("max_minutes", None)
+    if is_distributed():  # one process of several (launch, torchrun): Flair's DistributedDataParallel path
+        spec["multi_gpu"] = True
+    elif spec.get("multi_gpu"):
+        raise ConfigError("trainer.multi_gpu: true needs several processes: give --nproc N, or run under torchrun")
     if spec.pop("length_buckets", False):
         spec["sampler"] = LengthBucketSampler(int(spec.get("mini_batch_size", 32)))
     logger_names = list(spec.pop("plugins", None) or ())
@@ -297,7 +302,7 @@ def run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, r
     if budget is not None:  # after the KD plugin, which tidies each batch up
         plugins.append(budget)
     if run_hash is not None:
-        checkpoint = prepare_run(base_path, run_hash, overwrite=overwrite)
+        checkpoint = _prepare_run_once(base_path, run_hash, overwrite)
         plugins = [ResumePlugin(base_path, checkpoint), *plugins]
         if checkpoint is not None:
             spec["epoch"] = int(checkpoint["epoch"])
@@ -305,10 +310,10 @@ def run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, r
     with warnings.catch_warnings():  # raised inside Flair's trainer on every run; nothing a user can change
         warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", category=FutureWarning)
         result = getattr(trainer, method)(base_path, plugins=plugins, **spec, **optimizer_kwargs)
-    if run_hash is not None:
+    if run_hash is not None and is_main_process():
         finish_run(base_path, run_hash)
     best, final = base_path / "best-model.pt", base_path / "final-model.pt"
-    if "save_final_model" not in spec and best.exists():
+    if "save_final_model" not in spec and best.exists() and is_main_process():
         final.unlink(missing_ok=True)  # one model per run: the best dev epoch's (set save_final_model to keep both)
     dev = result.get("dev_score_history") or []
     resumed = int(spec.get("epoch", 0))  # epochs finished before a resume: the histories start after them
@@ -316,8 +321,22 @@ def run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, r
             "model": str(best if best.exists() else final),
             "epochs": resumed + len(result.get("train_loss_history") or []), "dev_score_history": dev,
             "resumed_after_epoch": resumed,
+            "processes": torch.distributed.get_world_size() if is_distributed() else 1,
             "stopped_early": TIME_BUDGET if budget is not None and budget.stopped else None,
             "best_dev_epoch": resumed + 1 + max(range(len(dev)), key=dev.__getitem__) if dev else None}
+
+
+def _prepare_run_once(base_path: Path, run_hash: str, overwrite: bool):
+    """prepare_run in the first process, then in the others, which find the folder ready and the same checkpoint
+    (no process clears what another has just written)."""
+    if not is_distributed():
+        return prepare_run(base_path, run_hash, overwrite=overwrite)
+    checkpoint = prepare_run(base_path, run_hash, overwrite=overwrite) if is_main_process() else None
+    torch.distributed.barrier()
+    if not is_main_process():
+        checkpoint = prepare_run(base_path, run_hash, overwrite=overwrite)
+    torch.distributed.barrier()
+    return checkpoint
 
 
 def _set_seed(config):
@@ -326,16 +345,42 @@ def _set_seed(config):
 
 
 def _write_results(base_path: Union[str, Path], results: Dict[str, Any]):
+    if not is_main_process():
+        return
     path = Path(base_path) / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
-def train_model(config, overwrite: bool = False) -> Dict[str, Any]:
+def _in_processes(fn, config, overwrite: bool, nproc: Optional[int]):
+    """Run ``fn(config, overwrite)`` in `nproc` processes (``launch``) when the run asks for several."""
+    n = processes(config.get("trainer") or {}, nproc)
+    if n > 1 or is_distributed():
+        _check_several_processes(config)
+    if n == 1:
+        return None
+    trainer = {**config["trainer"], "multi_gpu": True}  # one configuration hash however the processes were asked
+    return launch(fn, n, {**config, "trainer": trainer}, overwrite)
+
+
+def _check_several_processes(config):
+    if (config.get("trainer") or {}).get("length_buckets"):
+        raise ConfigError("trainer.length_buckets: several processes draw their batches from Flair's "
+                          "DistributedSampler, not from length buckets; drop one of the two")
+    if (config.get("kd") or {}).get("probe_gradients"):
+        raise ConfigError("kd.probe_gradients measures each term's gradient on one process's model; "
+                          "it cannot run with several processes")
+
+
+def train_model(config, overwrite: bool = False, nproc: Optional[int] = None) -> Dict[str, Any]:
     """Train a model (a teacher, or a student without KD) from a configuration; an interrupted run of the same
-    configuration resumes, a folder holding another configuration's run is refused unless ``overwrite``."""
+    configuration resumes, a folder holding another configuration's run is refused unless ``overwrite``. With
+    ``nproc`` > 1 (or ``trainer.multi_gpu``) it trains data-parallel in that many processes."""
     config = check_config(load_config(config))
     _require(config, "corpus", "model", "trainer")
+    launched = _in_processes(train_model, config, overwrite, nproc)
+    if launched is not None:
+        return launched
     _set_seed(config)
     corpus = load_corpus(config["corpus"])
     model = build_model(config["model"], corpus)
@@ -460,10 +505,15 @@ def _distillation_setup(config, needs_trainer: bool):
         raise ConfigError(f"teacher: {error}") from error
 
 
-def distill(config, overwrite: bool = False) -> Dict[str, Any]:
+def distill(config, overwrite: bool = False, nproc: Optional[int] = None) -> Dict[str, Any]:
     """Distil a teacher into a student: annotate (cached), then train with the DistillationPlugin (resumable as
-    ``train_model``)."""
+    ``train_model``). With ``nproc`` > 1 (or ``trainer.multi_gpu``) each of that many processes annotates a
+    share of the sentences and the student trains data-parallel."""
     config = check_config(load_config(config))
+    _require(config, "corpus", "teacher", "model", "kd", "trainer")
+    launched = _in_processes(distill, config, overwrite, nproc)
+    if launched is not None:
+        return launched
     train_corpus, student, targets, kd = _distillation_setup(config, needs_trainer=True)
     plugin = DistillationPlugin(targets, mix=kd["mix"], probe_gradients=kd["probe_gradients"])
     results = run_trainer(student, train_corpus, config["trainer"], plugins=[plugin], run_hash=config_hash(config),

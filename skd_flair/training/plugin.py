@@ -14,6 +14,7 @@ from ..distill.factorisations import factorisation
 from ..distill.labels import LabelMismatchError
 from ..models.kd_student import KD_TARGETS, is_unlabelled
 from .annotate import TeacherTargets
+from .distributed import is_main_process
 
 log = logging.getLogger("flair")
 
@@ -119,7 +120,7 @@ class DistillationPlugin(TrainerPlugin):
         log.info("KD epoch {EPOCH}: lambda {LAMBDA:.4f} - gold loss {GOLD_LOSS:.4f} - KD loss {KD_LOSS:.4f} - "
                  "KL/token {KL_PER_TOKEN:.4f} - teacher entropy {TEACHER_ENTROPY:.4f} - argmax agreement "
                  "{ARGMAX_AGREEMENT:.4f}".format(**row))
-        if self.base_path is not None and self.log_file:
+        if self.base_path is not None and self.log_file and is_main_process():
             path = self.base_path / self.log_file
             new = not path.exists() or epoch == 1
             columns = [c for c in (*_COLUMNS, *_PROBE_COLUMNS) if c in row]

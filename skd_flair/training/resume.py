@@ -27,6 +27,7 @@ from flair.trainers.plugins import TrainerPlugin
 from ..registry import ConfigError
 from . import atomic_path
 from .cache import digest
+from .distributed import is_main_process
 
 log = logging.getLogger("skd_flair")
 
@@ -145,6 +146,9 @@ class ResumePlugin(TrainerPlugin):
             model_file = Path(model_file)
             if model_file.name == "best-model.pt" and not self.save_best:
                 return  # Flair's own best score restarts at 0 on resume; ours knows the run's best
+            if not is_main_process():  # Flair writes from the first process; the others only meet its barrier
+                save(model_file, checkpoint)
+                return
             with atomic_path(model_file) as tmp:
                 save(tmp, checkpoint)
 
@@ -175,6 +179,8 @@ class ResumePlugin(TrainerPlugin):
         return None
 
     def _save(self, epoch: int):
+        if not is_main_process():  # every process holds the same weights (DDP); one writes them
+            return
         scheduler = _scheduler_plugin(self.trainer)
         kd = self._kd_plugin()
         state = {"epoch": epoch, "best": self.best, "model": self.model.state_dict(),
