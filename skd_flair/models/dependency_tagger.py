@@ -105,10 +105,9 @@ class DependencyTagger(EvaluatesTrees, DistillableTagger):
                 if return_loss:
                     total_loss += self._gold_loss(scores, self._gold_tags(batch, logp.shape[1])).sum()
                     count += int(scores.lengths.sum())
-                trees = self.decode(logp, scores.lengths, repair)
+                trees = decode_offset_tags(logp, scores.lengths, self.codec, repair, probabilities=True)
                 logp = logp.double().cpu()
-                for b, (sentence, (heads, rels)) in enumerate(zip(batch, trees)):
-                    probs = [prob for _, prob in self.codec.best_relations(logp[b], heads)]
+                for b, (sentence, (heads, rels, probs)) in enumerate(zip(batch, trees)):
                     for token, h, r, prob in zip(sentence, heads, rels, probs):
                         token.head_id = h
                         token.set_label(label_name, r if r is not None else "dep", prob)

@@ -276,10 +276,11 @@ def _top3(codec: OffsetTagCodec, log_probs: torch.Tensor, n: int) -> Tuple[List[
     return cast(List[int], heads), cast(List[str], rels)
 
 
-def decode_offset_tags(log_probs: torch.Tensor, lengths, codec: OffsetTagCodec, repair: str = "mst"
-                       ) -> List[Tuple[List[Optional[int]], List[Optional[str]]]]:
+def decode_offset_tags(log_probs: torch.Tensor, lengths, codec: OffsetTagCodec, repair: str = "mst",
+                       probabilities: bool = False) -> List[tuple]:
     """Trees from per-word tag log probabilities ``[B, N, K]``: one (heads, relations) per sentence, heads
-    1-based lists with 0 = ROOT. Every repair but ``"none"`` gives a single-rooted tree."""
+    1-based lists with 0 = ROOT. Every repair but ``"none"`` gives a single-rooted tree. With `probabilities`,
+    (heads, relations, p) where p is each word's best tag probability for its head (0.0 where none names it)."""
     if repair not in REPAIRS:
         raise ValueError(f"repair must be one of {REPAIRS}, got {repair!r}")
     logp = log_probs.detach().double().cpu()
@@ -288,12 +289,27 @@ def decode_offset_tags(log_probs: torch.Tensor, lengths, codec: OffsetTagCodec, 
     if repair in ("none", "top3"):
         for b, n in enumerate(lengths.tolist()):
             if repair == "top3":
-                out.append(_top3(codec, logp[b], n))
-                continue
-            best = logp[b, :n].argmax(-1).tolist()
-            out.append(([codec.tag_head(k, i, n) for i, k in enumerate(best, start=1)],
-                        [codec.relations[k] for k in best]))
+                tree = _top3(codec, logp[b], n)
+            else:
+                best = logp[b, :n].argmax(-1).tolist()
+                tree = ([codec.tag_head(k, i, n) for i, k in enumerate(best, start=1)],
+                        [codec.relations[k] for k in best])
+            out.append((*tree, [p for _, p in codec.best_relations(logp[b], tree[0])]) if probabilities else tree)
         return out
+    arcs = codec.head_log_probs(logp, lengths)
+    size = arcs.shape[1]
+    valid = torch.ones(size, size, dtype=torch.bool)
+    valid.fill_diagonal_(False)
+    valid[:, 0] = False
+    arcs = torch.where(valid & torch.isneginf(arcs), torch.full_like(arcs, _FLOOR), arcs)
+    heads = DependencyTree(arcs, lengths, projective=repair == "eisner", single_root=True).argmax
+    for b, n in enumerate(lengths.tolist()):
+        hs = heads[b, 1:n + 1].tolist()
+        best = codec.best_relations(logp[b], hs)
+        rels = [rel if rel is not None else _fallback_relation(codec, logp[b], i, h)
+                for i, (h, (rel, _)) in enumerate(zip(hs, best), start=1)]
+        out.append((hs, rels, [p for _, p in best]) if probabilities else (hs, rels))
+    return out
     arcs = codec.head_log_probs(logp, lengths)
     size = arcs.shape[1]
     valid = torch.ones(size, size, dtype=torch.bool)
