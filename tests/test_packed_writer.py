@@ -109,3 +109,27 @@ def test_a_merge_holds_one_piece_at_a_time(tmp_path):
     assert stored["labels"] == ["x"]
     for key, piece in entries.items():
         same(piece, stored["entries"][key])
+
+
+def _open_files(folder) -> int:
+    import os
+
+    fds = os.listdir("/proc/self/fd")
+    return sum(1 for fd in fds if os.path.realpath(f"/proc/self/fd/{fd}").startswith(str(folder)))
+
+
+def test_reading_many_shards_holds_no_descriptor_per_shard(tmp_path):
+    import pytest
+
+    if not __import__("os").path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to count open files")
+    cache = TargetCache(tmp_path, KEY)
+    shards = [pieces(3, seed) for seed in range(30)]
+    for n, entries in enumerate(shards):
+        cache.save_shard({f"{n:04d}{k[4:]}": v for k, v in entries.items()})
+    merged = cache.load_partial()
+    assert len(merged) == 90 and _open_files(tmp_path) == 0  # 30 shard readers, none holding its file open
+    for n, entries in enumerate(shards):
+        for key, piece in entries.items():
+            same(piece, merged[f"{n:04d}{key[4:]}"])
+    assert _open_files(tmp_path) == 0

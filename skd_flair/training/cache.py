@@ -207,13 +207,14 @@ def _save_packed(entries: Mapping[str, dict], path: Path, key: str, extra: Optio
         "extra": json.dumps(extra or {}, default=str)})
 
 
-def _load_packed(path: Path, key: str, lazy: bool = False):
+def _load_packed(path: Path, key: str, lazy: bool = False, keep_open: bool = True):
     """(entries, extra) stored at ``path`` for cache key ``key``, or None (with a warning) when the file is
     truncated, corrupted, not ours or made for another key. `lazy`: entries read piece by piece from the file
-    (``lazy_targets``) instead of the whole file held in memory."""
+    (``lazy_targets``) instead of the whole file held in memory, through one open descriptor (`keep_open`) or
+    opening the file for each read."""
     try:
         if lazy:
-            tensors = FileTensors(path)
+            tensors = FileTensors(path, keep_open=keep_open)
             metadata = tensors.metadata
         else:
             # read into memory rather than memory-map: a file damaged in place under a mapping would crash
@@ -270,7 +271,7 @@ class TargetCache:
         parts = []
         if self.partial.is_dir():
             for shard in sorted(self.partial.glob(f"shard-*{SUFFIX}")):
-                part = _load_packed(shard, self.key, lazy=True)
+                part = _load_packed(shard, self.key, lazy=True, keep_open=False)  # no descriptor per shard
                 if part is None:
                     shard.unlink(missing_ok=True)
                     continue

@@ -28,7 +28,9 @@ DTYPES = {"U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.
 class FileTensors:
     """Row slices of the tensors of one safetensors file, read on demand."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, keep_open: bool = True):
+        """`keep_open` False: the file is opened for each read and closed again, so that a merge over
+        thousands of shard files holds no descriptor between reads (the process limit is often 1,024)."""
         self.path = Path(path)
         self.size = self.path.stat().st_size
         self._fd = os.open(self.path, os.O_RDONLY)
@@ -36,8 +38,10 @@ class FileTensors:
             header_size = int.from_bytes(self._read(8, 0), "little")
             header = json.loads(self._read(header_size, 8))
         except Exception:
-            os.close(self._fd)
+            self.close()
             raise
+        if not keep_open:
+            self.close()
         self.metadata: Dict[str, str] = header.pop("__metadata__", None) or {}
         self.base = 8 + header_size
         self.info: Dict[str, Tuple[torch.dtype, List[int], int, int]] = {}
@@ -51,7 +55,14 @@ class FileTensors:
             self.info[name] = (dtype, shape, start, end)
 
     def _read(self, n: int, offset: int) -> bytes:
-        data = os.pread(self._fd, n, offset)
+        if self._fd >= 0:
+            data = os.pread(self._fd, n, offset)
+        else:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                data = os.pread(fd, n, offset)
+            finally:
+                os.close(fd)
         if len(data) != n:
             raise ValueError(f"{self.path} is truncated")
         return data
