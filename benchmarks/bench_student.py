@@ -1,6 +1,13 @@
-"""The student a user ships, against its teacher: size, F1 and speed before and after export (CoNLL-2003 English).
+"""The student a user ships, against its teacher: size, F1 and speed before and after export (CoNLL-2003 English),
+or LAS for the parsing student (UD English-EWT, ``--task parsing``).
 
     python -m benchmarks.bench_student [--student PATH] [--teacher PATH] [--speed-sentences 300]
+    python -m benchmarks.bench_student --task parsing [--student PATH] [--frequent 100000]
+
+For parsing the defaults are the ``parsing_1o`` teacher and its light student with unlabelled text
+(``python -m experiments.run parsing_1o --only slfl_u_tree_t1``); the words kept are the whole EWT training file's
+(the student read all of it, 2,000 sentences with trees, the rest as text) plus the frequent ones; no ONNX row
+(the fast path and ONNX export take CRF/MaxEnt taggers only). Writes ``benchmarks/results/parsing_ship.json``.
 
 Needs ``../shared/data/ner/conll03_en`` and trained models (``python -m experiments.run curve_en --only crf_none``
 or any CoNLL-03 tagger student, and the ``ner_en`` teacher). The student is exported as a user would:
@@ -23,8 +30,17 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "benchmarks" / "results" / "student_ship.json"
 RUNS = REPO / "experiments" / "runs"
+# per task: suite whose test sample is scored, default models, model types, label type, output file
+TASKS = {
+    "ner": dict(suite="ner_en", student=("curve_en", "crf_none-seed1"), teacher=("ner_en", "teacher"),
+                kinds=("tagger", "tagger"), label="ner", out="student_ship.json", onnx=True,
+                corpus="CoNLL-2003 English test (1,000 sentences, the suites' sample)", score="F1"),
+    "parsing": dict(suite="parsing_1o", student=("parsing_1o", "slfl_u_tree_t1-seed1"),
+                    teacher=("parsing_1o", "teacher"), kinds=("parser", "dependency_tagger"), label="dependency",
+                    out="parsing_ship.json", onnx=False, score="LAS",
+                    corpus="UD English-EWT test (1,000 sentences, the suite's sample)"),
+}
 
 
 def _kept(folder: Path) -> Path:
@@ -32,7 +48,7 @@ def _kept(folder: Path) -> Path:
     return best if best.exists() else folder / "final-model.pt"
 
 
-def _f1(path: Path, test, kind: str) -> float:
+def _score(path: Path, test, kind: str, label: str) -> float:
     if path.is_dir():  # ONNX: the runner's spans against the gold spans, micro F1 as Flair computes it
         from skd_flair.onnx_runner import OnnxTagger
 
@@ -47,18 +63,23 @@ def _f1(path: Path, test, kind: str) -> float:
     from skd_flair.training.models import load_model
 
     model = load_model({"path": str(path), "type": kind}, where="model")
-    return model.evaluate(test, gold_label_type="ner", mini_batch_size=32).main_score
+    return model.evaluate(test, gold_label_type=label, mini_batch_size=32).main_score
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--student", type=Path, default=_kept(RUNS / "curve_en" / "crf_none-seed1"))
-    parser.add_argument("--teacher", type=Path, default=_kept(RUNS / "ner_en" / "teacher"))
+    parser.add_argument("--task", choices=sorted(TASKS), default="ner")
+    parser.add_argument("--student", type=Path)
+    parser.add_argument("--teacher", type=Path)
     parser.add_argument("--frequent", type=int, nargs="+", default=[20000, 100000],
                         help="numbers of frequent table words kept besides the training text (one row each; the "
                              "last also int8, fp16 and ONNX)")
     parser.add_argument("--speed-sentences", type=int, default=300)
     args = parser.parse_args(argv)
+    task = TASKS[args.task]
+    args.student = args.student or _kept(RUNS.joinpath(*task["student"]))
+    args.teacher = args.teacher or _kept(RUNS.joinpath(*task["teacher"]))
+    teacher_kind, student_kind = task["kinds"]
     for path in (args.student, args.teacher):
         if not path.exists():
             print(f"bench_student: {path} does not exist (train it first; see the docstring)", file=sys.stderr)
@@ -68,15 +89,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     logging.getLogger("flair").setLevel(logging.WARNING)
     from experiments.suites import SUITES
-    from skd_flair.models import DistillableTagger
     from skd_flair.training.corpora import load_corpus
-    from skd_flair.training.export import export_model
+    from skd_flair.training.export import export_model, load_tagger
     from skd_flair.training.speed import speed_report
 
-    corpus_spec = SUITES["ner_en"].corpus
+    corpus_spec = SUITES[task["suite"]].corpus
+    if args.task == "parsing":  # the student read the whole training file (gold trees, then text)
+        corpus_spec = {**corpus_spec, "sample_train": None}
     corpus = load_corpus(corpus_spec)
     test = list(corpus.test)
-    student = DistillableTagger.load(args.student)
+    student = load_tagger(args.student)
     words = [m for m in getattr(student.embeddings, "embeddings", [student.embeddings]) if hasattr(m, "vocab")]
     by_frequency = sorted(words[0].vocab, key=words[0].vocab.__getitem__) if words else []
     train_words = sorted({t.text for s in corpus.train for t in s})
@@ -92,19 +114,22 @@ def main(argv=None) -> int:
             exports[f"trimmed (+ {n:,} frequent words)"] = dict(vocab=vocab)
         last = args.frequent[-1]
         exports.update({f"trimmed (+ {last:,}), int8": dict(vocab=vocab, quantize="int8"),
-                        f"trimmed (+ {last:,}), fp16": dict(vocab=vocab, half=True),
-                        f"trimmed (+ {last:,}), ONNX": dict(vocab=vocab, format="onnx")})
+                        f"trimmed (+ {last:,}), fp16": dict(vocab=vocab, half=True)})
+        if task["onnx"]:
+            exports[f"trimmed (+ {last:,}), ONNX"] = dict(vocab=vocab, format="onnx")
         for i, (name, options) in enumerate(exports.items()):
             target = tmp / (f"export{i}" if options.get("format") == "onnx" else f"export{i}.pt")
             export_model(args.student, target, **{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
             rows[name] = target
         results = {}
         for name, path in rows.items():
-            print(f"bench_student: {name}: F1 ...", file=sys.stderr, flush=True)
-            f1 = _f1(path, test, "tagger")
-            speed = speed_report([path], test[:args.speed_sentences], batch_sizes=(1, 32), fast=name != "teacher")
-            results[name] = {"f1": round(100 * f1, 2), **speed[str(path)]}
-    record = {"corpus": "CoNLL-2003 English test (1,000 sentences, the suites' sample)",
+            kind = teacher_kind if name == "teacher" else student_kind
+            print(f"bench_student: {name}: {task['score']} ...", file=sys.stderr, flush=True)
+            score = _score(path, test, kind, task["label"])
+            speed = speed_report([path], test[:args.speed_sentences], batch_sizes=(1, 32), kind=kind,
+                                 fast=name != "teacher" and kind == "tagger")
+            results[name] = {"f1": round(100 * score, 2), **speed[str(path)]}
+    record = {"corpus": task["corpus"], "score": task["score"],
               "student": str(args.student.relative_to(REPO)) if args.student.is_relative_to(REPO) else str(args.student),
               "teacher": str(args.teacher.relative_to(REPO)) if args.teacher.is_relative_to(REPO) else str(args.teacher),
               "speed_sentences": args.speed_sentences, "threads": 1,
@@ -112,8 +137,9 @@ def main(argv=None) -> int:
               "load_average": {"start": [round(x, 2) for x in load_before],
                                "end": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count()},
               "rows": results}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(record, indent=1) + "\n")
+    out = REPO / "benchmarks" / "results" / task["out"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
     print(table(record))
     return 0
 
@@ -122,7 +148,7 @@ def table(record: dict) -> str:
     rows = record["rows"]
     teacher = rows["teacher"]
     t32 = teacher["predict"]["batch_32"]
-    lines = ["| model | size (MB) | test F1 | load (s) | RSS after load (MB) | sent/s b1 | sent/s b32 | x teacher b32 |",
+    lines = [f"| model | size (MB) | test {record.get('score', 'F1')} | load (s) | RSS after load (MB) | sent/s b1 | sent/s b32 | x teacher b32 |",
              "|---|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
         paths = [k for k in ("onnx", "fast_predict", "predict") if k in row]
