@@ -263,3 +263,39 @@ def test_import_skd_flair_registers_models_with_flair(model_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-2:] == ["skd_flair.models.tagger", "DistillableTagger"]
+
+
+_SKD_MODEL_CLASSES = """
+def skd_classes(root):
+    seen, todo = set(), [root]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__.startswith("skd_flair.") and not cls.__name__.startswith("_"):
+            seen.add(cls.__module__ + "." + cls.__name__)
+    return sorted(seen)
+"""
+
+
+def test_import_skd_flair_lets_flair_find_every_model_class():
+    """Flair's loaders find a model class among the subclasses defined so far: `import skd_flair` must define
+    every one of ours (a factorised parsing student or a span-CRF student was not, and Model.load failed)."""
+    import importlib
+    import pkgutil
+
+    import flair.nn
+
+    import skd_flair.models as models
+
+    for module in pkgutil.iter_modules(models.__path__):
+        importlib.import_module(f"skd_flair.models.{module.name}")
+    scope = {}
+    exec(_SKD_MODEL_CLASSES, scope)
+    every = scope["skd_classes"](flair.nn.Model)
+    assert "skd_flair.models.factorised_parser.FactorisedDependencyTagger" in every
+    code = "import skd_flair, flair.nn\n" + _SKD_MODEL_CLASSES + "print(skd_classes(flair.nn.Model))\n"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == str(every)
