@@ -310,16 +310,3 @@ def decode_offset_tags(log_probs: torch.Tensor, lengths, codec: OffsetTagCodec, 
                 for i, (h, (rel, _)) in enumerate(zip(hs, best), start=1)]
         out.append((hs, rels, [p for _, p in best]) if probabilities else (hs, rels))
     return out
-    arcs = codec.head_log_probs(logp, lengths)
-    size = arcs.shape[1]
-    valid = torch.ones(size, size, dtype=torch.bool)
-    valid.fill_diagonal_(False)
-    valid[:, 0] = False
-    arcs = torch.where(valid & torch.isneginf(arcs), torch.full_like(arcs, _FLOOR), arcs)
-    heads = DependencyTree(arcs, lengths, projective=repair == "eisner", single_root=True).argmax
-    for b, n in enumerate(lengths.tolist()):
-        hs = heads[b, 1:n + 1].tolist()
-        rels = [rel if rel is not None else _fallback_relation(codec, logp[b], i, h)
-                for i, (h, (rel, _)) in enumerate(zip(hs, codec.best_relations(logp[b], hs)), start=1)]
-        out.append((hs, rels))
-    return out
