@@ -31,7 +31,9 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
-def one(n: int, length: int, shard_every: int, epochs: int) -> dict:
+def one(n: int, length: int, shard_every: int, epochs: int, shared: str = None) -> dict:
+    """One measurement; `shared`: a folder every process of a torch.distributed group uses for the cache (each
+    builds the same teacher and text from the same seeds and annotates its share of the sentences)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import logging
 
@@ -48,7 +50,9 @@ def one(n: int, length: int, shard_every: int, epochs: int) -> dict:
     torch.set_num_threads(1)
     flair.set_seed(0)
     base = _rss_mb()
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(shared or tmp) / "cache"
         labelled = load_corpus({"type": "column", "data_folder": str(BUNDLED), "column_format": {0: "text", 1: "ner"}})
         tags = labelled.make_label_dictionary("ner", add_unk=False)
 
@@ -70,13 +74,15 @@ def one(n: int, length: int, shard_every: int, epochs: int) -> dict:
         corpus = load_corpus({"type": "text", "train_file": str(text)})
         loaded = _rss_mb()
         start = time.perf_counter()
-        targets = annotate(teacher, corpus.train, student, {"type": "structural"}, cache_dir=Path(tmp) / "cache",
+        targets = annotate(teacher, corpus.train, student, {"type": "structural"}, cache_dir=cache,
                            progress=False, shard_every=shard_every)
         seconds = time.perf_counter() - start
-        disk = sum(p.stat().st_size for p in (Path(tmp) / "cache").rglob("*") if p.is_file())
+        disk = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
         tokens = sum(len(s) for s in corpus.train)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return {"sentences": n, "teacher_epochs": epochs, "tokens": tokens, "entries": len(targets),
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        return {"sentences": n, "teacher_epochs": epochs, "processes": world, "rank": rank, "tokens": tokens,
+                "entries": len(targets),
                 "seconds": round(seconds, 1), "sentences_per_second": round(n / seconds, 1),
                 "rss_after_imports_mb": round(base, 1), "rss_with_corpus_mb": round(loaded, 1),
                 "peak_rss_mb": round(peak, 1), "peak_growth_mb": round(peak - base, 1), "cache_bytes": disk,
@@ -90,24 +96,37 @@ def main(argv=None):
     parser.add_argument("--shard-every", type=int, default=2000)
     parser.add_argument("--teacher-epochs", type=int, nargs="+", default=[0, 10],
                         help="0: an untrained, near-uniform teacher (every target kept, the upper bound)")
+    parser.add_argument("--nproc", type=int, nargs="+", default=[1],
+                        help="process counts to compare (torch.distributed, gloo; peak RSS is the first process's)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(one(args.one, args.length, args.shard_every, args.teacher_epochs[0])))
+        nproc = args.nproc[0]
+        if nproc == 1:
+            print(json.dumps(one(args.one, args.length, args.shard_every, args.teacher_epochs[0])))
+            return
+        from skd_flair.training.distributed import launch
+
+        with tempfile.TemporaryDirectory() as shared:
+            print(json.dumps(launch(one, nproc, args.one, args.length, args.shard_every, args.teacher_epochs[0],
+                                    shared)))
         return
     rows = []
     for epochs in args.teacher_epochs:
         for n in args.sizes:
-            out = subprocess.run([sys.executable, "-m", "benchmarks.bench_annotation", "--one", str(n), "--length",
-                                  str(args.length), "--shard-every", str(args.shard_every), "--teacher-epochs", str(epochs)],
-                                 check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), flush=True)
-    print(f"{'teacher epochs':>14s} {'sentences':>10s} {'sent/s':>8s} {'peak RSS MB':>12s} {'growth MB':>10s} "
-          f"{'cache B/sent':>13s}")
+            for nproc in args.nproc:
+                out = subprocess.run([sys.executable, "-m", "benchmarks.bench_annotation", "--one", str(n),
+                                      "--length", str(args.length), "--shard-every", str(args.shard_every),
+                                      "--teacher-epochs", str(epochs), "--nproc", str(nproc)],
+                                     check=True, capture_output=True, text=True).stdout
+                rows.append(json.loads(out.strip().splitlines()[-1]))
+                print(json.dumps(rows[-1]), flush=True)
+    print(f"{'teacher epochs':>14s} {'sentences':>10s} {'processes':>9s} {'sent/s':>8s} {'peak RSS MB':>12s} "
+          f"{'growth MB':>10s} {'cache B/sent':>13s}")
     for r in rows:
-        print(f"{r['teacher_epochs']:14d} {r['sentences']:10d} {r['sentences_per_second']:8.1f} {r['peak_rss_mb']:12.1f} "
-              f"{r['peak_growth_mb']:10.1f} {r['cache_bytes_per_sentence']:13.1f}")
+        print(f"{r['teacher_epochs']:14d} {r['sentences']:10d} {r.get('processes', 1):9d} "
+              f"{r['sentences_per_second']:8.1f} {r['peak_rss_mb']:12.1f} {r['peak_growth_mb']:10.1f} "
+              f"{r['cache_bytes_per_sentence']:13.1f}")
 
 
 if __name__ == "__main__":
