@@ -75,6 +75,7 @@ def main(argv=None) -> int:
                         help="numbers of frequent table words kept besides the training text (one row each; the "
                              "last also int8, fp16 and ONNX)")
     parser.add_argument("--speed-sentences", type=int, default=300)
+    parser.add_argument("--out", help="results file name under benchmarks/results (default: the task's)")
     args = parser.parse_args(argv)
     task = TASKS[args.task]
     args.student = args.student or _kept(RUNS.joinpath(*task["student"]))
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
               "load_average": {"start": [round(x, 2) for x in load_before],
                                "end": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count()},
               "rows": results}
-    out = REPO / "benchmarks" / "results" / task["out"]
+    out = REPO / "benchmarks" / "results" / (args.out or task["out"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(table(record))
