@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     logging.getLogger("flair").setLevel(logging.WARNING)
     from experiments.suites import SUITES
     from skd_flair.training.corpora import load_corpus
-    from skd_flair.training.export import export_model, load_tagger
+    from skd_flair.training.export import export_model, frequent_words, load_tagger
     from skd_flair.training.speed import speed_report
 
     corpus_spec = SUITES[task["suite"]].corpus
@@ -99,9 +99,7 @@ def main(argv=None) -> int:
         corpus_spec = {**corpus_spec, "sample_train": None}
     corpus = load_corpus(corpus_spec)
     test = list(corpus.test)
-    student = load_tagger(args.student)
-    words = [m for m in getattr(student.embeddings, "embeddings", [student.embeddings]) if hasattr(m, "vocab")]
-    by_frequency = sorted(words[0].vocab, key=words[0].vocab.__getitem__) if words else []
+    by_frequency = frequent_words(load_tagger(args.student), max(args.frequent))
     train_words = sorted({t.text for s in corpus.train for t in s})
     rows = {"teacher": args.teacher, "student": args.student}
     load_before = os.getloadavg()

@@ -109,21 +109,20 @@ def main(argv=None) -> int:
              "train_seconds": train_seconds}]
     students = list(args.student)
     if args.export_frequent:
-        from skd_flair.training.export import export_model, load_tagger
+        from skd_flair.training.export import export_model, frequent_words, load_tagger
 
         whole = load_corpus({**suite.corpus, "sample_train": None, "sample_dev": 0, "sample_test": 0})
         train_words = {t.text for s in whole.train for t in s}
         for path in args.student:
-            tables = [m for m in getattr(load_tagger(path).embeddings, "embeddings", []) if hasattr(m, "vocab")]
-            frequent = sorted(tables[0].vocab, key=tables[0].vocab.__getitem__)[:args.export_frequent] if tables else []
+            frequent = frequent_words(load_tagger(path), args.export_frequent)
             vocab = work / "export_vocab.txt"
             vocab.write_text("\n".join(sorted(train_words | set(frequent))), encoding="utf-8")
             target = work / f"{Path(path).parent.name}-int8-{args.export_frequent}.pt"
             export_model(path, target, vocab=str(vocab), quantize="int8")
             students.append(str(target))
-    for path in students:
-        from flair.data import Sentence
+    from flair.data import Sentence
 
+    for path in students:
         model = load_model({"path": path})
         result = model.evaluate(test, gold_label_type=label_type, mini_batch_size=32)
 

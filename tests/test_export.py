@@ -299,3 +299,13 @@ def test_import_skd_flair_lets_flair_find_every_model_class():
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == str(every)
+
+
+def test_frequent_words_follow_the_tables_row_order(model_path, kv_path):
+    from gensim.models import KeyedVectors
+
+    from skd_flair.training.export import frequent_words, load_tagger
+
+    rows = KeyedVectors.load(str(kv_path)).index_to_key
+    model = load_tagger(model_path)
+    assert frequent_words(model, 3) == rows[:3] and frequent_words(model, 10 ** 6) == rows

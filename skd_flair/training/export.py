@@ -58,6 +58,7 @@ from . import atomic_path
 log = logging.getLogger("skd_flair")
 
 __all__ = ["EXPORT_KEY", "FORMATS", "QUANTIZE_MODES", "corpus_vocabulary", "export_model", "export_onnx",
+           "frequent_words",
            "export_state", "load_tagger",
            "lookup_forms", "read_vocabulary", "save_state", "static_tables", "trim_fasttext", "trim_model",
            "trim_word_embeddings"]
@@ -216,6 +217,16 @@ def static_tables(embeddings: TokenEmbeddings, parent: Optional[StackedEmbedding
     if type(embeddings) is WordEmbeddings or isinstance(embeddings, FastTextSubwordEmbeddings):
         return [(parent, index, embeddings)]
     return []
+
+
+def frequent_words(model: DistillableTagger, n: int) -> List[str]:
+    """The first `n` words of the model's first static word table in row order (GloVe and fastText list their
+    words by frequency): what a user keeps besides their own text so that unseen text keeps its vectors."""
+    tables = static_tables(model.embeddings)
+    if not tables:
+        return []
+    vocab = tables[0][2].vocab
+    return sorted(vocab, key=vocab.__getitem__)[:n]
 
 
 def table_weight_keys(model: DistillableTagger) -> List[str]:
