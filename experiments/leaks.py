@@ -46,10 +46,11 @@ class Overlap:
                 f"gold training set of {self.teacher_suite}'s teacher")
 
 
-def teacher_corpus(suite, suites: Dict) -> Dict:
-    """The corpus spec the suite's teacher trains on (its own, or the suite it borrows the teacher from)."""
-    owner = suites[suite.teacher_from] if suite.teacher_from else suite
-    return owner.corpus
+def teacher_corpora(suite, suites: Dict) -> Dict[str, Dict]:
+    """Owner suite -> the corpus spec its teacher trains on, for every teacher of the suite (its own, the one it
+    borrows, or each routed part's)."""
+    owners = list((suite.routes or {}).values()) or [suite.teacher_from or suite.name]
+    return {owner: (suites[owner] if owner != suite.name else suite).corpus for owner in owners}
 
 
 def overlaps(suite, suites: Dict, load: Callable) -> List[Overlap]:
@@ -63,13 +64,13 @@ def overlaps(suite, suites: Dict, load: Callable) -> List[Overlap]:
             _KEYS[name] = split_keys(load(spec).train)
         return _KEYS[name]
 
-    owner = suite.teacher_from or suite.name
     out = []
     for student in suite.students:
         if not student.unlabelled:
             continue
-        taught, unlabelled = keys(teacher_corpus(suite, suites)), keys(student.unlabelled)
-        out.append(Overlap(student.name, owner, len(taught & unlabelled), len(unlabelled)))
+        unlabelled = keys(student.unlabelled)
+        for owner, spec in teacher_corpora(suite, suites).items():
+            out.append(Overlap(student.name, owner, len(keys(spec) & unlabelled), len(unlabelled)))
     return out
 
 

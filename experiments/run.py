@@ -22,7 +22,8 @@ from typing import Dict, List, Optional
 import flair
 
 from skd_flair.training.annotate import annotate
-from skd_flair.training.corpora import load_corpus
+from skd_flair.training.corpora import PART, load_corpus
+from skd_flair.training.mixture import TeacherMixture
 from skd_flair.training.models import MODEL_CLASSES, build_model
 from skd_flair.training.pipeline import measure_speed, run_trainer, training_corpus
 from skd_flair.training.plugin import DistillationPlugin
@@ -44,11 +45,19 @@ def _best(base: Path) -> Path:
     return best if best.exists() else base / "final-model.pt"
 
 
-def _scores(model, corpus, metric: str) -> Dict:
-    result = model.evaluate(corpus.test, gold_label_type=model.label_type, mini_batch_size=64)
+def _scores(model, corpus, metric: str, split=None) -> Dict:
+    result = model.evaluate(corpus.test if split is None else split, gold_label_type=model.label_type,
+                            mini_batch_size=64)
     scores = {"/".join(k) if isinstance(k, tuple) else str(k): v for k, v in result.scores.items()
               if isinstance(v, (int, float))}
     return {"main": result.main_score, **scores}
+
+
+def _part_scores(model, corpus, metric: str, parts) -> Dict:
+    """Test scores of each `concat` part on its own (a multilingual student, per language)."""
+    test = list(corpus.test)
+    return {part: _scores(model, corpus, metric, [s for s in test if s.has_metadata(PART)
+                                                   and s.get_metadata(PART) == part]) for part in parts}
 
 
 def _facts(model, model_file: Path, kind: str, corpus) -> Dict:
@@ -64,6 +73,7 @@ class SuiteRunner:
         self.results = RESULTS / suite.name
         self.corpora: Dict[str, object] = {}
         self.overlaps: Dict[str, Dict] = {}
+        self.teachers: Dict[str, object] = {}
 
     def corpus(self, overrides: Dict = None, spec: Dict = None):
         spec = spec or {**self.suite.corpus, **(overrides or {})}
@@ -76,14 +86,19 @@ class SuiteRunner:
         return f"python -m experiments.run {self.suite.name}{extra}"
 
     # ------------------------------------------------------------------ teacher
-    def teacher(self):
-        owner = self.suite.teacher_from or self.suite.name
+    def teacher(self, owner: Optional[str] = None):
+        """The teacher of suite ``owner`` (default: this suite's own or borrowed one), trained if it is this
+        suite's and missing."""
+        owner = owner or self.suite.teacher_from or self.suite.name
+        if owner in self.teachers:
+            return self.teachers[owner]
         base = RUNS / owner / "teacher"
         record = RESULTS / owner / "teacher.json"
         kind = self.suite.teacher_type
         if read_json(record) and _best(base).exists():
             log.info(f"[{owner}] teacher: reusing {_best(base)}")
-            return MODEL_CLASSES[kind].load(str(_best(base)))
+            self.teachers[owner] = MODEL_CLASSES[kind].load(str(_best(base)))
+            return self.teachers[owner]
         if owner != self.suite.name:
             raise SystemExit(f"suite {self.suite.name} needs the teacher of suite {owner}: run that suite first")
         corpus = self.corpus()
@@ -127,8 +142,22 @@ class SuiteRunner:
         return corpus, unlabelled, training_corpus(corpus, unlabelled)
 
     def targets(self, teacher, student: Student, model, train_corpus):
-        return annotate(teacher, list(train_corpus.train), model, student.objective,
-                        cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False)
+        sentences = list(train_corpus.train)
+        if not self.suite.routes:
+            return annotate(teacher, sentences, model, student.objective,
+                            cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False)
+        # routing: each part's sentences get their own language's teacher; the mixture holds each sentence once
+        members = []
+        for part, owner in self.suite.routes.items():
+            share = [s for s in sentences if s.has_metadata(PART) and s.get_metadata(PART) == part]
+            if not share:
+                raise SystemExit(f"suite {self.suite.name}: no training sentence of part {part!r}")
+            members.append((annotate(self.teacher(owner), share, model, student.objective,
+                                     cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False), 1.0))
+        missed = len(sentences) - sum(len(t) for t, _ in members)
+        if missed > 0:
+            raise SystemExit(f"suite {self.suite.name}: {missed} training sentences belong to no routed part")
+        return TeacherMixture(members)
 
     def run(self):
         todo = [(s, seed) for s in self.wanted() for seed in self.seeds if not self.record_path(s, seed).exists()]
@@ -191,6 +220,8 @@ class SuiteRunner:
                                                 student.corpus_spec, student.unlabelled, trainer, seed]))
         record = {"suite": self.suite.name, "run": student.name, "role": "student", "method": student.method,
                   "case": student.case, "seed": seed, "test": _scores(model, corpus, self.suite.metric),
+                  **({"test_parts": _part_scores(model, corpus, self.suite.metric, self.suite.routes)}
+                     if self.suite.routes else {}),
                   "train_seconds": time.time() - start, "sizes": self.sizes(corpus, unlabelled),
                   "kd": None if targets is None else {"objective": student.objective, "mix": student.mix,
                                                       "history": plugins[0].history},

@@ -46,6 +46,18 @@ def test_a_borrowed_teacher_is_checked_on_its_own_training_data(folder):
     assert refuse_leaks(borrower, suites, load_corpus, only=["gold_only"]) == []
 
 
+def test_every_routed_teacher_is_checked(folder):
+    # two per-part teachers: one trained on sentences 0..10, the other on 0..40; the student reads 10..30
+    first, second = _suite(folder, "first", 10, 0), _suite(folder, "second", 40, 0)
+    routed = _suite(folder, "routed", teacher_sentences=10, skip=10)
+    routed.routes = {"a": "first"}
+    suites = {"first": first, "second": second, "routed": routed}
+    assert [(o.teacher_suite, o.shared) for o in refuse_leaks(routed, suites, load_corpus)] == [("first", 0)]
+    routed.routes = {"a": "first", "b": "second"}
+    with pytest.raises(SystemExit, match="kd: 20 of 20 unlabelled sentences .* second's teacher"):
+        refuse_leaks(routed, suites, load_corpus)
+
+
 def test_a_few_repeated_sentences_are_not_a_leak(folder):
     # the teacher's 10 sentences, once more inside a 20-sentence unlabelled slice of another file
     other = folder / "other"

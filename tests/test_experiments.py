@@ -98,3 +98,43 @@ def test_sizes_of_a_corpus_without_a_training_split():
         test = FlairDatapointDataset([Sentence("c"), Sentence("d e")])
 
     assert SuiteRunner.sizes(Target()) == {"train": 0, "unlabelled": 0, "dev": 1, "test": 2}
+
+
+def test_routed_suite_gives_each_part_its_own_teacher(tmp_path, monkeypatch):
+    """Per-language teachers into one student: each part's sentences are annotated by its own teacher only, and
+    the record scores each part's test sentences on their own."""
+    from dataclasses import replace
+
+    from experiments import common, run
+    from skd_flair.training.cache import sentence_key
+    from skd_flair.training.corpora import PART
+
+    for name, value in (("RESULTS", tmp_path / "results"), ("RUNS", tmp_path / "runs"), ("CACHE", tmp_path / "cache")):
+        monkeypatch.setattr(run, name, value)
+    monkeypatch.setattr(common, "require_shared", lambda: None)
+    smoke = run.SUITES["smoke"]
+    parts = {"a": {**smoke.corpus, "sample_train": 30}, "b": {**smoke.corpus, "skip_train": 30, "sample_train": 30}}
+    for part, spec in parts.items():
+        monkeypatch.setitem(run.SUITES, f"smoke_{part}", replace(smoke, name=f"smoke_{part}", corpus=spec, students=[]))
+        run.main([f"smoke_{part}", "--teacher-only"])
+    student = smoke.students[1]
+    routed = replace(smoke, name="smoke_routed", teacher_from="smoke_a", routes={"a": "smoke_a", "b": "smoke_b"},
+                     corpus={"type": "concat", "corpora": [{**spec, "name": p} for p, spec in parts.items()]},
+                     students=[student])
+    monkeypatch.setitem(run.SUITES, "smoke_routed", routed)
+
+    runner = run.SuiteRunner(routed, [1])
+    _, _, train = runner.data(student)
+    stub = run.build_model(student.model, train, teacher=runner.teacher())
+    mixture = runner.targets(runner.teacher(), student, stub, train)
+    for member, part in zip(mixture.members, ("a", "b")):
+        assert set(member.entries) == {sentence_key(s) for s in train.train if s.get_metadata(PART) == part}
+    assert [t.key for t in mixture.members] != [mixture.members[0].key] * 2  # two teachers, two target sets
+
+    run.main(["smoke_routed"])
+    record = json.loads((tmp_path / "results" / "smoke_routed" / "crf_structural-seed1.json").read_text())
+    assert set(record["test_parts"]) == {"a", "b"} and record["kd"]["history"]
+
+    lonely = replace(routed, routes={"a": "smoke_a", "c": "smoke_b"})  # a part the corpus does not have
+    with pytest.raises(SystemExit, match="no training sentence of part 'c'"):
+        run.SuiteRunner(lonely, [1]).targets(runner.teacher(), student, stub, train)
