@@ -77,7 +77,7 @@ LM_TRAIN = {"sequence_length": 100, "mini_batch_size": 64, "learning_rate": 20.0
 LM_HELD_OUT_EVERY = 20  # one line in 20 (5%) held out; alternately valid.txt and test.txt
 LM_SPLIT_CHARS = 250_000  # characters per training split file (validation and best-model check after each)
 LM_MINUTES = 6.0
-KINDS = ("fasttext", "lm-forward", "lm-backward", "text", "wikiann")
+KINDS = ("fasttext", "fasttext300", "lm-forward", "lm-backward", "text", "wikiann")
 
 
 # --------------------------------------------------------------------------------------------------- paths
@@ -90,7 +90,8 @@ def root() -> Path:
 def resource_path(lang: Optional[str], kind: str) -> str:
     """The path (a string, for configurations) of a resource built here.
 
-    kinds: ``fasttext`` (``fasttext-<lang>.kv``, embedding type ``fasttext``), ``lm-forward`` / ``lm-backward``
+    kinds: ``fasttext`` (``fasttext-<lang>.kv``, embedding type ``fasttext``; ``fasttext300``: the same with 300
+    dimensions, ``fasttext-<lang>-300d.kv``, built on demand by :func:`build_fasttext`), ``lm-forward`` / ``lm-backward``
     (``lm-<lang>-<direction>.pt``, embedding type ``flair``), ``text`` (``text/<lang>.txt``, corpus type ``text``)
     and ``wikiann`` or ``wikiann_<lang>`` (the folder ``data/wikiann_<lang>`` with train/dev/test.txt, corpus
     type ``column`` with ``column_format {0: text, 1: ner}``; lang may then be None)."""
@@ -104,6 +105,8 @@ def resource_path(lang: Optional[str], kind: str) -> str:
     base = root()
     if kind == "fasttext":
         return str(base / f"fasttext-{lang}.kv")
+    if kind == "fasttext300":
+        return str(base / f"fasttext-{lang}-300d.kv")
     if kind in ("lm-forward", "lm-backward"):
         return str(base / f"lm-{lang}-{kind[3:]}.pt")
     if kind == "text":
@@ -307,21 +310,25 @@ def _text_lines(lang: str) -> List[str]:
 # --------------------------------------------------------------------------------------------------- 3. fastText
 
 
-def build_fasttext(lang: str) -> Dict:
+def build_fasttext(lang: str, dim: int = FASTTEXT["vector_size"]) -> Dict:
+    """fastText vectors of `dim` dimensions (100: kind ``fasttext``; 300: kind ``fasttext300``, the larger word
+    table the stalling-students issue asks to measure) on the language's text."""
     from gensim.models import FastText
 
     build_text(lang)
+    name = "fasttext" if dim == FASTTEXT["vector_size"] else f"fasttext{dim}"
+    params = {**FASTTEXT, "vector_size": dim}
     text = Path(resource_path(lang, "text"))
-    target = Path(resource_path(lang, "fasttext"))
-    settings = {"version": VERSION, "params": FASTTEXT, "text_sha1": _sha1(text)}
-    done = _done(lang, "fasttext", settings, target)
+    target = Path(resource_path(lang, name))
+    settings = {"version": VERSION, "params": params, "text_sha1": _sha1(text)}
+    done = _done(lang, name, settings, target)
     if done is not None:
-        _publish(lang, "fasttext", done)
+        _publish(lang, name, done)
         return done
     sentences = [line.split() for line in _text_lines(lang)]
     _say(f"fasttext {lang}: training on {len(sentences)} sentences ...")
     start = time.perf_counter()
-    model = FastText(**FASTTEXT)
+    model = FastText(**params)
     model.build_vocab(corpus_iterable=sentences)
     model.train(corpus_iterable=sentences, total_examples=len(sentences), epochs=model.epochs)
     seconds = time.perf_counter() - start
@@ -331,10 +338,9 @@ def build_fasttext(lang: str) -> Dict:
         model.wv.save(str(tmp), separately=[])  # one file: the vectors and the n-gram matrix pickled inside
     figures = {"vocabulary": len(model.wv.key_to_index), "sentences": len(sentences),
                "tokens": sum(len(s) for s in sentences), "train_seconds": round(seconds, 2),
-               "dim": FASTTEXT["vector_size"], "bucket": FASTTEXT["bucket"],
-               "file_mb": round(target.stat().st_size / 2 ** 20, 1)}
-    _say(f"fasttext {lang}: {figures}")
-    return _finish(lang, "fasttext", settings, figures)
+               "dim": dim, "bucket": params["bucket"], "file_mb": round(target.stat().st_size / 2 ** 20, 1)}
+    _say(f"{name} {lang}: {figures}")
+    return _finish(lang, name, settings, figures)
 
 
 # --------------------------------------------------------------------------------------------------- 4. char LMs

@@ -439,3 +439,25 @@ _add(Suite(
                                                        for part, owner in _MULTI_PARTS.items()]},
     teacher=SUITES["ner_en"].teacher, teacher_trainer=TEACHER_TRAINER, teacher_from="ner_en", routes=_MULTI_PARTS,
     students=_multi_students([GLOVE, *_lang_student("nl")]), student_trainer=CURVE_TRAINER))
+
+
+# --------------------------------------------------------------------------------------------- student inputs
+# The stalling-students issue's capacity suspect: does a larger word table (300-d fastText vectors on the same
+# Dutch text instead of 100-d) change what KD buys? The pair compares with curve_nl's crf_none and
+# u0_crf_structural (100-d, the same teacher, data and trainer).
+def _prepare_vectors_nl():
+    from .resources import build_fasttext
+
+    build_fasttext("nl", 300)
+
+
+_NL300 = [{"type": "fasttext", "embeddings": resource_path("nl", "fasttext300"), "name": "fasttext-nl-300d"}, CHAR]
+_add(Suite(
+    name="vectors_nl", title="CoNLL-2002 Dutch NER: 300-d fastText vectors for the student (curve_nl's rows have "
+                             "100-d), trained to convergence",
+    metric="f1", corpus=SUITES["ner_nl"].corpus, teacher=SUITES["ner_nl"].teacher, teacher_trainer=TEACHER_TRAINER,
+    teacher_from="ner_nl",
+    students=[Student("crf_none_300d", _tagger(_NL300, True), None, method="none", case="1a"),
+              Student("crf_structural_300d", _tagger(_NL300, True), {"type": "structural"}, method="structural",
+                      case="1a", mix=dict(DEFAULT_MIX))],
+    student_trainer=CURVE_TRAINER, prepare=_prepare_vectors_nl))

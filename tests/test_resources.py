@@ -114,6 +114,12 @@ def test_build_all_loads_in_flair_and_resumes(fake, capsys):
     sentence = Sentence("Saunders Zzyzxqw")
     emb.embed(sentence)
     assert emb.embedding_length == 100 and all(t.get_embedding().norm() > 0 for t in sentence)
+    wide = resources.build_fasttext("pt", 300)  # the larger table, its own file and figures
+    assert wide["dim"] == 300 and wide["vocabulary"] == ft["vocabulary"]
+    emb300 = build_embeddings({"type": "fasttext", "embeddings": resources.resource_path("pt", "fasttext300")})
+    assert emb300.embedding_length == 300 and results["pt"]["fasttext"]["dim"] == 100
+    assert resources.resource_path("pt", "fasttext300") != resources.resource_path("pt", "fasttext")
+    results["pt"]["fasttext300"] = wide  # published beside the 100-d figures
 
     # 4. char LMs: Flair embeddings of 256 dims each; budget 0 stops after the first epoch
     for direction in ("forward", "backward"):
