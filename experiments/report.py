@@ -90,9 +90,10 @@ def _score(run: dict, key: str):
 
 def borrowed_teacher(name: str, all_runs: Dict[str, List[dict]]) -> List[dict]:
     """The teacher row of a suite that reuses another suite's teacher, so every table shows its teacher."""
-    source = SUITES[name].teacher_from if name in SUITES else None
-    teachers = [r for r in all_runs.get(source or "", []) if r["role"] == "teacher"]
-    return [{**r, "run": f"teacher (of {source})"} for r in teachers]
+    suite = SUITES.get(name)
+    sources = list((suite.routes or {}).values()) or [suite.teacher_from] if suite is not None else []
+    return [{**r, "run": f"teacher (of {source})"} for source in sources if source
+            for r in all_runs.get(source, []) if r["role"] == "teacher"]
 
 
 def suite_table(name: str, runs: List[dict]) -> List[str]:
@@ -138,6 +139,36 @@ def recipe_table(runs: List[dict]) -> List[str]:
         ratio = f"{statistics.mean(first):.2f} -> {statistics.mean(last):.2f}" if first and last else "-"
         lines.append(f"| {run_name} | {METHOD_NAMES.get(group[0]['method'], group[0]['method'])} | {len(group)} | "
                      f"{_fmt([r['test']['main'] for r in group])} | {_fmt(dev)} | {stops} | {ratio} |")
+    return lines
+
+
+def routed_table(name: str, all_runs: Dict[str, List[dict]]) -> List[str]:
+    """A student of several languages against the monolingual students of each (the same method and student
+    kind, all gold data, no unlabelled text, from the suite ``compare`` names): test F1 per language, and the
+    size of the one model against the sum of the monolingual ones."""
+    suite = SUITES.get(name)
+    if suite is None or not suite.compare:
+        return []
+    parts = list(suite.compare)
+    header = ["student", "method", "seeds"] + [f"{p}: {what}" for p in parts for what in ("one student", "monolingual")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    mono_mb: Dict[str, float] = {}
+    for (role, run_name), group in sorted(_group(all_runs.get(name, [])).items(), key=_order):
+        if role != "student":
+            continue
+        row = [run_name, METHOD_NAMES.get(group[0]["method"], group[0]["method"]), str(len(group))]
+        for part in parts:
+            row.append(_fmt([r["test_parts"][part]["main"] for r in group if part in r.get("test_parts", {})]))
+            mono = [r for r in all_runs.get(suite.compare[part], []) if r["role"] == "student"
+                    and r["method"] == group[0]["method"] and _student_kind(r) == _student_kind(group[0])
+                    and not (r.get("sizes") or {}).get("unlabelled")]
+            row.append(_fmt([r["test"]["main"] for r in mono]) + (f" ({len(mono)})" if mono else ""))
+            mono_mb.update({part: r["model_mb"] for r in mono if "model_mb" in r})
+        lines.append("| " + " | ".join(row) + " |")
+    sizes = [r["model_mb"] for r in all_runs.get(name, []) if r["role"] == "student" and "model_mb" in r]
+    if sizes and len(mono_mb) == len(parts):
+        lines += ["", f"One student of {len(parts)} languages: {statistics.median(sizes):.1f} MB; the "
+                  f"{len(parts)} monolingual students together: {sum(mono_mb.values()):.1f} MB."]
     return lines
 
 
@@ -362,6 +393,11 @@ def main():
         lines += suite_table(name, all_runs[name] + borrowed_teacher(name, all_runs)) + [""]
         if name.startswith(("recipe_", "converge_", "curve_")) or any(_ratio(((r.get("kd") or {}).get("history")), 0) for r in all_runs[name]):
             lines += recipe_table(all_runs[name]) + [""]
+        routed = routed_table(name, all_runs)
+        if routed:
+            lines += ["Per language (test F1; the monolingual column: the students of "
+                      + " and ".join(f"`{c}`" for c in SUITES[name].compare.values())
+                      + " with the same method, kind and data, seeds in brackets):", ""] + routed + [""]
     lines += ["## Speed and size", ""] + speed_table(all_runs) + [""]
     lines += confidence_table()
     lines += resources_section()

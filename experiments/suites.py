@@ -47,6 +47,7 @@ class Suite:
     teacher_from: Optional[str] = None  # reuse another suite's teacher (same corpus)
     # per-part teachers (routing): a `concat` corpus part's sentences are annotated by the teacher of this suite
     routes: Optional[Dict[str, str]] = None
+    compare: Optional[Dict[str, str]] = None  # part -> the suite of monolingual students its scores compare with
     teacher_type: str = "tagger"
     seeds: tuple = SEEDS
     transfer: Optional[Dict] = None  # also evaluate the teacher on this corpus (zero-shot: the target language)
@@ -438,6 +439,7 @@ _add(Suite(
     metric="f1", corpus={"type": "concat", "corpora": [{**SUITES[owner].corpus, "name": part}
                                                        for part, owner in _MULTI_PARTS.items()]},
     teacher=SUITES["ner_en"].teacher, teacher_trainer=TEACHER_TRAINER, teacher_from="ner_en", routes=_MULTI_PARTS,
+    compare={"en": "curve_en", "nl": "curve_nl"},
     students=_multi_students([GLOVE, *_lang_student("nl")]), student_trainer=CURVE_TRAINER))
 
 

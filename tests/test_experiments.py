@@ -114,11 +114,13 @@ def test_routed_suite_gives_each_part_its_own_teacher(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "require_shared", lambda: None)
     smoke = run.SUITES["smoke"]
     parts = {"a": {**smoke.corpus, "sample_train": 30}, "b": {**smoke.corpus, "skip_train": 30, "sample_train": 30}}
-    for part, spec in parts.items():
-        monkeypatch.setitem(run.SUITES, f"smoke_{part}", replace(smoke, name=f"smoke_{part}", corpus=spec, students=[]))
-        run.main([f"smoke_{part}", "--teacher-only"])
     student = smoke.students[1]
+    for part, spec in parts.items():  # part a also has a monolingual KD student to compare with
+        monkeypatch.setitem(run.SUITES, f"smoke_{part}", replace(smoke, name=f"smoke_{part}", corpus=spec,
+                                                                 students=[student] if part == "a" else []))
+        run.main([f"smoke_{part}"] if part == "a" else [f"smoke_{part}", "--teacher-only"])
     routed = replace(smoke, name="smoke_routed", teacher_from="smoke_a", routes={"a": "smoke_a", "b": "smoke_b"},
+                     compare={"a": "smoke_a", "b": "smoke_b"},
                      corpus={"type": "concat", "corpora": [{**spec, "name": p} for p, spec in parts.items()]},
                      students=[student])
     monkeypatch.setitem(run.SUITES, "smoke_routed", routed)
@@ -134,6 +136,19 @@ def test_routed_suite_gives_each_part_its_own_teacher(tmp_path, monkeypatch):
     run.main(["smoke_routed"])
     record = json.loads((tmp_path / "results" / "smoke_routed" / "crf_structural-seed1.json").read_text())
     assert set(record["test_parts"]) == {"a", "b"} and record["kd"]["history"]
+
+    from experiments import report
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(report, "SUITES", run.SUITES)
+    mono = json.loads((tmp_path / "results" / "smoke_a" / "crf_structural-seed1.json").read_text())
+    table = report.routed_table("smoke_routed", report.load())
+    row = next(line for line in table if line.startswith("| crf_structural |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3:] == [f"{100 * record['test_parts']['a']['main']:.2f}", f"{100 * mono['test']['main']:.2f} (1)",
+                         f"{100 * record['test_parts']['b']['main']:.2f}", "-"]
+    assert [r["run"] for r in report.borrowed_teacher("smoke_routed", report.load())] == [
+        "teacher (of smoke_a)", "teacher (of smoke_b)"]
 
     lonely = replace(routed, routes={"a": "smoke_a", "c": "smoke_b"})  # a part the corpus does not have
     with pytest.raises(SystemExit, match="no training sentence of part 'c'"):
