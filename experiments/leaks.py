@@ -48,8 +48,8 @@ class Overlap:
 
 def teacher_corpora(suite, suites: Dict) -> Dict[str, Dict]:
     """Owner suite -> the corpus spec its teacher trains on, for every teacher of the suite (its own, the one it
-    borrows, or each routed part's)."""
-    owners = list((suite.routes or {}).values()) or [suite.teacher_from or suite.name]
+    borrows, each routed part's, or each of an ensemble's)."""
+    owners = list((suite.routes or {}).values()) or list(suite.ensemble or []) or [suite.teacher_from or suite.name]
     return {owner: (suites[owner] if owner != suite.name else suite).corpus for owner in owners}
 
 

@@ -91,7 +91,8 @@ def _score(run: dict, key: str):
 def borrowed_teacher(name: str, all_runs: Dict[str, List[dict]]) -> List[dict]:
     """The teacher row of a suite that reuses another suite's teacher, so every table shows its teacher."""
     suite = SUITES.get(name)
-    sources = list((suite.routes or {}).values()) or [suite.teacher_from] if suite is not None else []
+    sources = (list((suite.routes or {}).values()) or list(suite.ensemble or []) or [suite.teacher_from]
+               if suite is not None else [])
     return [{**r, "run": f"teacher (of {source})"} for source in sources if source
             for r in all_runs.get(source, []) if r["role"] == "teacher"]
 

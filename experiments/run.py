@@ -143,6 +143,10 @@ class SuiteRunner:
 
     def targets(self, teacher, student: Student, model, train_corpus):
         sentences = list(train_corpus.train)
+        if self.suite.ensemble:  # every teacher on every sentence, weighted equally
+            return TeacherMixture([(annotate(self.teacher(owner), sentences, model, student.objective,
+                                             cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False), 1.0)
+                                   for owner in self.suite.ensemble])
         if not self.suite.routes:
             return annotate(teacher, sentences, model, student.objective,
                             cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False)

@@ -7,7 +7,7 @@ The full-scale configurations (the paper's embeddings by hub name, full data, GP
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional
 
 from skd_flair.distill import DEFAULT_MIX
@@ -48,6 +48,7 @@ class Suite:
     # per-part teachers (routing): a `concat` corpus part's sentences are annotated by the teacher of this suite
     routes: Optional[Dict[str, str]] = None
     compare: Optional[Dict[str, str]] = None  # part -> the suite of monolingual students its scores compare with
+    ensemble: Optional[List[str]] = None  # suites whose teachers all annotate every sentence, mixed equally
     teacher_type: str = "tagger"
     seeds: tuple = SEEDS
     transfer: Optional[Dict] = None  # also evaluate the teacher on this corpus (zero-shot: the target language)
@@ -463,3 +464,21 @@ _add(Suite(
               Student("crf_structural_300d", _tagger(_NL300, True), {"type": "structural"}, method="structural",
                       case="1a", mix=dict(DEFAULT_MIX))],
     student_trainer=CURVE_TRAINER, prepare=_prepare_vectors_nl))
+
+
+# An ensemble: three English teachers of different embedding stacks, each trained on ner_en's 2,000 gold
+# sentences, mixed equally on every sentence (exact: the mixture's cross-entropy needs only the mean of their
+# marginals), into curve_en's U=2,000 structural-KD student; the single-teacher row is curve_en's.
+for _name, _stack, _what in (("teacher_en_minilm", [MINILM, GLOVE], "MiniLM + GloVe"),
+                             ("teacher_en_news", [*NEWS, GLOVE], "news character LMs + GloVe")):
+    _add(Suite(name=_name, title=f"CoNLL-2003 English: a second teacher ({_what}) for the ensemble", metric="f1",
+               corpus=CONLL03, teacher=_tagger(_stack), teacher_trainer=TEACHER_TRAINER, students=[],
+               student_trainer=CURVE_TRAINER))
+_CURVE_EN = SUITES["curve_en"]
+_add(Suite(
+    name="ensemble_en", title="CoNLL-2003 English: three teachers (ner_en's stack, MiniLM + GloVe, news LMs + GloVe) "
+                              "mixed into one student, 2,000 gold + 2,000 unlabelled sentences",
+    metric="f1", corpus=CONLL03, teacher=SUITES["ner_en"].teacher, teacher_trainer=TEACHER_TRAINER,
+    teacher_from="ner_en", ensemble=["ner_en", "teacher_en_minilm", "teacher_en_news"],
+    students=[replace(next(st for st in _CURVE_EN.students if st.name == "u2000_crf_structural"))],
+    student_trainer=CURVE_TRAINER, prepare=_CURVE_EN.prepare))

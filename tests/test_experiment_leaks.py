@@ -56,6 +56,9 @@ def test_every_routed_teacher_is_checked(folder):
     routed.routes = {"a": "first", "b": "second"}
     with pytest.raises(SystemExit, match="kd: 20 of 20 unlabelled sentences .* second's teacher"):
         refuse_leaks(routed, suites, load_corpus)
+    routed.routes, routed.ensemble = None, ["first", "second"]  # an ensemble: every member is checked too
+    with pytest.raises(SystemExit, match="second's teacher"):
+        refuse_leaks(routed, suites, load_corpus)
 
 
 def test_a_few_repeated_sentences_are_not_a_leak(folder):

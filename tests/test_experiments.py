@@ -100,10 +100,13 @@ def test_sizes_of_a_corpus_without_a_training_split():
     assert SuiteRunner.sizes(Target()) == {"train": 0, "unlabelled": 0, "dev": 1, "test": 2}
 
 
-def test_routed_suite_gives_each_part_its_own_teacher(tmp_path, monkeypatch):
+def test_routed_and_ensemble_suites_mix_their_teachers(tmp_path, monkeypatch):
     """Per-language teachers into one student: each part's sentences are annotated by its own teacher only, and
-    the record scores each part's test sentences on their own."""
+    the record scores each part's test sentences on their own. An ensemble gives every sentence the mean of its
+    teachers' targets."""
     from dataclasses import replace
+
+    import torch
 
     from experiments import common, run
     from skd_flair.training.cache import sentence_key
@@ -149,6 +152,18 @@ def test_routed_suite_gives_each_part_its_own_teacher(tmp_path, monkeypatch):
                          f"{100 * record['test_parts']['b']['main']:.2f}", "-"]
     assert [r["run"] for r in report.borrowed_teacher("smoke_routed", report.load())] == [
         "teacher (of smoke_a)", "teacher (of smoke_b)"]
+
+    # an ensemble: both teachers on every sentence, each sentence's target the equal-weight mean of theirs
+    ensemble = replace(smoke, name="smoke_ensemble", corpus=parts["a"], teacher_from="smoke_a",
+                       ensemble=["smoke_a", "smoke_b"], students=[student])
+    runner = run.SuiteRunner(ensemble, [1])
+    _, _, train_a = runner.data(student)
+    mixed = runner.targets(runner.teacher(), student, stub, train_a)
+    assert [len(t) for t in mixed.members] == [len(train_a.train)] * 2
+    sentence = train_a.train[0]
+    a, b = (t.piece(sentence) for t in mixed.members)
+    assert all(torch.allclose(mixed.piece(sentence)[k], (a[k] + b[k]) / 2, atol=1e-6) for k in a if k != "kind")
+    assert not all(torch.equal(a[k], b[k]) for k in a if k != "kind")  # two different teachers
 
     lonely = replace(routed, routes={"a": "smoke_a", "c": "smoke_b"})  # a part the corpus does not have
     with pytest.raises(SystemExit, match="no training sentence of part 'c'"):
