@@ -46,7 +46,14 @@ def student_config(suite: Suite, student: Student) -> dict:
     if student.unlabelled:
         config["unlabelled"] = student.unlabelled
     if student.objective is not None:
-        config["teacher"] = {"path": f"runs/shared/{owner}/teacher/best-model.pt", "type": suite.teacher_type}
+        def teacher(name: str) -> dict:
+            return {"path": f"runs/shared/{name}/teacher/best-model.pt", "type": suite.teacher_type}
+        if suite.routes:  # per-part teachers: each annotates its own part of the concat corpus
+            config["teacher"] = [{**teacher(name), "corpus": part} for part, name in suite.routes.items()]
+        elif suite.ensemble:  # every teacher on every sentence, equal weights
+            config["teacher"] = [{**teacher(name), "weight": 1.0} for name in suite.ensemble]
+        else:
+            config["teacher"] = teacher(owner)
     config["model"] = student.model
     if student.objective is not None:
         config["kd"] = {"objective": student.objective, "mix": student.mix}
