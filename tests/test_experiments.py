@@ -168,3 +168,24 @@ def test_routed_and_ensemble_suites_mix_their_teachers(tmp_path, monkeypatch):
     lonely = replace(routed, routes={"a": "smoke_a", "c": "smoke_b"})  # a part the corpus does not have
     with pytest.raises(SystemExit, match="no training sentence of part 'c'"):
         run.SuiteRunner(lonely, [1]).targets(runner.teacher(), student, stub, train)
+
+
+def test_ready_configurations_are_those_the_suites_write(tmp_path, monkeypatch):
+    """resources/configs/shared is generated from experiments/suites.py; a suite changed without regenerating
+    (as the low-resource suites once were, their files still naming the leaking 2,000-sentence teacher) fails."""
+    from pathlib import Path
+
+    from experiments import export_configs, resources
+
+    committed = Path(export_configs.OUT)
+    monkeypatch.setattr(export_configs, "OUT", tmp_path)
+    monkeypatch.setattr(export_configs, "REPO", tmp_path.parent)  # paths in comments are relative to REPO
+    export_configs.main()
+    # the suites were built with this process's resource cache (a test folder under pytest), the files with ~
+    cache = str(resources.CACHE)
+    fresh = {p.relative_to(tmp_path): p.read_text().split("\n", 1)[1].replace(cache, "~/.cache/skd_flair")
+             for p in tmp_path.rglob("*.yaml")}
+    ours = {p.relative_to(committed): p.read_text().split("\n", 1)[1] for p in committed.rglob("*.yaml")}
+    assert sorted(fresh) == sorted(ours), "run python -m experiments.export_configs"
+    stale = [str(name) for name in fresh if fresh[name] != ours[name]]
+    assert not stale, f"run python -m experiments.export_configs: {stale[:5]}"
