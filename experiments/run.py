@@ -151,16 +151,19 @@ class SuiteRunner:
             return annotate(teacher, sentences, model, student.objective,
                             cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False)
         # routing: each part's sentences get their own language's teacher; the mixture holds each sentence once
+        def part(sentence):
+            return sentence.get_metadata(PART) if sentence.has_metadata(PART) else None
+
+        missed = sum(part(s) not in self.suite.routes for s in sentences)
+        if missed:
+            raise SystemExit(f"suite {self.suite.name}: {missed} training sentences belong to no routed part")
         members = []
-        for part, owner in self.suite.routes.items():
-            share = [s for s in sentences if s.has_metadata(PART) and s.get_metadata(PART) == part]
+        for name, owner in self.suite.routes.items():
+            share = [s for s in sentences if part(s) == name]
             if not share:
-                raise SystemExit(f"suite {self.suite.name}: no training sentence of part {part!r}")
+                raise SystemExit(f"suite {self.suite.name}: no training sentence of part {name!r}")
             members.append((annotate(self.teacher(owner), share, model, student.objective,
                                      cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False), 1.0))
-        missed = len(sentences) - sum(len(t) for t, _ in members)
-        if missed > 0:
-            raise SystemExit(f"suite {self.suite.name}: {missed} training sentences belong to no routed part")
         return TeacherMixture(members)
 
     def run(self):

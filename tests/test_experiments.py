@@ -165,9 +165,12 @@ def test_routed_and_ensemble_suites_mix_their_teachers(tmp_path, monkeypatch):
     assert all(torch.allclose(mixed.piece(sentence)[k], (a[k] + b[k]) / 2, atol=1e-6) for k in a if k != "kind")
     assert not all(torch.equal(a[k], b[k]) for k in a if k != "kind")  # two different teachers
 
-    lonely = replace(routed, routes={"a": "smoke_a", "c": "smoke_b"})  # a part the corpus does not have
+    lonely = replace(routed, routes={"a": "smoke_a", "b": "smoke_b", "c": "smoke_b"})  # a part the corpus lacks
     with pytest.raises(SystemExit, match="no training sentence of part 'c'"):
         run.SuiteRunner(lonely, [1]).targets(runner.teacher(), student, stub, train)
+    orphans = replace(routed, routes={"a": "smoke_a"})  # part b's 30 sentences would go untaught
+    with pytest.raises(SystemExit, match="30 training sentences belong to no routed part"):
+        run.SuiteRunner(orphans, [1]).targets(runner.teacher(), student, stub, train)
 
 
 def test_ready_configurations_are_those_the_suites_write(tmp_path, monkeypatch):
