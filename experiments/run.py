@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 import flair
 
 from skd_flair.training.annotate import annotate
-from skd_flair.training.corpora import PART, load_corpus
+from skd_flair.training.corpora import load_corpus, part_of
 from skd_flair.training.mixture import TeacherMixture
 from skd_flair.training.models import MODEL_CLASSES, build_model
 from skd_flair.training.pipeline import measure_speed, run_trainer, training_corpus
@@ -56,8 +56,7 @@ def _scores(model, corpus, metric: str, split=None) -> Dict:
 def _part_scores(model, corpus, metric: str, parts) -> Dict:
     """Test scores of each `concat` part on its own (a multilingual student, per language)."""
     test = list(corpus.test)
-    return {part: _scores(model, corpus, metric, [s for s in test if s.has_metadata(PART)
-                                                   and s.get_metadata(PART) == part]) for part in parts}
+    return {part: _scores(model, corpus, metric, [s for s in test if part_of(s) == part]) for part in parts}
 
 
 def _facts(model, model_file: Path, kind: str, corpus) -> Dict:
@@ -151,15 +150,12 @@ class SuiteRunner:
             return annotate(teacher, sentences, model, student.objective,
                             cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False)
         # routing: each part's sentences get their own language's teacher; the mixture holds each sentence once
-        def part(sentence):
-            return sentence.get_metadata(PART) if sentence.has_metadata(PART) else None
-
-        missed = sum(part(s) not in self.suite.routes for s in sentences)
+        missed = sum(part_of(s) not in self.suite.routes for s in sentences)
         if missed:
             raise SystemExit(f"suite {self.suite.name}: {missed} training sentences belong to no routed part")
         members = []
         for name, owner in self.suite.routes.items():
-            share = [s for s in sentences if part(s) == name]
+            share = [s for s in sentences if part_of(s) == name]
             if not share:
                 raise SystemExit(f"suite {self.suite.name}: no training sentence of part {name!r}")
             members.append((annotate(self.teacher(owner), share, model, student.objective,

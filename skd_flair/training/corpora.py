@@ -55,6 +55,11 @@ SPLITS = ("train", "dev", "test")
 PART = "corpus"  # sentence metadata: the name of the `concat` member a sentence came from
 
 
+def part_of(sentence) -> Optional[str]:
+    """The name of the `concat` part a sentence came from, or None."""
+    return sentence.get_metadata(PART) if sentence.has_metadata(PART) else None
+
+
 def load_corpus(spec: Union[Mapping[str, Any], str]) -> Corpus:
     """Build a Flair ``Corpus`` from ``{"type": <registered type>, ...}``."""
     return CORPORA.build(spec, where="corpus")

@@ -36,7 +36,7 @@ from ..registry import ConfigError, check_value, check_values
 from ..types import Count, NonNegative, Positive, Probability
 from .annotate import annotate
 from .budget import TIME_BUDGET, TimeBudgetPlugin
-from .corpora import PART, load_corpus
+from .corpora import load_corpus, part_of
 from .distributed import is_distributed, is_main_process, launch, processes
 from .embeddings import check_embedding_packages
 from .fresh_embeddings import FreshEvaluationEmbeddingsPlugin
@@ -439,18 +439,13 @@ def _teacher_specs(section) -> List[Tuple[str, Any, float, Optional[List[str]]]]
     return out
 
 
-def _part(sentence: Sentence) -> Optional[str]:
-    """The `concat` part a sentence came from, or None."""
-    return sentence.get_metadata(PART) if sentence.has_metadata(PART) else None
-
-
 def _routed(specs, sentences) -> List:
     """The training sentences each teacher annotates: all of them (the dataset itself), or a list of those of
     its ``corpus`` parts; every sentence must fall to some teacher."""
     if all(parts is None for _, _, _, parts in specs):
         return [sentences for _ in specs]
     sentences = list(sentences)
-    found = {_part(s) for s in sentences}
+    found = {part_of(s) for s in sentences}
     shares = []
     for where, _, _, parts in specs:
         if parts is None:
@@ -461,13 +456,13 @@ def _routed(specs, sentences) -> List:
             known = sorted(str(p) for p in found if p is not None)
             raise ConfigError(f"{where}: corpus {', '.join(map(repr, unknown))} names no part of the training text "
                               f"({'its concat parts: ' + ', '.join(known) if known else 'it is not a concat corpus'})")
-        shares.append([s for s in sentences if _part(s) in parts])
+        shares.append([s for s in sentences if part_of(s) in parts])
     if all(parts is not None for _, _, _, parts in specs):
         routed = set().union(*(parts for _, _, _, parts in specs))
-        missed = [s for s in sentences if _part(s) not in routed]
+        missed = [s for s in sentences if part_of(s) not in routed]
         if missed:
             raise ConfigError(f"teacher: {len(missed)} training sentences belong to no teacher's corpus (e.g. "
-                              f"{missed[0].to_tokenized_string()[:60]!r}, part {_part(missed[0])!r})")
+                              f"{missed[0].to_tokenized_string()[:60]!r}, part {part_of(missed[0])!r})")
     return shares
 
 
