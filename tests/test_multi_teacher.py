@@ -73,6 +73,17 @@ def test_multi_teacher_ensemble_and_routing_through_one_mixture(trained, tmp_pat
     assert len(routed) == len({s.to_tokenized_string() for s in sentences})
     torch.testing.assert_close(routed.piece(sentences[0])["pairwise"], both[0].piece(sentences[0])["pairwise"])
     torch.testing.assert_close(routed.piece(sentences[20])["pairwise"], both[1].piece(sentences[20])["pairwise"])
+    # Top-K lists route (each sentence keeps its own teacher's list) but never mix
+    unique = list({s.to_tokenized_string(): s for s in sentences}.values())
+    topk = [annotate(t, part, student, {"type": "topk", "k": 3}, cache_dir=tmp_path, progress=False)
+            for t, part in ((crf_teacher, unique[:10]), (maxent_teacher, unique[10:]))]
+    routed_topk = TeacherMixture([(topk[0], 1.0), (topk[1], 1.0)])
+    for s, own in ((unique[0], topk[0]), (unique[-1], topk[1])):
+        torch.testing.assert_close(routed_topk.piece(s)["tags"], own.piece(s)["tags"])
+    both_topk = annotate(crf_teacher, unique, student, {"type": "topk", "k": 3}, cache_dir=tmp_path,
+                         progress=False)
+    with pytest.raises(ValueError, match="held by several teachers"):
+        TeacherMixture([(both_topk, 1.0), (topk[1], 1.0)])
     # the plugin trains on a mixture as on one teacher's targets
     from tests.test_distillation import train
 

@@ -4,7 +4,7 @@ Each teacher's targets are annotated and cached on their own (``annotate``); a s
 weighted mean of the pieces of the teachers that hold it (``skd_flair.distill.mixture``), formed when the
 plugin builds a batch. Every teacher holding every sentence is an ensemble; each sentence held by the teacher
 of its corpus (a per-language teacher annotating only its language) is routing; any overlap in between mixes
-the teachers that hold the sentence, their weights renormalised.
+the teachers that hold the sentence, their weights renormalised. Top-K targets only route.
 """
 from __future__ import annotations
 
@@ -36,13 +36,26 @@ class TeacherMixture:
             if other.objective != first.objective:  # one loss, one temperature for the whole mixture
                 raise ValueError(f"every teacher's targets must be made with one objective, got {first.objective} "
                                  f"and {other.objective}")
-        if len(self.members) > 1 and first.objective.get("type") == "topk":
-            raise ValueError("Top-K targets do not mix exactly; use structural, posterior or token KD with "
-                             "several teachers")
         self.labels, self.student, self.objective = first.labels, first.student, first.objective
         self.key = digest("teacher-mixture", [t.key for t in self.members], self.weights)
         self.stats = {"teachers": [dict(t.stats, key=t.key, weight=w) for t, w in zip(self.members, self.weights)]}
         self._keys = set().union(*(set(t.entries) for t in self.members))
+        if len(self.members) > 1 and first.objective.get("type") == "topk":
+            self._check_routed()
+
+    def _check_routed(self):
+        """Top-K lists are not marginals and do not mix, but routed (every sentence held by one teacher only,
+        as per-language teachers annotate) each sentence simply keeps its own teacher's list: the predecessor
+        paper's multi-teacher Top-K."""
+        seen, shared = set(), 0
+        for member in self.members:
+            keys = set(member.entries)
+            shared += len(keys & seen)
+            seen |= keys
+        if shared:
+            raise ValueError(f"Top-K targets do not mix exactly, and {shared} sentence(s) are held by several "
+                             "teachers: route each sentence to one teacher, or use structural, posterior or "
+                             "token KD with several teachers")
 
     def __len__(self) -> int:
         return len(self._keys)
