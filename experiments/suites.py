@@ -430,7 +430,9 @@ def _multi_students(embeddings) -> List[Student]:
             Student("crf_structural", crf, {"type": "structural"}, method="structural", case="1a",
                     mix=dict(DEFAULT_MIX)),
             Student("crf_posterior", crf, {"type": "posterior"}, method="posterior", case="1a",
-                    mix=dict(DEFAULT_MIX))]
+                    mix=dict(DEFAULT_MIX)),
+            # the predecessor paper's multi-teacher Top-K: routed, each sentence keeps its own teacher's list
+            Student("crf_topk", crf, {"type": "topk", "k": 10}, method="topk", case="1a", mix=dict(DEFAULT_MIX))]
 
 
 _MULTI_PARTS = {"en": "ner_en", "nl": "ner_nl"}
