@@ -10,6 +10,7 @@ import json
 import statistics
 import textwrap
 from collections import defaultdict
+from pathlib import Path
 from typing import Dict, List
 
 from .common import RESULTS, REPO
@@ -189,6 +190,24 @@ def confidence_table() -> List[str]:
             "marginals at T=1 and after the reference's local tempering at T=2, token accuracy of its best labels, "
             "and its mean marginal of the gold label.", "",
             "| teacher | split | tokens | entropy, T=1 | entropy, local T=2 | token accuracy | P(gold) |",
+            "|---|---|---|---|---|---|---|", *rows, ""]
+
+
+def zeroshot_table() -> List[str]:
+    """Students scored on another language's test set (experiments/zeroshot.py)."""
+    rows = []
+    for path in sorted(RESULTS.glob("*/zeroshot_*.json")):
+        data = json.loads(path.read_text())
+        run = Path(data["model"]).parent.name
+        rows.append(f"| {path.parent.name} | {run} | {data['suite']} | {data['test_sentences']} | "
+                    f"{', '.join(data['test_types'])} | {100 * data['f1']:.2f} | {100 * data['f1_all_types']:.2f} |")
+    if not rows:
+        return []
+    return ["## Zero-shot on another language", "",
+            "`python -m experiments.zeroshot MODEL --suite SUITE --out ...`: exact-match span F1 on the suite's test "
+            "sentences over the types they annotate (the student's other types dropped), and counting those as "
+            "errors.", "",
+            "| suite | student | scored on | sentences | types | F1 | F1, other types as errors |",
             "|---|---|---|---|---|---|---|", *rows, ""]
 
 
@@ -401,6 +420,7 @@ def main():
                       + " with the same method, kind and data, seeds in brackets):", ""] + routed + [""]
     lines += ["## Speed and size", ""] + speed_table(all_runs) + [""]
     lines += confidence_table()
+    lines += zeroshot_table()
     lines += resources_section()
     made = plots(all_runs)
     if made:

@@ -192,3 +192,21 @@ def test_ready_configurations_are_those_the_suites_write(tmp_path, monkeypatch):
     assert sorted(fresh) == sorted(ours), "run python -m experiments.export_configs"
     stale = [str(name) for name in fresh if fresh[name] != ours[name]]
     assert not stale, f"run python -m experiments.export_configs: {stale[:5]}"
+
+
+def test_zeroshot_scores_only_the_test_sets_types():
+    from flair.data import Sentence
+
+    from experiments.zeroshot import span_f1, spans
+
+    sentence = Sentence("Ana mora em Lisboa no Brasil Open")
+    sentence[0:1].add_label("ner", "PER")
+    sentence[3:4].add_label("ner", "LOC")
+    sentence[0:1].add_label("pred", "PER")
+    sentence[3:4].add_label("pred", "ORG")  # wrong type
+    sentence[5:7].add_label("pred", "MISC")  # a type the test set does not annotate
+    gold = spans([sentence], "ner")
+    kept = span_f1(gold, spans([sentence], "pred", keep={"PER", "LOC", "ORG"}))
+    assert (kept["correct"], kept["predicted"], kept["gold"]) == (1, 2, 2) and kept["f1"] == 0.5
+    every = span_f1(gold, spans([sentence], "pred"))
+    assert every["predicted"] == 3 and abs(every["f1"] - 0.4) < 1e-9
