@@ -472,14 +472,15 @@ _add(Suite(
 # 60-61)? Its Dutch sentences meet the English GloVe table (many names are in it) as well as English training
 # sentences. These Dutch-only students have multi_ennl's inputs exactly (GloVe, the Dutch 100-d fastText vectors,
 # characters) and curve_nl's data, teacher and trainer: the table's share against the English sentences' share.
+_GLOVE_NL_CRF = _tagger([GLOVE, *_lang_student("nl")], True)
 _add(Suite(
     name="glove_nl", title="CoNLL-2002 Dutch NER: the two-language student's inputs (GloVe + Dutch fastText + "
                            "characters) on Dutch data only, trained to convergence",
     metric="f1", corpus=SUITES["ner_nl"].corpus, teacher=SUITES["ner_nl"].teacher, teacher_trainer=TEACHER_TRAINER,
     teacher_from="ner_nl",
-    students=[Student("crf_none", _tagger([GLOVE, *_lang_student("nl")], True), None, method="none", case="1a"),
-              Student("crf_structural", _tagger([GLOVE, *_lang_student("nl")], True), {"type": "structural"},
-                      method="structural", case="1a", mix=dict(DEFAULT_MIX))],
+    students=[Student("crf_none", _GLOVE_NL_CRF, None, method="none", case="1a"),
+              Student("crf_structural", _GLOVE_NL_CRF, {"type": "structural"}, method="structural", case="1a",
+                      mix=dict(DEFAULT_MIX))],
     student_trainer=CURVE_TRAINER))
 
 

@@ -13,6 +13,7 @@ set's types; ``f1_all_types`` counts them as false positives (Flair's own evalua
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 
 import torch
@@ -64,10 +65,9 @@ def main(argv=None):
               "student_types": known,
               "test": span_f1(gold, spans(sentences, PREDICTED, keep=set(types))),
               "test_all_types": span_f1(gold, spans(sentences, PREDICTED)),
-              "command": "python -m experiments.zeroshot " + " ".join(argv or __import__("sys").argv[1:])}
+              "command": "python -m experiments.zeroshot " + " ".join(argv or sys.argv[1:])}
     record["f1"], record["f1_all_types"] = record["test"]["f1"], record["test_all_types"]["f1"]
     out = RESULTS / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, record)
     print(f"{args.model}: zero-shot {args.suite} F1 {100 * record['f1']:.2f} over {types} "
           f"({100 * record['f1_all_types']:.2f} counting its other types as errors) -> {out}")

@@ -47,11 +47,7 @@ class TeacherMixture:
         """Top-K lists are not marginals and do not mix, but routed (every sentence held by one teacher only,
         as per-language teachers annotate) each sentence simply keeps its own teacher's list: the predecessor
         paper's multi-teacher Top-K."""
-        seen, shared = set(), 0
-        for member in self.members:
-            keys = set(member.entries)
-            shared += len(keys & seen)
-            seen |= keys
+        shared = sum(len(t.entries) for t in self.members) - len(self._keys)
         if shared:
             raise ValueError(f"Top-K targets do not mix exactly, and {shared} sentence(s) are held by several "
                              "teachers: route each sentence to one teacher, or use structural, posterior or "
