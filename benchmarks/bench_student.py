@@ -11,7 +11,8 @@ For parsing the defaults are the ``parsing_1o`` teacher and its light student wi
 
 Needs ``../shared/data/ner/conll03_en`` and trained models (``python -m experiments.run curve_en --only crf_none``
 or any CoNLL-03 tagger student, and the ``ner_en`` teacher). The student is exported as a user would:
-- ``trimmed (training text)``: the word table cut to the tokens of the 2,000 training sentences (``--corpus``);
+- ``trimmed (training text)``: the word table cut to the tokens of the 2,000 training sentences (``--corpus``),
+  plus those of any ``--text`` file the student also read (its unlabelled text);
 - ``trimmed (+ N frequent words)``: the same plus the N most frequent words of the student's own table (GloVe
   lists its words by frequency), the ``--vocab`` a user would pass to cover unseen text;
 - that, with int8 LSTM/Linear layers, and with fp16 weights; and as an ONNX folder.
@@ -74,6 +75,9 @@ def main(argv=None) -> int:
     parser.add_argument("--frequent", type=int, nargs="+", default=[20000, 100000],
                         help="numbers of frequent table words kept besides the training text (one row each; the "
                              "last also int8, fp16 and ONNX)")
+    parser.add_argument("--text", type=Path, nargs="+", default=[],
+                        help="plain-text files (one sentence per line, tokens split on whitespace) the student also "
+                             "read, e.g. its unlabelled text: their words are kept like the training sentences'")
     parser.add_argument("--speed-sentences", type=int, default=300)
     parser.add_argument("--out", help="results file name under benchmarks/results (default: the task's)")
     args = parser.parse_args(argv)
@@ -81,7 +85,7 @@ def main(argv=None) -> int:
     args.student = args.student or _kept(RUNS.joinpath(*task["student"]))
     args.teacher = args.teacher or _kept(RUNS.joinpath(*task["teacher"]))
     teacher_kind, student_kind = task["kinds"]
-    for path in (args.student, args.teacher):
+    for path in (args.student, args.teacher, *args.text):
         if not path.exists():
             print(f"bench_student: {path} does not exist (train it first; see the docstring)", file=sys.stderr)
             return 2
@@ -100,7 +104,10 @@ def main(argv=None) -> int:
     corpus = load_corpus(corpus_spec)
     test = list(corpus.test)
     by_frequency = frequent_words(load_tagger(args.student), max(args.frequent))
-    train_words = sorted({t.text for s in corpus.train for t in s})
+    train_words = {t.text for s in corpus.train for t in s}
+    for text in args.text:  # what a user passes to export as --corpus: every text the student trained on
+        train_words.update(w for line in text.read_text(encoding="utf-8").splitlines() for w in line.split())
+    train_words = sorted(train_words)
     rows = {"teacher": args.teacher, "student": args.student}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +138,8 @@ def main(argv=None) -> int:
     record = {"corpus": task["corpus"], "score": task["score"],
               "student": str(args.student.relative_to(REPO)) if args.student.is_relative_to(REPO) else str(args.student),
               "teacher": str(args.teacher.relative_to(REPO)) if args.teacher.is_relative_to(REPO) else str(args.teacher),
-              "speed_sentences": args.speed_sentences, "threads": 1,
+              "speed_sentences": args.speed_sentences, "threads": 1, "training_words": len(train_words),
+              "text": [str(p) for p in args.text],
               # speeds are comparable within one run only; a busy machine (load > cores) slows every row
               "load_average": {"start": [round(x, 2) for x in load_before],
                                "end": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count()},
