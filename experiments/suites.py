@@ -480,6 +480,8 @@ _add(Suite(
     teacher_from="ner_nl",
     students=[Student("crf_none", _GLOVE_NL_CRF, None, method="none", case="1a"),
               Student("crf_structural", _GLOVE_NL_CRF, {"type": "structural"}, method="structural", case="1a",
+                      mix=dict(DEFAULT_MIX)),
+              Student("crf_posterior", _GLOVE_NL_CRF, {"type": "posterior"}, method="posterior", case="1a",
                       mix=dict(DEFAULT_MIX))],
     student_trainer=CURVE_TRAINER))
 
