@@ -105,8 +105,9 @@ def main(argv=None) -> int:
     test = list(corpus.test)
     by_frequency = frequent_words(load_tagger(args.student), max(args.frequent))
     train_words = {t.text for s in corpus.train for t in s}
-    for text in args.text:  # what a user passes to export as --corpus: every text the student trained on
-        train_words.update(w for line in text.read_text(encoding="utf-8").splitlines() for w in line.split())
+    for text in args.text:  # read as the student read its unlabelled text (the same loader and tokenisation)
+        unlabelled = load_corpus({"type": "text", "format": "plain", "train_file": str(text)})
+        train_words.update(t.text for s in unlabelled.train for t in s)
     train_words = sorted(train_words)
     rows = {"teacher": args.teacher, "student": args.student}
     load_before = os.getloadavg()
