@@ -15,7 +15,7 @@ or any CoNLL-03 tagger student, and the ``ner_en`` teacher). The student is expo
   plus those of any ``--text`` file the student also read (its unlabelled text);
 - ``trimmed (+ N frequent words)``: the same plus the N most frequent words of the student's own table (GloVe
   lists its words by frequency), the ``--vocab`` a user would pass to cover unseen text;
-- that, with int8 LSTM/Linear layers, and with fp16 weights; and as an ONNX folder.
+- that, with int8 LSTM/Linear layers, and with fp16 weights; and as an ONNX folder, float32 and int8.
 Every row is scored on the same 1,000 test sentences, and timed on the first `--speed-sentences` of them, each
 model in a fresh process at one thread (``skd_flair.training.speed``). Writes
 ``benchmarks/results/student_ship.json`` and prints a Markdown table.
@@ -124,6 +124,7 @@ def main(argv=None) -> int:
                         f"trimmed (+ {last:,}), fp16": dict(vocab=vocab, half=True)})
         if task["onnx"]:
             exports[f"trimmed (+ {last:,}), ONNX"] = dict(vocab=vocab, format="onnx")
+            exports[f"trimmed (+ {last:,}), ONNX int8"] = dict(vocab=vocab, format="onnx", quantize="int8")
         for i, (name, options) in enumerate(exports.items()):
             target = tmp / (f"export{i}" if options.get("format") == "onnx" else f"export{i}.pt")
             export_model(args.student, target, **{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})

@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", metavar="CONFIG", help="keep the tokens of this configuration's corpus (all splits) "
                                                        "and unlabelled text")
     p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantisation of the LSTM and Linear layers "
-                                                        "(CPU inference)")
+                                                        "and the word tables (CPU inference; with --format onnx "
+                                                        "onnxruntime's quantiser)")
     p.add_argument("--half", action="store_true", help="store float weights as fp16 (float32 again after loading)")
     p.add_argument("--format", default="flair", choices=["flair", "onnx"],
                    help="flair: a Flair model file (default); onnx: a folder with model.onnx and tagger.json for "

@@ -124,10 +124,36 @@ def test_unsupported_onnx_exports_fail_in_one_line(exported, tmp_path, capsys):
     tmp, _, _ = exported
     capsys.readouterr()
     assert main(["export", str(tmp / "student.pt"), str(tmp_path / "o"), "--format", "onnx", "--half"]) == 2
-    assert "apply to --format flair" in capsys.readouterr().err
+    assert "applies to --format flair" in capsys.readouterr().err
     model = toy.tagger(toy.corpus())
     model.save(tmp_path / "onehot.pt")
     capsys.readouterr()
     assert main(["export", str(tmp_path / "onehot.pt"), str(tmp_path / "o"), "--format", "onnx"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the log lines of loading the model
     assert err.startswith("skd-flair: error: export: fast path: unsupported embedding OneHotEmbeddings"), err
+
+
+def test_int8_onnx_export_stores_int8_weights_and_tags_like_the_float_graph(exported, tmp_path):
+    tmp, out, _ = exported
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(["export", str(tmp / "student.pt"), str(tmp_path / "i8"), "--format", "onnx", "--vocab",
+                     str(tmp / "vocab.txt"), "--quantize", "int8"]) == 0
+    summary = json.loads(stdout.getvalue())
+    assert summary["quantize"] == "int8" and isinstance(summary["int8_tag_agreement"], float)
+    graph = onnx.load(str(tmp_path / "i8" / "model.onnx"))
+    ops = {node.op_type for node in graph.graph.node}
+    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops  # both BiLSTMs (word and character) in int8
+    one_byte = {init.name for init in graph.graph.initializer
+                if init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    floats = {init.name for init in graph.graph.initializer if init.data_type == onnx.TensorProto.FLOAT}
+    # the word and character tables too: looked up in int8, each row dequantised after the lookup
+    assert {"fast.word_weights.0_quantized", "fast.char_weight_quantized"} <= one_byte, sorted(one_byte)
+    assert not floats & {"fast.word_weights.0", "fast.char_weight"}
+    from skd_flair.onnx_runner import OnnxTagger
+
+    texts = [text.split() for text in TEXTS if text]
+    floats, ints = OnnxTagger(out).emissions(texts), OnnxTagger(tmp_path / "i8").emissions(texts)
+    assert floats.shape == ints.shape and not np.array_equal(floats, ints)  # really another graph
+    # each weight within half an int8 step: the emissions stay within a few percent of their range
+    assert np.abs(floats - ints).max() < 0.05 * np.abs(floats).max()

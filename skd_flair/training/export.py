@@ -28,7 +28,9 @@ folder instead: ``model.onnx``, the student's graph from token ids to emission s
 labels, CRF parameters, word tables' words and character dictionary. ``skd_flair.onnx_runner`` tags text with it
 using numpy and onnxruntime only. Needs the ``[export]`` extra (onnx, onnxscript, onnxruntime); students with
 Flair ``WordEmbeddings`` tables and ``CharacterEmbeddings`` only (no fastText table). The export is checked
-by tagging sentences with onnxruntime and with the model and comparing their tags.
+by tagging sentences with onnxruntime and with the model and comparing their tags. With ``quantize="int8"`` the
+checked graph is then rewritten by onnxruntime's dynamic quantiser (word tables, LSTMs and Linear layers as
+int8 weights; :func:`quantize_onnx`): a quarter of the float graph's bytes and no slower to run.
 """
 from __future__ import annotations
 
@@ -454,13 +456,47 @@ def export_onnx(model: DistillableTagger, folder: Path_) -> Dict[str, float]:
     return {MODEL_FILE: _mb(folder / MODEL_FILE), CONFIG_FILE: _mb(folder / CONFIG_FILE)}
 
 
+# the ops onnxruntime's dynamic quantiser rewrites: the word tables (Gather), the BiLSTMs and the output layer
+ONNX_INT8_OPS = ("Gather", "LSTM", "MatMul", "Gemm")
+
+
+def quantize_onnx(folder: Path, words: List[str]) -> Tuple[Dict[str, float], float]:
+    """Replace ``folder/model.onnx`` (float32, already checked against the model) by onnxruntime's dynamic int8
+    quantisation of its word tables, LSTMs and Linear layers (weights stored as int8 with a scale; activations
+    quantised per batch at run time). Returns the files' sizes in MB and the fraction of the check sentences'
+    tags the int8 graph shares with the float one: int8 may move a close decision, so a difference is logged,
+    not refused."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..onnx_runner import CONFIG_FILE, MODEL_FILE, OnnxTagger
+
+    sample = [words[:8] or ["export", "check"], ["Export", "2024", "check", "-", "ÜNKNOWN"], ["x"]]
+    before = [result["tags"] for result in OnnxTagger(folder).predict(sample)]
+    root = logging.getLogger()
+    level = root.level
+    with atomic_path(folder / MODEL_FILE) as tmp:
+        try:  # the quantiser logs a pre-processing hint on the root logger at WARNING, for image models
+            root.setLevel(logging.ERROR)
+            quantize_dynamic(str(folder / MODEL_FILE), str(tmp), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=list(ONNX_INT8_OPS))
+        finally:
+            root.setLevel(level)
+    after = [result["tags"] for result in OnnxTagger(folder).predict(sample)]
+    pairs = [(a, b) for x, y in zip(before, after) for a, b in zip(x, y)]
+    agreement = sum(a == b for a, b in pairs) / max(len(pairs), 1)
+    if agreement < 1:
+        log.warning("export: the int8 graph changes %d of %d check tags against the float32 one",
+                    sum(a != b for a, b in pairs), len(pairs))
+    return {MODEL_FILE: _mb(folder / MODEL_FILE), CONFIG_FILE: _mb(folder / CONFIG_FILE)}, round(agreement, 4)
+
+
 def _export_onnx_command(model_path: Path_, out: Path_, vocab: Optional[Path_], corpus: Optional[Path_],
                          quantize: Optional[str], half: bool) -> Dict[str, Any]:
     from ..models.fast_tagger import UnsupportedTagger
 
-    if quantize or half:
-        raise ConfigError("export: --quantize and --half apply to --format flair; an ONNX export keeps float32 "
-                          "weights")
+    if half:
+        raise ConfigError("export: --half applies to --format flair; an ONNX export keeps float32 weights, or int8 "
+                          "ones with --quantize int8")
     if Path(out).is_file():
         raise ConfigError(f"export: --format onnx writes a folder; {out} is a file")
     if not Path(model_path).is_file():
@@ -475,10 +511,14 @@ def _export_onnx_command(model_path: Path_, out: Path_, vocab: Optional[Path_], 
     except UnsupportedTagger as error:
         raise ConfigError(f"export: {error}") from error
     _check_onnx(model, Path(out), sorted(words)[:8])
+    agreement = None
+    if quantize == "int8":
+        files, agreement = quantize_onnx(Path(out), sorted(words)[:8])
     kept = sum(t["words_after"] for t in tables) if tables else None
     summary = {"model": str(model_path), "output": str(out), "format": "onnx", "size_mb_before": _mb(model_path),
                "size_mb_after": round(sum(files.values()), 3), "files": files, "words_kept": kept,
-               "vocabulary": len(words) if tables else None, "tables": tables}
+               "vocabulary": len(words) if tables else None, "tables": tables, "quantize": quantize,
+               "int8_tag_agreement": agreement}
     log.info("export: %s (%.2f MB) -> %s (%.2f MB)", model_path, summary["size_mb_before"], out,
              summary["size_mb_after"])
     return summary
