@@ -41,7 +41,9 @@ def _student_kind(run: dict) -> str:
         return "-"
     model = (run.get("config") or {}).get("model") or {}
     if model.get("type") == "tagger" and "use_crf" in model:  # runs named for what they test, not their kind
-        return "CRF" if model["use_crf"] else "MaxEnt"
+        kind = "CRF" if model["use_crf"] else "MaxEnt"
+        hidden = model.get("hidden_size", 256)
+        return kind if hidden == 256 else f"{kind} (BiLSTM {hidden})"
     if model.get("type") == "dependency_tagger" and model.get("factorised"):
         layers, hidden = model.get("rnn_layers", 2), model.get("hidden_size", 800)
         return f"MaxEnt (offset x relation, BiLSTM {layers} x {hidden})"
