@@ -146,10 +146,10 @@ def test_int8_onnx_export_stores_int8_weights_and_tags_like_the_float_graph(expo
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops  # both BiLSTMs (word and character) in int8
     one_byte = {init.name for init in graph.graph.initializer
                 if init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
-    floats = {init.name for init in graph.graph.initializer if init.data_type == onnx.TensorProto.FLOAT}
+    float_names = {init.name for init in graph.graph.initializer if init.data_type == onnx.TensorProto.FLOAT}
     # the word and character tables too: looked up in int8, each row dequantised after the lookup
     assert {"fast.word_weights.0_quantized", "fast.char_weight_quantized"} <= one_byte, sorted(one_byte)
-    assert not floats & {"fast.word_weights.0", "fast.char_weight"}
+    assert not float_names & {"fast.word_weights.0", "fast.char_weight"}
     from skd_flair.onnx_runner import OnnxTagger
 
     texts = [text.split() for text in TEXTS if text]

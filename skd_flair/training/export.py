@@ -378,19 +378,29 @@ def _onnx_modules():
                           f"onnxscript, onnxruntime); {_one_line(error)}") from error
 
 
-def _check_onnx(model: DistillableTagger, folder: Path, words: List[str]) -> None:
-    """Tag sentences with onnxruntime (through the runner) and with the model; ConfigError if tags differ."""
+def _check_sample(words: Iterable[str]) -> List[List[str]]:
+    """The sentences an ONNX export is checked on: kept words, a number, punctuation, an unknown word."""
+    return [sorted(words)[:8] or ["export", "check"], ["Export", "2024", "check", "-", "ÜNKNOWN"], ["x"]]
+
+
+def _runner_tags(folder: Path, sample: List[List[str]]) -> List[List[str]]:
     from ..onnx_runner import OnnxTagger
 
-    sample = [words[:8] or ["export", "check"], ["Export", "2024", "check", "-", "ÜNKNOWN"], ["x"]]
+    return [result["tags"] for result in OnnxTagger(folder).predict(sample)]
+
+
+def _check_onnx(model: DistillableTagger, folder: Path, sample: List[List[str]]) -> List[List[str]]:
+    """Tag `sample` with onnxruntime (through the runner) and with the model; ConfigError if tags differ.
+    Returns the runner's tags."""
     sentences = [Sentence(list(tokens)) for tokens in sample]
     model.predict(sentences, force_token_predictions=True)
     expected = [[token.get_label(model.tag_type).value if token.get_labels(model.tag_type) else "O"
                  for token in sentence] for sentence in sentences]
-    got = [result["tags"] for result in OnnxTagger(folder).predict(sample)]
-    got = [[tag if tag not in ("O", "_") else "O" for tag in tags] for tags in got]
+    tags = _runner_tags(folder, sample)
+    got = [[tag if tag not in ("O", "_") else "O" for tag in sentence] for sentence in tags]
     if got != expected:
         raise ConfigError(f"export: the ONNX graph tags differently from the model ({got} vs {expected})")
+    return tags
 
 
 @contextlib.contextmanager
@@ -460,18 +470,16 @@ def export_onnx(model: DistillableTagger, folder: Path_) -> Dict[str, float]:
 ONNX_INT8_OPS = ("Gather", "LSTM", "MatMul", "Gemm")
 
 
-def quantize_onnx(folder: Path, words: List[str]) -> Tuple[Dict[str, float], float]:
+def quantize_onnx(folder: Path, sample: List[List[str]], before: List[List[str]]) -> Tuple[Dict[str, float], float]:
     """Replace ``folder/model.onnx`` (float32, already checked against the model) by onnxruntime's dynamic int8
     quantisation of its word tables, LSTMs and Linear layers (weights stored as int8 with a scale; activations
-    quantised per batch at run time). Returns the files' sizes in MB and the fraction of the check sentences'
-    tags the int8 graph shares with the float one: int8 may move a close decision, so a difference is logged,
-    not refused."""
+    quantised per batch at run time). `before`: the float graph's tags of `sample`. Returns the files' sizes in
+    MB and the fraction of those tags the int8 graph keeps: int8 may move a close decision, so a difference is
+    logged, not refused."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ..onnx_runner import CONFIG_FILE, MODEL_FILE, OnnxTagger
+    from ..onnx_runner import CONFIG_FILE, MODEL_FILE
 
-    sample = [words[:8] or ["export", "check"], ["Export", "2024", "check", "-", "ÜNKNOWN"], ["x"]]
-    before = [result["tags"] for result in OnnxTagger(folder).predict(sample)]
     root = logging.getLogger()
     level = root.level
     with atomic_path(folder / MODEL_FILE) as tmp:
@@ -481,7 +489,7 @@ def quantize_onnx(folder: Path, words: List[str]) -> Tuple[Dict[str, float], flo
                              op_types_to_quantize=list(ONNX_INT8_OPS))
         finally:
             root.setLevel(level)
-    after = [result["tags"] for result in OnnxTagger(folder).predict(sample)]
+    after = _runner_tags(folder, sample)
     pairs = [(a, b) for x, y in zip(before, after) for a, b in zip(x, y)]
     agreement = sum(a == b for a, b in pairs) / max(len(pairs), 1)
     if agreement < 1:
@@ -510,10 +518,11 @@ def _export_onnx_command(model_path: Path_, out: Path_, vocab: Optional[Path_], 
         files = export_onnx(model, out)
     except UnsupportedTagger as error:
         raise ConfigError(f"export: {error}") from error
-    _check_onnx(model, Path(out), sorted(words)[:8])
+    sample = _check_sample(words)
+    float_tags = _check_onnx(model, Path(out), sample)
     agreement = None
     if quantize == "int8":
-        files, agreement = quantize_onnx(Path(out), sorted(words)[:8])
+        files, agreement = quantize_onnx(Path(out), sample, float_tags)
     kept = sum(t["words_after"] for t in tables) if tables else None
     summary = {"model": str(model_path), "output": str(out), "format": "onnx", "size_mb_before": _mb(model_path),
                "size_mb_after": round(sum(files.values()), 3), "files": files, "words_kept": kept,
