@@ -157,3 +157,30 @@ def test_int8_onnx_export_stores_int8_weights_and_tags_like_the_float_graph(expo
     assert floats.shape == ints.shape and not np.array_equal(floats, ints)  # really another graph
     # each weight within half an int8 step: the emissions stay within a few percent of their range
     assert np.abs(floats - ints).max() < 0.05 * np.abs(floats).max()
+
+
+def test_int8_onnx_export_quantises_a_word_bilstm_above_the_exporters_folding_limit(tmp_path):
+    """With 48 hidden units the recurrent weights (192 x 48 = 9,216) pass the exporter's 8,192-element constant
+    folding limit: its gate reordering then stayed a run-time Slice/Concat, and the quantiser left that LSTM in
+    float32 (as it did for every real student)."""
+    from gensim.models import KeyedVectors
+
+    from skd_flair.training.export import export_model
+
+    corpus = toy.corpus()
+    words = sorted({t.text for s in corpus.train for t in s})
+    kv = KeyedVectors(vector_size=6)
+    kv.add_vectors(words, np.random.default_rng(0).normal(size=(len(words), 6)).astype(np.float32))
+    kv.save(str(tmp_path / "tiny.kv"))
+    torch.manual_seed(0)
+    chars = CharacterEmbeddings(path_to_char_dict=char_dictionary(corpus), char_embedding_dim=4, hidden_size_char=3)
+    model = DistillableTagger(StackedEmbeddings([WordEmbeddings(str(tmp_path / "tiny.kv"), name="tiny"), chars]),
+                              corpus.make_label_dictionary("ner", add_unk=False), "ner", hidden_size=48)
+    model.eval().save(tmp_path / "wide.pt")
+    summary = export_model(tmp_path / "wide.pt", tmp_path / "i8", format="onnx", quantize="int8")
+    assert summary["int8_tag_agreement"] > 0.9
+    graph = onnx.load(str(tmp_path / "i8" / "model.onnx")).graph
+    initializers = {init.name for init in graph.initializer}
+    lstms = [node for node in graph.node if "LSTM" in node.op_type]
+    assert len(lstms) == 4 and {node.op_type for node in lstms} == {"DynamicQuantizeLSTM"}
+    assert all(name in initializers for node in lstms for name in node.input[1:3])  # weights stored, not computed

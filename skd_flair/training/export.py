@@ -38,6 +38,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -428,6 +429,17 @@ def _clear_rnn_dispatch_caches() -> None:
         op._dispatch_cache.clear()
 
 
+def _fold_weights(proto):
+    """The exporter reorders each LSTM's gates by slicing and concatenating its weights at run time, and its
+    optimiser folds that into constants only for tensors under 8,192 elements: a real word BiLSTM (4 x 256 x 356)
+    kept float weights computed on every call, and onnxruntime's quantiser, which rewrites an LSTM only when its
+    weights are initializers, left it in float32. Folding with limits above any weight fixes both."""
+    import onnxscript.optimizer
+
+    limit = max((math.prod(init.dims) for init in proto.graph.initializer), default=0) + 1
+    return onnxscript.optimizer.optimize(proto, input_size_limit=limit, output_size_limit=limit)
+
+
 def export_onnx(model: DistillableTagger, folder: Path_) -> Dict[str, float]:
     """Write ``model.onnx`` and ``tagger.json`` for `model` into `folder` (each file atomically); returns their
     sizes in MB. UnsupportedTagger (a ValueError) for a tagger the fast path cannot express."""
@@ -457,6 +469,8 @@ def export_onnx(model: DistillableTagger, folder: Path_) -> Dict[str, float]:
         # the exporter leaves N static in the output's shape and in the shape hints after its LSTMs (the graph
         # itself is dynamic; onnxruntime would warn on every batch): name the output's dims, drop the hints
         proto = onnx.load(str(tmp), load_external_data=False)
+        if not large:
+            proto = _fold_weights(proto)
         for dim, name in zip(proto.graph.output[0].type.tensor_type.shape.dim, ("B", "N")):
             dim.dim_param = name
         del proto.graph.value_info[:]
