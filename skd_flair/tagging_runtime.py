@@ -165,8 +165,11 @@ class Encoder:
         return Encoded(lengths, longest, word_ids, chars, shape, char_index)
 
 
-def _active(lengths: np.ndarray, t: int) -> np.ndarray:
-    return (t < lengths)[:, None]
+def _active_rows(lengths: np.ndarray, n: int) -> Tuple[np.ndarray, List[int]]:
+    """The order that sorts the batch longest first (stable) and, per position t, how many of those sorted rows
+    are still inside their sentence: each step then works on a prefix of rows, with no masking."""
+    order = np.argsort(-lengths, kind="stable")
+    return order, (lengths[:, None] > np.arange(n)[None, :]).sum(0).tolist()
 
 
 def viterbi(emissions: np.ndarray, lengths: np.ndarray, transitions: np.ndarray, start: np.ndarray,
@@ -175,21 +178,25 @@ def viterbi(emissions: np.ndarray, lengths: np.ndarray, transitions: np.ndarray,
     i followed by j; ``start``/``end`` the first/last label (LinearChainCRF's layout and recursion)."""
     batch, n, _ = emissions.shape
     lengths = np.asarray(lengths)
-    score = start + emissions[:, 0]
+    order, active = _active_rows(lengths, n)
+    em = emissions[order]
+    score = start + em[:, 0]
     pointers = []
     for t in range(1, n):
-        cand = score[:, :, None] + transitions  # [B, from, to]
-        score = np.where(_active(lengths, t), cand.max(1) + emissions[:, t], score)
+        k = active[t]
+        cand = score[:k, :, None] + transitions  # [k, from, to]
+        score[:k] = cand.max(1) + em[:k, t]
         pointers.append(cand.argmax(1))
     label = (score + end).argmax(1)
     tags = np.full((batch, n), -1, dtype=np.int64)
-    rows = np.arange(batch)
     for t in range(n - 1, -1, -1):
-        active = t < lengths
-        tags[:, t] = np.where(active, label, -1)
+        k = active[t]
+        tags[:k, t] = label[:k]
         if t:
-            label = np.where(active, pointers[t - 1][rows, label], label)
-    return tags
+            label[:k] = pointers[t - 1][np.arange(k), label[:k]]
+    out = np.empty_like(tags)
+    out[order] = tags
+    return out
 
 
 def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
@@ -198,21 +205,21 @@ def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
     return np.log(np.exp(x - top).sum(axis)) + np.squeeze(top, axis)
 
 
-def _forward_exp(em: np.ndarray, trans: np.ndarray, first: np.ndarray) -> Optional[np.ndarray]:
-    """alpha[b, t, j] = log sum over label prefixes ending in j at t, as one small matrix product per step in
-    exp space (shifted by the running maximum and each column's largest transition); None where a whole row
-    underflowed, for the caller to redo in log space."""
+def _forward_exp(em: np.ndarray, trans: np.ndarray, first: np.ndarray, active: List[int]) -> Optional[np.ndarray]:
+    """alpha[b, t, j] = log sum over label prefixes ending in j at t (0 on padding), as one small matrix product
+    per step in exp space (shifted by the running maximum and each column's largest transition), over the rows
+    still inside their sentence (`active`: rows sorted longest first); None where a row underflowed (a -inf
+    or NaN anywhere), for the caller to redo in log space."""
     col = trans.max(0)
     exp_trans = np.exp(trans - col)
-    alpha = np.empty_like(em)
+    alpha = np.zeros_like(em)
     a = alpha[:, 0] = first + em[:, 0]
-    for t in range(1, em.shape[1]):
-        top = a.max(1, keepdims=True)
-        if not np.isfinite(top).all():
-            return None
-        with np.errstate(divide="ignore"):
-            a = alpha[:, t] = np.log(np.exp(a - top) @ exp_trans) + (top + col) + em[:, t]
-    return alpha
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for t in range(1, em.shape[1]):
+            k = active[t]
+            top = a[:k].max(1, keepdims=True)
+            a = alpha[:k, t] = np.log(np.exp(a[:k] - top) @ exp_trans) + (top + col) + em[:k, t]
+    return alpha if np.isfinite(alpha).all() else None
 
 
 def _forward_log(em: np.ndarray, trans: np.ndarray, first: np.ndarray) -> np.ndarray:
@@ -235,22 +242,25 @@ def crf_marginals(emissions: np.ndarray, lengths: np.ndarray, transitions: np.nd
 
     Forward-backward; the backward pass is the forward pass over each sentence reversed within its length with
     transposed transitions (as in LinearChainCRF), both in exp space with a log-space fallback."""
-    em = emissions.astype(np.float64)
-    trans, start, end = (np.asarray(x, dtype=np.float64) for x in (transitions, start, end))
     lengths = np.asarray(lengths)
-    n = em.shape[1]
-    alpha = _forward_exp(em, trans, start)
+    n = emissions.shape[1]
+    order, active = _active_rows(lengths, n)
+    em, lengths = emissions[order].astype(np.float64), lengths[order]
+    trans, start, end = (np.asarray(x, dtype=np.float64) for x in (transitions, start, end))
+    alpha = _forward_exp(em, trans, start, active)
     if alpha is None:
         alpha = _forward_log(em, trans, start)
     rev = _reverse_within(em, lengths)
     # suffix sums including the emission at t, from the reversed sentence; beta = that minus the emission
-    suffix = _forward_exp(rev, trans.T, end)
+    suffix = _forward_exp(rev, trans.T, end, active)
     if suffix is None:
         suffix = _forward_log(rev, trans.T, end)
     joint = alpha + _reverse_within(suffix, lengths) - em
     probs = np.exp(joint - _logsumexp(joint, 2)[..., None])
     probs[np.arange(n)[None, :] >= lengths[:, None]] = 0.0
-    return probs
+    out = np.empty_like(probs)
+    out[order] = probs
+    return out
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
