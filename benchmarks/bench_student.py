@@ -78,6 +78,9 @@ def main(argv=None) -> int:
     parser.add_argument("--text", type=Path, nargs="+", default=[],
                         help="plain-text files (one sentence per line, tokens split on whitespace) the student also "
                              "read, e.g. its unlabelled text: their words are kept like the training sentences'")
+    parser.add_argument("--baseline", type=Path,
+                        help="another student timed through Flair's predict only, as \"today\" (e.g. the full-size "
+                             "student when --student is a light one): the table's 'x today' column divides by it")
     parser.add_argument("--speed-sentences", type=int, default=300)
     parser.add_argument("--out", help="results file name under benchmarks/results (default: the task's)")
     args = parser.parse_args(argv)
@@ -85,7 +88,7 @@ def main(argv=None) -> int:
     args.student = args.student or _kept(RUNS.joinpath(*task["student"]))
     args.teacher = args.teacher or _kept(RUNS.joinpath(*task["teacher"]))
     teacher_kind, student_kind = task["kinds"]
-    for path in (args.student, args.teacher, *args.text):
+    for path in (args.student, args.teacher, *args.text, *([args.baseline] if args.baseline else [])):
         if not path.exists():
             print(f"bench_student: {path} does not exist (train it first; see the docstring)", file=sys.stderr)
             return 2
@@ -110,6 +113,8 @@ def main(argv=None) -> int:
         train_words.update(t.text for s in unlabelled.train for t in s)
     train_words = sorted(train_words)
     rows = {"teacher": args.teacher, "student": args.student}
+    if args.baseline:
+        rows["today"] = args.baseline
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -135,13 +140,14 @@ def main(argv=None) -> int:
             print(f"bench_student: {name}: {task['score']} ...", file=sys.stderr, flush=True)
             score = _score(path, test, kind, task["label"])
             speed = speed_report([path], test[:args.speed_sentences], batch_sizes=(1, 32), kind=kind,
-                                 fast=name != "teacher" and kind == "tagger")
+                                 fast=name not in ("teacher", "today") and kind == "tagger")
             results[name] = {"f1": round(100 * score, 2), **speed[str(path)]}
     record = {"corpus": task["corpus"], "score": task["score"],
               "student": str(args.student.relative_to(REPO)) if args.student.is_relative_to(REPO) else str(args.student),
               "teacher": str(args.teacher.relative_to(REPO)) if args.teacher.is_relative_to(REPO) else str(args.teacher),
               "speed_sentences": args.speed_sentences, "threads": 1, "training_words": len(train_words),
               "text": [str(p) for p in args.text],
+              "baseline": str(args.baseline) if args.baseline else None,
               # speeds are comparable within one run only; a busy machine (load > cores) slows every row
               "load_average": {"start": [round(x, 2) for x in load_before],
                                "end": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count()},
@@ -155,17 +161,20 @@ def main(argv=None) -> int:
 
 def table(record: dict) -> str:
     rows = record["rows"]
-    teacher = rows["teacher"]
-    t32 = teacher["predict"]["batch_32"]
-    lines = [f"| model | size (MB) | test {record.get('score', 'F1')} | load (s) | RSS after load (MB) | sent/s b1 | sent/s b32 | x teacher b32 |",
-             "|---|---|---|---|---|---|---|---|"]
+    t32 = rows["teacher"]["predict"]["batch_32"]
+    today = rows.get("today", {}).get("predict")  # the baseline's Flair predict, when --baseline was given
+    extra = " x today b1 | x today b32 |" if today else ""
+    lines = [f"| model | size (MB) | test {record.get('score', 'F1')} | load (s) | RSS after load (MB) | sent/s b1 | "
+             f"sent/s b32 | x teacher b32 |{extra}", "|---|---|---|---|---|---|---|---|" + "---|---|" * bool(today)]
     for name, row in rows.items():
         paths = [k for k in ("onnx", "fast_predict", "predict") if k in row]
         best = max(paths, key=lambda k: row[k]["batch_32"])
         speed = row[best]
+        ratios = (f" {speed['batch_1'] / today['batch_1']:.1f}x | {speed['batch_32'] / today['batch_32']:.1f}x |"
+                  if today else "")
         lines.append(f"| {name} ({best}) | {row['size_mb']:.1f} | {row['f1']:.2f} | {row['load_seconds']:.2f} | "
                      f"{row['rss_after_load_mb']:.0f} | {speed['batch_1']:.0f} | {speed['batch_32']:.0f} | "
-                     f"{speed['batch_32'] / t32:.0f}x |")
+                     f"{speed['batch_32'] / t32:.0f}x |{ratios}")
     return "\n".join(lines)
 
 
