@@ -161,3 +161,27 @@ def test_factorised_student_learns_from_a_parser_saves_loads_and_parses(tmp_path
                                  make_tag_dictionary(corpus), hidden_size=8)
         ModelTrainer(plain, corpus).train(tmp_path / "wrong", max_epochs=1, mini_batch_size=8,
                                           plugins=[DistillationPlugin(targets)])
+
+
+@pytest.mark.parametrize("repair", ["mst", "eisner"])
+def test_factorised_trees_equal_the_tag_paths(repair):
+    """The factorised decoder (head mass from the two softmaxes) gives the tag path's trees, relations and
+    scores: `decode_offset_tags` over every (offset, relation) tag of the dictionary."""
+    from skd_flair.models.offset_tags import decode_offset_tags
+
+    corpus = small_corpus(n_train=30, n_dev=2, n_test=12)
+    tags = make_tag_dictionary(corpus)
+    sentences = sorted(list(corpus.train)[:24] + list(corpus.test), key=len, reverse=True)
+    checked = set()
+    for seed in range(3):
+        model = randomize(student(corpus, tags, seed=seed), seed=seed, scale=2.0).eval()
+        with torch.no_grad():
+            scores = model._scores(sentences)
+            fast = model._trees(scores, repair, probabilities=True)
+            slow = decode_offset_tags(model.tag_log_probs(scores), scores.lengths, model.codec, repair,
+                                      probabilities=True)
+        for (h1, r1, p1), (h2, r2, p2) in zip(fast, slow):
+            assert h1 == h2 and r1 == r2
+            assert p1 == pytest.approx(p2, rel=1e-6, abs=1e-12)
+            checked.update(r1)
+    assert len(checked) > 3  # several relations were chosen, so the relation step was exercised

@@ -82,10 +82,23 @@ class DependencyTagger(EvaluatesTrees, DistillableTagger):
         """Trees (heads, relations) from tag log probabilities ``[B, N, K]`` (see `decode_offset_tags`)."""
         return decode_offset_tags(log_probs, lengths, self.codec, repair or self.repair)
 
-    def _log_probs(self, batch: List[Sentence]):
+    def tag_log_probs(self, scores) -> torch.Tensor:
+        """``[B, N, tags]`` log probabilities of the dictionary's tags."""
+        return scores.log_softmax()
+
+    def _trees(self, scores, repair: str, log_probs: Optional[torch.Tensor] = None, probabilities: bool = False):
+        """One batch's trees from its scores (`decode`'s, with probabilities as `decode_offset_tags`);
+        `log_probs`: the tag log probabilities when already computed."""
+        log_probs = self.tag_log_probs(scores) if log_probs is None else log_probs
+        return decode_offset_tags(log_probs, scores.lengths, self.codec, repair, probabilities=probabilities)
+
+    def _scores(self, batch: List[Sentence]):
         features, lengths = self._features(batch)
-        scores = self.chain_scores(features, lengths)
-        return scores, scores.log_softmax()
+        return self.chain_scores(features, lengths)
+
+    def _log_probs(self, batch: List[Sentence]):
+        scores = self._scores(batch)
+        return scores, self.tag_log_probs(scores)
 
     def predict(self, sentences: Union[List[Sentence], Sentence], mini_batch_size: int = 32,
                 return_probabilities_for_all_classes: bool = False, verbose: bool = False,
@@ -101,12 +114,13 @@ class DependencyTagger(EvaluatesTrees, DistillableTagger):
         with eval_mode(self):
             for batch in inference_batches(sentences, mini_batch_size, verbose, embedding_storage_mode,
                                            desc="parsing"):
-                scores, logp = self._log_probs(batch)
+                scores = self._scores(batch)
                 if return_loss:
-                    total_loss += self._gold_loss(scores, self._gold_tags(batch, logp.shape[1])).sum()
+                    total_loss += self._gold_loss(scores, self._gold_tags(batch, int(scores.lengths.max()))).sum()
                     count += int(scores.lengths.sum())
-                trees = decode_offset_tags(logp, scores.lengths, self.codec, repair, probabilities=True)
-                logp = logp.double().cpu()
+                trees = self._trees(scores, repair, probabilities=True)
+                if tag_label_name is not None:
+                    logp = self.tag_log_probs(scores).double().cpu()
                 for b, (sentence, (heads, rels, probs)) in enumerate(zip(batch, trees)):
                     for token, h, r, prob in zip(sentence, heads, rels, probs):
                         token.head_id = h
@@ -133,7 +147,7 @@ class DependencyTagger(EvaluatesTrees, DistillableTagger):
         gold_strings = iter(self._get_gold_labels(batch))
         hits = sum(self.tag_names[int(best[b, i])] == next(gold_strings)
                    for b, sentence in enumerate(batch) for i in range(len(sentence)))
-        trees = {mode: list(self.decode(logp, scores.lengths, mode)) for mode in modes}
+        trees = {mode: list(self._trees(scores, mode, logp)) for mode in modes}
         return loss, int(scores.lengths.sum()), trees, {"tag_hits": hits, "tag_total": sum(map(len, batch))}
 
     def _evaluation_extra(self, counters):

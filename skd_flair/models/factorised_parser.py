@@ -7,7 +7,7 @@ number of (offset, relation) pairs seen in training (hundreds, most of them rare
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import flair
 import torch
@@ -15,6 +15,7 @@ import torch
 from ..distill.maps import parse_offset_tag
 from ..distill.offset_relation import OffsetRelationScores, OffsetRelationStudent, offset_label
 from .dependency_tagger import DependencyTagger
+from .offset_tags import _fallback_relation, tree_heads
 
 __all__ = ["FactorisedDependencyTagger"]
 
@@ -71,10 +72,79 @@ class FactorisedDependencyTagger(DependencyTagger):
         usable = (off >= 0) & ((rel >= 0) | (not self.relations))
         return combined.masked_fill(~usable, float("-inf"))
 
-    def _log_probs(self, batch):
-        features, lengths = self._features(batch)
-        scores = self.chain_scores(features, lengths)
-        return scores, self.tag_log_probs(scores)
+    def _trees(self, scores: OffsetRelationScores, repair: str, log_probs: Optional[torch.Tensor] = None,
+               probabilities: bool = False):
+        """MST and Eisner trees straight from the two softmaxes: a head's mass is P(offset) times the summed
+        probability of the relations the dictionary pairs with that offset, one ``[B, N, R] @ [R, O]`` product,
+        where the tag path builds, exponentiates and scatters every (offset, relation) tag (hundreds a word; it
+        dominated prediction). The same trees and labels as `decode_offset_tags` over `tag_log_probs` up to
+        float rounding; other repairs take that path."""
+        if repair not in ("mst", "eisner"):
+            return super()._trees(scores, repair, log_probs, probabilities)
+        logp_o, logp_r = scores.log_probs()
+        pairs, offsets, col_of, low = self._pairs(logp_o.device)
+        lengths = scores.lengths.cpu()
+        batch, n, _ = logp_o.shape
+        relation_mass = logp_r.double().exp() @ pairs.double().t() if self.relations else pairs.double().t()
+        mass_o = logp_o.double().exp() * relation_mass  # [B, N, O]
+        words = torch.arange(1, n + 1, device=mass_o.device).view(1, n, 1)
+        heads = words + offsets.view(1, 1, -1)
+        ok = (heads >= 0) & (heads <= scores.lengths.view(-1, 1, 1)) & pairs.any(1).view(1, 1, -1)
+        mass = mass_o.new_zeros(batch, n, n + 1).scatter_add_(
+            2, heads.clamp(0, n).expand(batch, -1, -1), torch.where(ok, mass_o, mass_o.new_zeros(())))
+        arcs = mass.new_full((batch, n + 1, n + 1), float("-inf"))
+        arcs[:, :, 1:] = torch.log(mass).transpose(1, 2)
+        tree = tree_heads(arcs.cpu(), lengths, repair)[:, 1:].to(logp_o.device)  # [B, N], -1 on padding
+        # each word's relation for its head: the best relation the dictionary pairs with that offset (only the
+        # root relation on an arc from ROOT, and never elsewhere), scored as the tag path scores it
+        step = tree - words.view(1, n)
+        col = torch.where((step >= low) & (step < low + len(col_of)), col_of[(step - low).clamp(0, len(col_of) - 1)],
+                          torch.full_like(step, -1))
+        if self.relations:
+            allowed = pairs[col.clamp(min=0)] & (col >= 0).unsqueeze(-1)  # [B, N, R]
+            if self.root_relation:
+                is_root = torch.tensor([r == self.root_relation for r in self.relations], device=allowed.device)
+                allowed &= torch.where((tree == 0).unsqueeze(-1), is_root, ~is_root)
+            tag = logp_o.gather(-1, col.clamp(min=0).unsqueeze(-1)) + logp_r  # the tag path's float32 sums
+            best = tag.masked_fill(~allowed, float("-inf")).max(-1)
+            top, rel = best.values.double(), best.indices
+        else:
+            top = logp_o.gather(-1, col.clamp(min=0).unsqueeze(-1)).squeeze(-1).double()
+            top = top.masked_fill(col < 0, float("-inf"))
+            rel = torch.zeros_like(col)
+        found = torch.isfinite(top)
+        top, rel, found, tree = top.exp().tolist(), rel.tolist(), found.tolist(), tree.tolist()
+        fallback = None
+        out = []
+        for b, length in enumerate(lengths.tolist()):
+            hs, rels, probs = tree[b][:length], [], []
+            for i, h in enumerate(hs, start=1):
+                if found[b][i - 1] and self.relations:
+                    rels.append(self.relations[rel[b][i - 1]])
+                    probs.append(top[b][i - 1])
+                    continue
+                if fallback is None:  # an arc no tag names (rare): the tag path's fallback relation
+                    fallback = (self.tag_log_probs(scores) if log_probs is None else log_probs).double().cpu()
+                rels.append(_fallback_relation(self.codec, fallback[b], i, h))
+                probs.append(top[b][i - 1] if found[b][i - 1] else 0.0)
+            out.append((hs, rels, probs) if probabilities else (hs, rels))
+        return out
+
+    def _pairs(self, device):
+        """The (offset, relation) pairs of the dictionary's usable tags ``[O, R]`` (``[O, 1]`` without relations),
+        the offsets ``[O]``, and a lookup from offset value ``v`` to its column (``col_of[v - low]``, -1 if none)."""
+        if getattr(self, "_pair_cache", None) is None or self._pair_cache[0].device != device:
+            pairs = torch.zeros(len(self.offsets), max(len(self.relations), 1), dtype=torch.bool)
+            for k in range(len(self.tag_names)):
+                o, r = int(self._tag_offset[k]), int(self._tag_relation[k])
+                if bool(self.codec.usable[k]) and o >= 0 and (r >= 0 or not self.relations):
+                    pairs[o, max(r, 0)] = True
+            offsets = torch.tensor(self.offsets, dtype=torch.long)
+            low = min(self.offsets, default=0)
+            col_of = torch.full((max(self.offsets, default=0) - low + 1,), -1, dtype=torch.long)
+            col_of[offsets - low] = torch.arange(len(self.offsets))
+            self._pair_cache = (pairs.to(device), offsets.to(device), col_of.to(device), low)
+        return self._pair_cache
 
     def _get_state_dict(self):
         return {**super()._get_state_dict(), "factorised": True}

@@ -20,7 +20,7 @@ from ..structs import DependencyTree
 from .dependency_eval import gold_tree
 
 __all__ = ["OffsetTagCodec", "DEFAULT_TAG_TYPE", "REPAIRS", "offset_tag", "encode_sentence", "encode_corpus",
-           "make_tag_dictionary", "decode_offset_tags"]
+           "make_tag_dictionary", "decode_offset_tags", "tree_heads"]
 
 DEFAULT_TAG_TYPE = "dependency_sl"
 REPAIRS = ("mst", "eisner", "top3", "none")
@@ -276,6 +276,17 @@ def _top3(codec: OffsetTagCodec, log_probs: torch.Tensor, n: int) -> Tuple[List[
     return cast(List[int], heads), cast(List[str], rels)
 
 
+def tree_heads(arcs: torch.Tensor, lengths: torch.Tensor, repair: str) -> torch.Tensor:
+    """``[B, N+1]`` heads of the best single-rooted tree (MST, or Eisner for ``repair="eisner"``) under arc log
+    probabilities ``[B, N+1, N+1]`` (``[b, h, d]``); arcs no tag names (-inf) stay possible at a floor score."""
+    size = arcs.shape[1]
+    valid = torch.ones(size, size, dtype=torch.bool)
+    valid.fill_diagonal_(False)
+    valid[:, 0] = False
+    arcs = torch.where(valid & torch.isneginf(arcs), torch.full_like(arcs, _FLOOR), arcs)
+    return DependencyTree(arcs, lengths, projective=repair == "eisner", single_root=True).argmax
+
+
 def decode_offset_tags(log_probs: torch.Tensor, lengths, codec: OffsetTagCodec, repair: str = "mst",
                        probabilities: bool = False) -> List[tuple]:
     """Trees from per-word tag log probabilities ``[B, N, K]``: one (heads, relations) per sentence, heads
@@ -296,13 +307,7 @@ def decode_offset_tags(log_probs: torch.Tensor, lengths, codec: OffsetTagCodec, 
                         [codec.relations[k] for k in best])
             out.append((*tree, [p for _, p in codec.best_relations(logp[b], tree[0])]) if probabilities else tree)
         return out
-    arcs = codec.head_log_probs(logp, lengths)
-    size = arcs.shape[1]
-    valid = torch.ones(size, size, dtype=torch.bool)
-    valid.fill_diagonal_(False)
-    valid[:, 0] = False
-    arcs = torch.where(valid & torch.isneginf(arcs), torch.full_like(arcs, _FLOOR), arcs)
-    heads = DependencyTree(arcs, lengths, projective=repair == "eisner", single_root=True).argmax
+    heads = tree_heads(codec.head_log_probs(logp, lengths), lengths, repair)
     for b, n in enumerate(lengths.tolist()):
         hs = heads[b, 1:n + 1].tolist()
         best = codec.best_relations(logp[b], hs)
