@@ -6,8 +6,9 @@ or LAS for the parsing student (UD English-EWT, ``--task parsing``).
 
 For parsing the defaults are the ``parsing_1o`` teacher and its light student with unlabelled text
 (``python -m experiments.run parsing_1o --only slfl_u_tree_t1``); the words kept are the whole EWT training file's
-(the student read all of it, 2,000 sentences with trees, the rest as text) plus the frequent ones; no ONNX row
-(the fast path and ONNX export take CRF/MaxEnt taggers only). Writes ``benchmarks/results/parsing_ship.json``.
+(the student read all of it, 2,000 sentences with trees, the rest as text) plus the frequent ones; the fast path
+(``fast_predict``: ``skd_flair.models.fast_parser``) is timed for the float student rows; no ONNX row (the ONNX
+export takes CRF/MaxEnt taggers only). Writes ``benchmarks/results/parsing_ship.json``.
 
 Needs ``../shared/data/ner/conll03_en`` and trained models (``python -m experiments.run curve_en --only crf_none``
 or any CoNLL-03 tagger student, and the ``ner_en`` teacher). The student is exported as a user would:
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
             print(f"bench_student: {name}: {task['score']} ...", file=sys.stderr, flush=True)
             score = _score(path, test, kind, task["label"])
             speed = speed_report([path], test[:args.speed_sentences], batch_sizes=(1, 32), kind=kind,
-                                 fast=name not in ("teacher", "today") and kind == "tagger")
+                                 fast=name not in ("teacher", "today") and kind in ("tagger", "dependency_tagger"))
             results[name] = {"f1": round(100 * score, 2), **speed[str(path)]}
     record = {"corpus": task["corpus"], "score": task["score"],
               "student": str(args.student.relative_to(REPO)) if args.student.is_relative_to(REPO) else str(args.student),

@@ -145,13 +145,14 @@ class FastBatch(NamedTuple):
 class FastTagger(nn.Module):
     """A ``DistillableTagger``'s eval-mode computation over id tensors; build with :meth:`from_tagger`."""
 
-    def __init__(self, tagger: DistillableTagger):
+    def __init__(self, tagger: DistillableTagger, emissions_only: bool = False):
         super().__init__()
         if not isinstance(tagger, DistillableTagger):
             raise UnsupportedTagger(f"fast path: needs a DistillableTagger, got {type(tagger).__name__} (a plain "
                                     f"Flair SequenceTagger decodes with Flair's own Viterbi; load it with "
                                     f"DistillableTagger.load)")
-        if tagger.kd_factorisation not in ("crf", "maxent"):
+        # emissions_only: the caller decodes the emissions itself (a parser's trees), so any output layout will do
+        if not emissions_only and tagger.kd_factorisation not in ("crf", "maxent"):
             raise UnsupportedTagger(f"fast path: {type(tagger).__name__} does not score one tag per column (its "
                                     f"output is factorised: {tagger.kd_factorisation}); use predict")
         members = _members(tagger.embeddings)
@@ -420,13 +421,13 @@ def _fingerprint(model: nn.Module) -> tuple:
     return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
 
 
-def fast_tagger(model: DistillableTagger) -> FastTagger:
+def fast_tagger(model: DistillableTagger, emissions_only: bool = False) -> FastTagger:
     """The cached :class:`FastTagger` of `model`, rebuilt when the model's weights changed."""
-    key = _fingerprint(model)
+    key = (_fingerprint(model), emissions_only)
     hit = _CACHE.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]
-    fast = FastTagger.from_tagger(model)
+    fast = FastTagger(model, emissions_only=emissions_only)
     _CACHE[model] = (key, fast)
     return fast
 
@@ -434,7 +435,15 @@ def fast_tagger(model: DistillableTagger) -> FastTagger:
 def fast_predict(model: DistillableTagger, sentences: Union[List[Sentence], Sentence], mini_batch_size: int = 32,
                  return_probabilities_for_all_classes: bool = False, label_name: Optional[str] = None,
                  force_token_predictions: bool = False) -> None:
-    """``model.predict(sentences, mini_batch_size)`` through the fast path: same labels, same format."""
+    """``model.predict(sentences, mini_batch_size)`` through the fast path: same labels, same format (for a
+    parsing student, ``skd_flair.models.fast_parser``: heads and relations)."""
+    from .dependency_tagger import DependencyTagger
+
+    if isinstance(model, DependencyTagger):
+        from .fast_parser import fast_parse
+
+        fast_parse(model, sentences, mini_batch_size=mini_batch_size, label_name=label_name)
+        return
     fast_tagger(model).predict(sentences, mini_batch_size=mini_batch_size,
                                return_probabilities_for_all_classes=return_probabilities_for_all_classes,
                                label_name=label_name, force_token_predictions=force_token_predictions)

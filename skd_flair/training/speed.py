@@ -3,8 +3,8 @@
 Each model is measured in a fresh process (``spawn``), so its load time and peak memory are its own, not those of
 the models measured before it in the same command. Throughput is sentences per second from raw tokens with
 embeddings dropped per batch (deployment), one warm-up batch untimed, at the thread count torch has (the CLI
-sets one). For a tagger student the fast path (``fast_predict``: the same labels, one graph per batch) is
-measured too; an ONNX export folder is measured through ``skd_flair.onnx_runner``.
+sets one). For a tagger or parsing student the fast path (``fast_predict``: the same labels, one graph per batch)
+is measured too; an ONNX export folder is measured through ``skd_flair.onnx_runner``.
 """
 from __future__ import annotations
 
