@@ -92,6 +92,15 @@ class DependencyTagger(EvaluatesTrees, DistillableTagger):
         log_probs = self.tag_log_probs(scores) if log_probs is None else log_probs
         return decode_offset_tags(log_probs, scores.lengths, self.codec, repair, probabilities=probabilities)
 
+    @staticmethod
+    def _write_trees(batch: List[Sentence], trees, label_name: str) -> None:
+        """Each token's ``head_id`` and its relation label (``"dep"`` where none), scored by its tag's
+        probability: `trees` as `_trees` returns them with probabilities."""
+        for sentence, (heads, rels, probs) in zip(batch, trees):
+            for token, h, r, prob in zip(sentence, heads, rels, probs):
+                token.head_id = h
+                token.set_label(label_name, r if r is not None else "dep", prob)
+
     def _scores(self, batch: List[Sentence]):
         features, lengths = self._features(batch)
         return self.chain_scores(features, lengths)
@@ -118,18 +127,14 @@ class DependencyTagger(EvaluatesTrees, DistillableTagger):
                 if return_loss:
                     total_loss += self._gold_loss(scores, self._gold_tags(batch, int(scores.lengths.max()))).sum()
                     count += int(scores.lengths.sum())
-                trees = self._trees(scores, repair, probabilities=True)
-                if tag_label_name is not None:
-                    logp = self.tag_log_probs(scores).double().cpu()
-                for b, (sentence, (heads, rels, probs)) in enumerate(zip(batch, trees)):
-                    for token, h, r, prob in zip(sentence, heads, rels, probs):
-                        token.head_id = h
-                        token.set_label(label_name, r if r is not None else "dep", prob)
-                    if tag_label_name is not None:
-                        best = logp[b, :len(sentence)].argmax(-1).tolist()
-                        for token, k in zip(sentence, best):
-                            token.set_label(tag_label_name, self.tag_names[k], float(logp[b, token.idx - 1,
-                                                                                             k].exp()))
+                self._write_trees(batch, self._trees(scores, repair, probabilities=True), label_name)
+                if tag_label_name is None:
+                    continue
+                logp = self.tag_log_probs(scores).double().cpu()
+                for b, sentence in enumerate(batch):
+                    best = logp[b, :len(sentence)].argmax(-1).tolist()
+                    for token, k in zip(sentence, best):
+                        token.set_label(tag_label_name, self.tag_names[k], float(logp[b, token.idx - 1, k].exp()))
         if return_loss:
             return total_loss, count
         return None

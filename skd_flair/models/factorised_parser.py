@@ -40,6 +40,7 @@ class FactorisedDependencyTagger(DependencyTagger):
                                           device=flair.device)
         self.linear = torch.nn.Linear(self.linear.in_features, len(self.offsets) + len(self.relations),
                                       device=flair.device)
+        self._pair_cache = None  # `_pairs`, built on first decoding
 
     @property
     def label_names(self) -> List[str]:
@@ -82,7 +83,7 @@ class FactorisedDependencyTagger(DependencyTagger):
         if repair not in ("mst", "eisner"):
             return super()._trees(scores, repair, log_probs, probabilities)
         logp_o, logp_r = scores.log_probs()
-        pairs, offsets, col_of, low = self._pairs(logp_o.device)
+        pairs, offsets, col_of, low, is_root = self._pairs(logp_o.device)
         lengths = scores.lengths.cpu()
         batch, n, _ = logp_o.shape
         relation_mass = logp_r.double().exp() @ pairs.double().t() if self.relations else pairs.double().t()
@@ -103,7 +104,6 @@ class FactorisedDependencyTagger(DependencyTagger):
         if self.relations:
             allowed = pairs[col.clamp(min=0)] & (col >= 0).unsqueeze(-1)  # [B, N, R]
             if self.root_relation:
-                is_root = torch.tensor([r == self.root_relation for r in self.relations], device=allowed.device)
                 allowed &= torch.where((tree == 0).unsqueeze(-1), is_root, ~is_root)
             tag = logp_o.gather(-1, col.clamp(min=0).unsqueeze(-1)) + logp_r  # the tag path's float32 sums
             best = tag.masked_fill(~allowed, float("-inf")).max(-1)
@@ -132,8 +132,9 @@ class FactorisedDependencyTagger(DependencyTagger):
 
     def _pairs(self, device):
         """The (offset, relation) pairs of the dictionary's usable tags ``[O, R]`` (``[O, 1]`` without relations),
-        the offsets ``[O]``, and a lookup from offset value ``v`` to its column (``col_of[v - low]``, -1 if none)."""
-        if getattr(self, "_pair_cache", None) is None or self._pair_cache[0].device != device:
+        the offsets ``[O]``, a lookup from offset value ``v`` to its column (``col_of[v - low]``, -1 if none), and
+        which relations are the root relation ``[R]``."""
+        if self._pair_cache is None or self._pair_cache[0].device != device:
             pairs = torch.zeros(len(self.offsets), max(len(self.relations), 1), dtype=torch.bool)
             for k in range(len(self.tag_names)):
                 o, r = int(self._tag_offset[k]), int(self._tag_relation[k])
@@ -143,7 +144,8 @@ class FactorisedDependencyTagger(DependencyTagger):
             low = min(self.offsets, default=0)
             col_of = torch.full((max(self.offsets, default=0) - low + 1,), -1, dtype=torch.long)
             col_of[offsets - low] = torch.arange(len(self.offsets))
-            self._pair_cache = (pairs.to(device), offsets.to(device), col_of.to(device), low)
+            is_root = torch.tensor([r == self.root_relation for r in self.relations], dtype=torch.bool)
+            self._pair_cache = (pairs.to(device), offsets.to(device), col_of.to(device), low, is_root.to(device))
         return self._pair_cache
 
     def _get_state_dict(self):

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from typing import List, Optional, Union
 
-import torch
 from flair.data import Sentence
 
 from .dependency_tagger import DependencyTagger
+from .eval_loop import eval_mode
 from .fast_tagger import fast_tagger
 
 __all__ = ["fast_parse"]
 
 
-@torch.no_grad()
 def fast_parse(model: DependencyTagger, sentences: Union[List[Sentence], Sentence], mini_batch_size: int = 32,
                label_name: Optional[str] = None, repair: Optional[str] = None) -> None:
     """``model.predict(sentences, mini_batch_size, label_name=..., repair=...)`` through the fast path."""
@@ -28,17 +27,10 @@ def fast_parse(model: DependencyTagger, sentences: Union[List[Sentence], Sentenc
     if isinstance(sentences, Sentence):
         sentences = [sentences]
     fast = fast_tagger(model, emissions_only=True)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         ordered = sorted((s for s in sentences if len(s) > 0), key=len, reverse=True)
         for start in range(0, len(ordered), mini_batch_size):
             batch = ordered[start:start + mini_batch_size]
             tensors = fast.tensorize([[token.text for token in sentence.tokens] for sentence in batch])
             scores = model.chain_scores(fast.emissions(*tensors), tensors.lengths)
-            for sentence, (heads, rels, probs) in zip(batch, model._trees(scores, repair, probabilities=True)):
-                for token, h, r, prob in zip(sentence, heads, rels, probs):
-                    token.head_id = h
-                    token.set_label(label_name, r if r is not None else "dep", prob)
-    finally:
-        model.train(was_training)
+            model._write_trees(batch, model._trees(scores, repair, probabilities=True), label_name)
