@@ -7,8 +7,8 @@ or LAS for the parsing student (UD English-EWT, ``--task parsing``).
 For parsing the defaults are the ``parsing_1o`` teacher and its light student with unlabelled text
 (``python -m experiments.run parsing_1o --only slfl_u_tree_t1``); the words kept are the whole EWT training file's
 (the student read all of it, 2,000 sentences with trees, the rest as text) plus the frequent ones; the fast path
-(``fast_predict``: ``skd_flair.models.fast_parser``) is timed for the float student rows; no ONNX row (the ONNX
-export takes CRF/MaxEnt taggers only). Writes ``benchmarks/results/parsing_ship.json``.
+(``fast_predict``: ``skd_flair.models.fast_parser``) is timed for the float student rows, and the ONNX rows decode
+trees with ``skd_flair.parsing_runtime``. Writes ``benchmarks/results/parsing_ship.json``.
 
 Needs ``../shared/data/ner/conll03_en`` and trained models (``python -m experiments.run curve_en --only crf_none``
 or any CoNLL-03 tagger student, and the ``ner_en`` teacher). The student is exported as a user would:
@@ -40,7 +40,7 @@ TASKS = {
                 corpus="CoNLL-2003 English test (1,000 sentences, the suites' sample)", score="F1"),
     "parsing": dict(suite="parsing_1o", student=("parsing_1o", "slfl_u_tree_t1-seed1"),
                     teacher=("parsing_1o", "teacher"), kinds=("parser", "dependency_tagger"), label="dependency",
-                    out="parsing_ship.json", onnx=False, score="LAS",
+                    out="parsing_ship.json", onnx=True, score="LAS",
                     corpus="UD English-EWT test (1,000 sentences, the suite's sample)"),
 }
 
@@ -51,12 +51,20 @@ def _kept(folder: Path) -> Path:
 
 
 def _score(path: Path, test, kind: str, label: str) -> float:
-    if path.is_dir():  # ONNX: the runner's spans against the gold spans, micro F1 as Flair computes it
-        from skd_flair.onnx_runner import OnnxTagger
+    if path.is_dir():  # ONNX: the runner's output scored as the model's evaluate scores it
+        from skd_flair.onnx_runner import OnnxParser, load
 
-        tagged = OnnxTagger(path).predict([[t.text for t in s] for s in test])
-        correct = predicted = gold = 0
-        for sentence, result in zip(test, tagged):
+        runner = load(path)
+        results = runner.predict([[t.text for t in s] for s in test])
+        if isinstance(runner, OnnxParser):  # LAS over every word with a gold head, as DependencyTagger.evaluate
+            from skd_flair.models.dependency_eval import AttachmentScores
+
+            counts = AttachmentScores()
+            for sentence, result in zip(test, results):
+                counts.add(sentence, result["heads"], result["relations"], label)
+            return counts.scores()["las"]
+        correct = predicted = gold = 0  # spans against the gold spans, micro F1 as Flair computes it
+        for sentence, result in zip(test, results):
             spans = {(span[0].idx - 1, span[-1].idx, span.tag) for span in sentence.get_spans("ner")}
             mine = {(x["start"], x["end"], x["type"]) for x in result["spans"]}
             correct, predicted, gold = correct + len(spans & mine), predicted + len(mine), gold + len(spans)

@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true", help="store float weights as fp16 (float32 again after loading)")
     p.add_argument("--format", default="flair", choices=["flair", "onnx"],
                    help="flair: a Flair model file (default); onnx: a folder with model.onnx and tagger.json for "
-                        "`python -m skd_flair.onnx_runner` (numpy + onnxruntime; needs the [export] extra)")
+                        "`python -m skd_flair.onnx_runner` (numpy + onnxruntime; needs the [export] extra; "
+                        "taggers and parsing students)")
 
     p = sub.add_parser("plot", help="draw a run's loss.tsv (train loss, dev score) and kd_loss.tsv (KD "
                                     "diagnostics) as one PNG")

@@ -14,9 +14,9 @@ from flair.data import Sentence
 
 from .dependency_tagger import DependencyTagger
 from .eval_loop import eval_mode
-from .fast_tagger import fast_tagger
+from .fast_tagger import UnsupportedTagger, fast_tagger
 
-__all__ = ["fast_parse"]
+__all__ = ["fast_parse", "parser_config"]
 
 
 def fast_parse(model: DependencyTagger, sentences: Union[List[Sentence], Sentence], mini_batch_size: int = 32,
@@ -34,3 +34,27 @@ def fast_parse(model: DependencyTagger, sentences: Union[List[Sentence], Sentenc
             tensors = fast.tensorize([[token.text for token in sentence.tokens] for sentence in batch])
             scores = model.chain_scores(fast.emissions(*tensors), tensors.lengths)
             model._write_trees(batch, model._trees(scores, repair, probabilities=True), label_name)
+
+
+def parser_config(model: DependencyTagger) -> dict:
+    """The ``"parser"`` section of an ONNX export's config: what ``skd_flair.parsing_runtime.OffsetTreeDecoder``
+    needs to decode the graph's output columns into the trees `model` predicts (JSON-serialisable)."""
+    from .factorised_parser import FactorisedDependencyTagger
+
+    if model.repair not in ("mst", "eisner"):
+        raise UnsupportedTagger(f"ONNX export: a parser is exported with its tree decoder, mst or eisner; this one "
+                                f"decodes with {model.repair!r} (set model.repair = 'mst' before exporting)")
+    codec = model.codec
+    factorised = isinstance(model, FactorisedDependencyTagger)
+    if factorised:
+        relations = list(model.relations)
+        tag_relations = model._tag_relation.tolist()
+    else:
+        relations = list(dict.fromkeys(r for r in codec.relations if r is not None))
+        index = {r: k for k, r in enumerate(relations)}
+        tag_relations = [index.get(r, -1) if r is not None else -1 for r in codec.relations]
+    return {"factorised": factorised, "repair": model.repair, "root_relation": model.root_relation,
+            "relations": relations, "tags": list(codec.tags), "tag_offsets": codec.offsets.tolist(),
+            "tag_relations": tag_relations, "tag_usable": codec.usable.tolist(),
+            "offsets": list(model.offsets) if factorised else None,
+            "tag_offset_cols": model._tag_offset.tolist() if factorised else None}

@@ -15,7 +15,7 @@ import torch
 from .base import Structure
 from ._checks import StructureInputError, as_lengths, check_scores, check_shape, length_mask, require_trees
 from .eisner import eisner_argmax, eisner_log_partition, eisner_log_partition_and_marginals
-from .mst import max_spanning_tree
+from ..parsing_runtime import max_spanning_tree
 
 __all__ = ["DependencyTree", "arc_mask"]
 

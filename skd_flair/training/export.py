@@ -385,23 +385,36 @@ def _check_sample(words: Iterable[str]) -> List[List[str]]:
 
 
 def _runner_tags(folder: Path, sample: List[List[str]]) -> List[List[str]]:
-    from ..onnx_runner import OnnxTagger
+    """The runner's tag per token of `sample`; for a parser ``"{head}/{relation}"``."""
+    from ..onnx_runner import OnnxParser, load
 
-    return [result["tags"] for result in OnnxTagger(folder).predict(sample)]
+    runner = load(folder)
+    if isinstance(runner, OnnxParser):
+        return [[f"{h}/{r}" for h, r in zip(result["heads"], result["relations"])]
+                for result in runner.predict(sample)]
+    return [result["tags"] for result in runner.predict(sample)]
 
 
 def _check_onnx(model: DistillableTagger, folder: Path, sample: List[List[str]]) -> List[List[str]]:
-    """Tag `sample` with onnxruntime (through the runner) and with the model; ConfigError if tags differ.
-    Returns the runner's tags."""
+    """Tag `sample` with onnxruntime (through the runner) and with the model; ConfigError if tags (a parser's
+    heads and relations) differ. Returns the runner's tags."""
+    from ..models.dependency_tagger import DependencyTagger
+
     sentences = [Sentence(list(tokens)) for tokens in sample]
-    model.predict(sentences, force_token_predictions=True)
-    expected = [[token.get_label(model.tag_type).value if token.get_labels(model.tag_type) else "O"
-                 for token in sentence] for sentence in sentences]
-    tags = _runner_tags(folder, sample)
-    got = [[tag if tag not in ("O", "_") else "O" for tag in sentence] for sentence in tags]
+    if isinstance(model, DependencyTagger):
+        model.predict(sentences)
+        expected = [[f"{token.head_id}/{token.get_label(model.relation_type).value}" for token in sentence]
+                    for sentence in sentences]
+        got = _runner_tags(folder, sample)
+    else:
+        model.predict(sentences, force_token_predictions=True)
+        expected = [[token.get_label(model.tag_type).value if token.get_labels(model.tag_type) else "O"
+                     for token in sentence] for sentence in sentences]
+        tags = _runner_tags(folder, sample)
+        got = [[tag if tag not in ("O", "_") else "O" for tag in sentence] for sentence in tags]
     if got != expected:
         raise ConfigError(f"export: the ONNX graph tags differently from the model ({got} vs {expected})")
-    return tags
+    return got
 
 
 @contextlib.contextmanager
@@ -445,12 +458,18 @@ def export_onnx(model: DistillableTagger, folder: Path_) -> Dict[str, float]:
     sizes in MB. UnsupportedTagger (a ValueError) for a tagger the fast path cannot express."""
     import onnx
 
+    from ..models.dependency_tagger import DependencyTagger
+    from ..models.fast_parser import parser_config
     from ..models.fast_tagger import FastTagger, OnnxEmissions, onnx_input_names, runtime_config
     from ..onnx_runner import CONFIG_FILE, MODEL_FILE
 
-    fast = FastTagger.from_tagger(model).cpu()
+    parser = isinstance(model, DependencyTagger)
+    # a parser's graph ends at its output columns (tag or offset and relation scores); the runner decodes trees
+    fast = FastTagger(model, emissions_only=parser).cpu()
     graph = OnnxEmissions(fast).eval()
     config = runtime_config(fast)
+    if parser:
+        config["parser"] = parser_config(model)
     names = onnx_input_names(fast)
     batch = fast.tensorize([["Export", "check", "a"], ["x"]])
     given = {"word_ids": batch.word_ids, "char_ids": batch.char_ids, "char_index": batch.char_index,

@@ -71,9 +71,9 @@ def measure_one(path: str, kind: str, texts: List[List[str]], batch_sizes: Seque
     before = rss_mb()
     start = time.perf_counter()
     if target.is_dir():  # an ONNX export: model.onnx + tagger.json
-        from ..onnx_runner import OnnxTagger
+        from ..onnx_runner import load
 
-        runner = OnnxTagger(target, threads=threads)
+        runner = load(target, threads=threads)  # an OnnxTagger or, for a parsing student, an OnnxParser
         out["load_seconds"] = round(time.perf_counter() - start, 3)
         predictors = {"onnx": lambda batch, size: runner.predict(batch, batch_size=size)}
     else:

@@ -1,0 +1,270 @@
+"""Dependency-tree decoding in numpy (no torch, no flair), shared by ``skd_flair.structs.DependencyTree`` and the
+ONNX runner of exported parsing students (``skd_flair.onnx_runner``):
+
+- :func:`max_spanning_tree` / :func:`chu_liu_edmonds`: the best (single-rooted) non-projective tree;
+- :func:`eisner_heads`: the best single-rooted projective tree (Eisner's algorithm with back-pointers);
+- :class:`OffsetTreeDecoder`: a parsing-as-tagging student's per-word tag (or offset and relation) scores ->
+  trees, relations and scores, step for step as ``DependencyTagger.predict`` decodes them (head mass summed per
+  offset, arcs no tag names at a floor score, the best relation the dictionary pairs with each chosen arc).
+"""
+from __future__ import annotations
+
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["FLOOR", "OffsetTreeDecoder", "chu_liu_edmonds", "eisner_heads", "max_spanning_tree"]
+
+FLOOR = -1e4  # log head probability of an arc no tag can express: below any real log probability
+
+
+def _find_cycle(heads: np.ndarray) -> Optional[List[int]]:
+    """A cycle in the graph `heads` (node -> its head; node 0 is the root), or None."""
+    state = np.zeros(len(heads), dtype=np.int8)  # 0 new, 1 on the current path, 2 finished
+    for first in range(1, len(heads)):
+        if state[first]:
+            continue
+        path, v = [], first
+        while v > 0 and state[v] == 0:
+            state[v] = 1
+            path.append(v)
+            v = heads[v]
+        if v > 0 and state[v] == 1:
+            return path[path.index(v):]
+        state[path] = 2
+    return None
+
+
+def chu_liu_edmonds(scores: np.ndarray) -> np.ndarray:
+    """Best arborescence rooted at node 0 of the dense graph `scores[h, d]` (-inf = no arc).
+
+    Every node other than 0 needs at least one finite incoming arc. Returns heads with heads[0] = -1.
+    The root may take several children; see `max_spanning_tree` for the single-root variant.
+    """
+    s = np.array(scores, dtype=np.float64)
+    np.fill_diagonal(s, -np.inf)
+    s[:, 0] = -np.inf
+    heads = s.argmax(0)
+    heads[0] = -1
+    cycle = _find_cycle(heads)
+    if cycle is None:
+        return heads
+    cyc = np.array(cycle)
+    in_cycle = np.zeros(len(s), dtype=bool)
+    in_cycle[cyc] = True
+    rest = np.flatnonzero(~in_cycle)  # contains the root at index 0
+    k = len(rest)
+    sub = np.full((k + 1, k + 1), -np.inf)
+    sub[:k, :k] = s[np.ix_(rest, rest)]
+    # entering the cycle at v replaces v's cycle arc: score relative to that arc
+    enter = s[np.ix_(rest, cyc)] - s[heads[cyc], cyc][None, :]
+    best_entry = enter.argmax(1)
+    sub[:k, k] = enter[np.arange(k), best_entry]
+    leave = s[np.ix_(cyc, rest)]
+    best_exit = leave.argmax(0)
+    sub[k, :k] = leave[best_exit, np.arange(k)]
+    sub_heads = chu_liu_edmonds(sub)
+    out = heads.copy()
+    for i, node in enumerate(rest[1:], start=1):
+        h = sub_heads[i]
+        out[node] = cyc[best_exit[i]] if h == k else rest[h]
+    u = sub_heads[k]
+    out[cyc[best_entry[u]]] = rest[u]
+    return out
+
+
+def max_spanning_tree(scores: np.ndarray, single_root: bool = True) -> np.ndarray:
+    """Best dependency tree for `scores[h, d]` over nodes 0..n (0 = root); returns heads (heads[0] = -1).
+
+    With `single_root`, every root arc is lowered by more than the score range of any two trees, so the
+    best tree has exactly one root child and is the best among those (the constant trick that Zmigrod
+    et al. 2020 show to be exact).
+    """
+    s = np.array(scores, dtype=np.float64)
+    n = len(s) - 1
+    if n <= 0:
+        return np.full(len(s), -1)
+    off = ~np.eye(n + 1, dtype=bool)
+    off[:, 0] = False
+    finite = np.isfinite(s) & off
+    if not finite.any():
+        raise ValueError("no finite arc scores")
+    lo, hi = s[finite].min(), s[finite].max()
+    # impossible arcs (-inf) stay impossible; others are finite and bounded
+    if single_root:
+        # every word's best head: when that is a tree with one root child, it is the best tree of all, single
+        # root or not (most sentences of a trained parser), and the constant trick's deep recursion is spared
+        greedy = np.where(off, s, -np.inf).argmax(0)
+        greedy[0] = -1
+        if (int((greedy[1:] == 0).sum()) == 1 and np.isfinite(s[greedy[1:], np.arange(1, n + 1)]).all()
+                and _find_cycle(greedy) is None):
+            return greedy
+        s[0, 1:] -= 1.0 + n * (hi - lo)
+    return chu_liu_edmonds(s)
+
+
+def eisner_heads(scores: np.ndarray) -> np.ndarray:
+    """Best projective tree with exactly one root child for `scores[h, d]` over nodes 0..n (0 = root, all finite
+    off the diagonal and column 0); returns heads (heads[0] = -1). The words' charts are Eisner's over 1..n,
+    then the root picks the word whose two complete spans and root arc score best."""
+    s = np.asarray(scores, dtype=np.float64)
+    n = len(s) - 1
+    heads = np.full(n + 1, -1)
+    if n <= 0:
+        return heads
+    arcs = s[1:, 1:]  # [h, d] over words 0..n-1
+    neg = -np.inf
+    # complete (c) and incomplete (i) spans [s, t], headed left (l: head t) or right (r: head s); back-pointers
+    cl, cr, il, ir = (np.full((n, n), neg) for _ in range(4))
+    bcl, bcr, bil, bir = (np.zeros((n, n), dtype=np.int64) for _ in range(4))
+    idx = np.arange(n)
+    cl[idx, idx] = cr[idx, idx] = 0.0
+    for w in range(1, n):
+        starts = np.arange(n - w)
+        ends = starts + w
+        mids = starts[:, None] + np.arange(w)[None, :]  # r = s .. t-1
+        base = cr[starts[:, None], mids] + cl[mids + 1, ends[:, None]]
+        best = base.argmax(1)
+        top = base[starts, best]
+        il[starts, ends] = top + arcs[ends, starts]
+        ir[starts, ends] = top + arcs[starts, ends]
+        bil[starts, ends] = bir[starts, ends] = mids[starts, best]
+        left = cl[starts[:, None], mids] + il[mids, ends[:, None]]  # head t: [s, r] complete + [r, t] incomplete
+        best = left.argmax(1)
+        cl[starts, ends] = left[starts, best]
+        bcl[starts, ends] = mids[starts, best]
+        mids_r = mids + 1  # r = s+1 .. t
+        right = ir[starts[:, None], mids_r] + cr[mids_r, ends[:, None]]
+        best = right.argmax(1)
+        cr[starts, ends] = right[starts, best]
+        bcr[starts, ends] = mids_r[starts, best]
+    root = s[0, 1:] + cl[0, :] + cr[:, n - 1]
+    r = int(root.argmax())
+    heads[r + 1] = 0
+    stack: List[Tuple[str, int, int]] = [("cl", 0, r), ("cr", r, n - 1)]
+    while stack:
+        kind, a, b = stack.pop()
+        if a == b:
+            continue
+        if kind == "cl":
+            m = bcl[a, b]
+            stack += [("cl", a, m), ("il", m, b)]
+        elif kind == "cr":
+            m = bcr[a, b]
+            stack += [("ir", a, m), ("cr", m, b)]
+        else:
+            heads[(a if kind == "il" else b) + 1] = (b if kind == "il" else a) + 1
+            m = bil[a, b]
+            stack += [("cr", a, m), ("cl", m + 1, b)]
+    return heads
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+class OffsetTreeDecoder:
+    """Trees from a parsing student's output columns, as ``DependencyTagger`` decodes them.
+
+    `config`: the ``"parser"`` section an ONNX export writes (``skd_flair.models.fast_parser.parser_config``):
+    ``factorised`` (columns = offsets then relations, two softmaxes) or not (one softmax over the dictionary's
+    offset tags); per dictionary tag its offset, relation (index into ``relations``, -1 for none), whether it
+    can name a head, and for a factorised student its offset column; ``root_relation``; ``repair``."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.factorised = bool(config["factorised"])
+        self.repair = config["repair"]
+        if self.repair not in ("mst", "eisner"):
+            raise ValueError(f"parser repair must be mst or eisner, got {self.repair!r}")
+        self.relations: List[str] = list(config["relations"])
+        self.root_relation: Optional[str] = config["root_relation"]
+        self.tag_offset = np.asarray(config["tag_offsets"], dtype=np.int64)
+        self.tag_relation = np.asarray(config["tag_relations"], dtype=np.int64)
+        self.usable = np.asarray(config["tag_usable"], dtype=bool)
+        self.names_head = self.usable.copy()  # the codec's usable tags (the fallback relation's candidates)
+        self.n_offsets = len(config.get("offsets") or [])
+        self.tag_offset_col = np.asarray(config.get("tag_offset_cols") or [], dtype=np.int64)
+        rel_is_root = np.asarray([r == self.root_relation for r in self.relations] + [False])
+        self.tag_is_root = rel_is_root[self.tag_relation]  # -1 -> the trailing False
+        if self.factorised:
+            named = (self.tag_offset_col >= 0) & ((self.tag_relation >= 0) | (not self.relations))
+            self._factor_ok = named
+            self.usable = self.usable & named  # only (offset, relation) pairs carry head mass
+
+    def tag_log_probs(self, columns: np.ndarray) -> np.ndarray:
+        """``[B, N, tags]`` log probabilities of the dictionary's tags (-inf for a tag the student cannot name)."""
+        x = columns.astype(np.float32)
+        if not self.factorised:
+            return _log_softmax(x)
+        logp_o = _log_softmax(x[..., :self.n_offsets])
+        out = logp_o[..., np.maximum(self.tag_offset_col, 0)]
+        if self.relations:
+            logp_r = _log_softmax(x[..., self.n_offsets:])
+            out = out + logp_r[..., np.maximum(self.tag_relation, 0)]
+        return np.where(self._factor_ok, out, np.float32(-np.inf))
+
+    def arcs(self, logp: np.ndarray, n: int) -> np.ndarray:
+        """``[n+1, n+1]`` arc scores ``[h, d]`` of one sentence (its tag log probabilities ``[n, tags]``): log of
+        the tag mass per head, `FLOOR` on possible arcs no tag names, -inf on the diagonal and into ROOT."""
+        words = np.arange(1, n + 1)[:, None]
+        heads = words + self.tag_offset[None, :]
+        ok = self.usable[None, :] & (heads >= 0) & (heads != words) & (heads <= n)
+        probs = np.where(ok, np.exp(logp[:n].astype(np.float64)), 0.0)
+        mass = np.zeros((n, n + 1))
+        np.add.at(mass, (np.broadcast_to(words - 1, heads.shape), np.clip(heads, 0, n)), probs)
+        with np.errstate(divide="ignore"):
+            arcs = np.full((n + 1, n + 1), -np.inf)
+            arcs[:, 1:] = np.log(mass).T
+        valid = ~np.eye(n + 1, dtype=bool)
+        valid[:, 0] = False
+        arcs[valid & np.isneginf(arcs)] = FLOOR
+        arcs[~valid] = -np.inf
+        return arcs
+
+    def decode(self, columns: np.ndarray, lengths: Sequence[int]) -> List[Tuple[List[int], List[str], List[float]]]:
+        """Per sentence: heads (1-based, 0 = ROOT), relations and each word's chosen tag probability (0.0 for an
+        arc no tag names), from the output columns ``[B, N, C]``."""
+        logp = self.tag_log_probs(columns)
+        out = []
+        for b, n in enumerate(lengths):
+            if n == 0:
+                out.append(([], [], []))
+                continue
+            arcs = self.arcs(logp[b], n)
+            tree = eisner_heads(arcs) if self.repair == "eisner" else max_spanning_tree(arcs, single_root=True)
+            heads = [int(h) for h in tree[1:]]
+            rels, probs = self._relations(logp[b, :n], heads)
+            out.append((heads, rels, probs))
+        return out
+
+    def _relations(self, logp: np.ndarray, heads: List[int]) -> Tuple[List[str], List[float]]:
+        """The best tag naming each word's arc (with a root relation: only it from ROOT, never elsewhere), or the
+        fallback relation (the root relation from ROOT, else the word's best non-root relation)."""
+        n = len(heads)
+        hs = np.asarray(heads)
+        match = self.usable[None, :] & (self.tag_offset[None, :] == (hs - np.arange(1, n + 1))[:, None])
+        if self.root_relation:
+            match &= np.where((hs == 0)[:, None], self.tag_is_root[None, :], ~self.tag_is_root[None, :])
+        rows = np.where(match, logp, -np.inf)
+        best = rows.argmax(1)
+        top = rows[np.arange(n), best]
+        rels, probs = [], []
+        for i in range(n):
+            if np.isfinite(top[i]):
+                r = self.tag_relation[best[i]]
+                rels.append(self.relations[r] if r >= 0 else "dep")
+                probs.append(float(np.exp(np.float64(top[i]))))
+            else:
+                rels.append(self._fallback(logp[i], heads[i]))
+                probs.append(0.0)
+        return rels, probs
+
+    def _fallback(self, logp: np.ndarray, head: int) -> str:
+        if head == 0 and self.root_relation:
+            return self.root_relation
+        for k in np.argsort(-logp, kind="stable"):
+            r = self.tag_relation[k]
+            if r >= 0 and self.names_head[k] and self.relations[r] != self.root_relation:
+                return self.relations[r]
+        return "dep"
