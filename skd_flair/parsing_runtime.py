@@ -170,7 +170,11 @@ class OffsetTreeDecoder:
     `config`: the ``"parser"`` section an ONNX export writes (``skd_flair.models.fast_parser.parser_config``):
     ``factorised`` (columns = offsets then relations, two softmaxes) or not (one softmax over the dictionary's
     offset tags); per dictionary tag its offset, relation (index into ``relations``, -1 for none), whether it
-    can name a head, and for a factorised student its offset column; ``root_relation``; ``repair``."""
+    can name a head, and for a factorised student its offset column; ``root_relation``; ``repair``.
+
+    Head mass is summed per offset with one matrix product a batch (tags -> offsets, or for a factorised student
+    P(offset) times the mass of the relations paired with it) and placed on the heads by plain indexing: the
+    per-tag scatter was most of the decoding time."""
 
     def __init__(self, config: Mapping[str, Any]):
         self.factorised = bool(config["factorised"])
@@ -183,39 +187,63 @@ class OffsetTreeDecoder:
         self.tag_relation = np.asarray(config["tag_relations"], dtype=np.int64)
         self.usable = np.asarray(config["tag_usable"], dtype=bool)
         self.names_head = self.usable.copy()  # the codec's usable tags (the fallback relation's candidates)
-        self.n_offsets = len(config.get("offsets") or [])
-        self.tag_offset_col = np.asarray(config.get("tag_offset_cols") or [], dtype=np.int64)
         rel_is_root = np.asarray([r == self.root_relation for r in self.relations] + [False])
         self.tag_is_root = rel_is_root[self.tag_relation]  # -1 -> the trailing False
+        self.rel_is_root = rel_is_root[:-1]
         if self.factorised:
+            self.offsets = np.asarray(config["offsets"], dtype=np.int64)
+            self.tag_offset_col = np.asarray(config["tag_offset_cols"], dtype=np.int64)
             named = (self.tag_offset_col >= 0) & ((self.tag_relation >= 0) | (not self.relations))
             self._factor_ok = named
             self.usable = self.usable & named  # only (offset, relation) pairs carry head mass
+            self.pairs = np.zeros((len(self.offsets), max(len(self.relations), 1)), dtype=bool)
+            tags = np.flatnonzero(self.usable)
+            self.pairs[self.tag_offset_col[tags], np.maximum(self.tag_relation[tags], 0)] = True
+            self.col_of = {int(o): c for c, o in enumerate(self.offsets)}
+        else:
+            self.offsets = np.unique(self.tag_offset[self.usable])
+            column = {int(o): c for c, o in enumerate(self.offsets)}
+            self.to_offsets = np.zeros((len(self.tag_offset), len(self.offsets)))
+            for k in np.flatnonzero(self.usable):
+                self.to_offsets[k, column[int(self.tag_offset[k])]] = 1.0
 
     def tag_log_probs(self, columns: np.ndarray) -> np.ndarray:
-        """``[B, N, tags]`` log probabilities of the dictionary's tags (-inf for a tag the student cannot name)."""
+        """``[..., tags]`` log probabilities of the dictionary's tags (-inf for a tag the student cannot name)."""
         x = columns.astype(np.float32)
         if not self.factorised:
             return _log_softmax(x)
-        logp_o = _log_softmax(x[..., :self.n_offsets])
+        logp_o, logp_r = self._factors(x)
         out = logp_o[..., np.maximum(self.tag_offset_col, 0)]
         if self.relations:
-            logp_r = _log_softmax(x[..., self.n_offsets:])
             out = out + logp_r[..., np.maximum(self.tag_relation, 0)]
         return np.where(self._factor_ok, out, np.float32(-np.inf))
 
-    def arcs(self, logp: np.ndarray, n: int) -> np.ndarray:
-        """``[n+1, n+1]`` arc scores ``[h, d]`` of one sentence (its tag log probabilities ``[n, tags]``): log of
-        the tag mass per head, `FLOOR` on possible arcs no tag names, -inf on the diagonal and into ROOT."""
+    def _factors(self, x: np.ndarray):
+        n_off = len(self.offsets)
+        return _log_softmax(x[..., :n_off]), (_log_softmax(x[..., n_off:]) if self.relations else None)
+
+    def head_mass(self, logp) -> np.ndarray:
+        """``[B, N, offsets]`` probability of each head offset (float64): a factorised student's P(offset) times
+        the probability of the relations the dictionary pairs with it, else the summed mass of its tags."""
+        if self.factorised:
+            logp_o, logp_r = logp
+            paired = (np.exp(logp_r.astype(np.float64)) @ self.pairs.T if self.relations
+                      else self.pairs.T.astype(np.float64))
+            return np.exp(logp_o.astype(np.float64)) * paired
+        return np.exp(logp.astype(np.float64)) @ self.to_offsets
+
+    def arcs(self, mass: np.ndarray, n: int) -> np.ndarray:
+        """``[n+1, n+1]`` arc scores ``[h, d]`` of one sentence from its offset mass ``[n, offsets]``: log mass,
+        `FLOOR` on possible arcs no tag names, -inf on the diagonal and into ROOT."""
         words = np.arange(1, n + 1)[:, None]
-        heads = words + self.tag_offset[None, :]
-        ok = self.usable[None, :] & (heads >= 0) & (heads != words) & (heads <= n)
-        probs = np.where(ok, np.exp(logp[:n].astype(np.float64)), 0.0)
-        mass = np.zeros((n, n + 1))
-        np.add.at(mass, (np.broadcast_to(words - 1, heads.shape), np.clip(heads, 0, n)), probs)
+        heads = words + self.offsets[None, :]
+        ok = (heads >= 0) & (heads <= n) & (heads != words)
+        per_head = np.zeros((n, n + 1))
+        rows, cols = np.nonzero(ok)
+        per_head[rows, heads[rows, cols]] = mass[:n][rows, cols]  # one offset per head and word: no collisions
         with np.errstate(divide="ignore"):
             arcs = np.full((n + 1, n + 1), -np.inf)
-            arcs[:, 1:] = np.log(mass).T
+            arcs[:, 1:] = np.log(per_head).T
         valid = ~np.eye(n + 1, dtype=bool)
         valid[:, 0] = False
         arcs[valid & np.isneginf(arcs)] = FLOOR
@@ -225,18 +253,43 @@ class OffsetTreeDecoder:
     def decode(self, columns: np.ndarray, lengths: Sequence[int]) -> List[Tuple[List[int], List[str], List[float]]]:
         """Per sentence: heads (1-based, 0 = ROOT), relations and each word's chosen tag probability (0.0 for an
         arc no tag names), from the output columns ``[B, N, C]``."""
-        logp = self.tag_log_probs(columns)
+        x = columns.astype(np.float32)
+        logp = self._factors(x) if self.factorised else _log_softmax(x)
+        mass = self.head_mass(logp)
         out = []
         for b, n in enumerate(lengths):
             if n == 0:
                 out.append(([], [], []))
                 continue
-            arcs = self.arcs(logp[b], n)
+            arcs = self.arcs(mass[b], n)
             tree = eisner_heads(arcs) if self.repair == "eisner" else max_spanning_tree(arcs, single_root=True)
             heads = [int(h) for h in tree[1:]]
-            rels, probs = self._relations(logp[b, :n], heads)
+            if self.factorised:
+                rels, probs = self._factorised_relations(logp[0][b, :n], None if logp[1] is None else logp[1][b, :n],
+                                                         x[b, :n], heads)
+            else:
+                rels, probs = self._relations(logp[b, :n], heads)
             out.append((heads, rels, probs))
         return out
+
+    def _factorised_relations(self, logp_o, logp_r, x, heads: List[int]) -> Tuple[List[str], List[float]]:
+        """Each word's best relation among those the dictionary pairs with its head's offset (the root relation
+        from ROOT, never elsewhere), scored log P(offset) + log P(relation); else the fallback relation."""
+        rels, probs = [], []
+        for i, h in enumerate(heads):
+            c = self.col_of.get(h - (i + 1), -1)
+            if c >= 0 and self.relations:
+                allowed = self.pairs[c] & (self.rel_is_root if h == 0 and self.root_relation
+                                           else ~self.rel_is_root if self.root_relation else True)
+                if allowed.any():
+                    scores = np.where(allowed, logp_o[i, c] + logp_r[i], -np.inf)
+                    r = int(scores.argmax())
+                    rels.append(self.relations[r])
+                    probs.append(float(np.exp(np.float64(scores[r]))))
+                    continue
+            rels.append(self._fallback(self.tag_log_probs(x[i]), h))
+            probs.append(0.0)
+        return rels, probs
 
     def _relations(self, logp: np.ndarray, heads: List[int]) -> Tuple[List[str], List[float]]:
         """The best tag naming each word's arc (with a root relation: only it from ROOT, never elsewhere), or the
