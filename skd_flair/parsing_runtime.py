@@ -76,9 +76,9 @@ def chu_liu_edmonds(scores: np.ndarray) -> np.ndarray:
 def max_spanning_tree(scores: np.ndarray, single_root: bool = True) -> np.ndarray:
     """Best dependency tree for `scores[h, d]` over nodes 0..n (0 = root); returns heads (heads[0] = -1).
 
-    With `single_root`, every root arc is lowered by more than the score range of any two trees, so the
-    best tree has exactly one root child and is the best among those (the constant trick that Zmigrod
-    et al. 2020 show to be exact).
+    With `single_root`: the best tree when it has one root child; else every root arc is lowered by more than
+    the score range of any two trees, so the best tree has exactly one root child and is the best among those
+    (the constant trick that Zmigrod et al. 2020 show to be exact).
     """
     s = np.array(scores, dtype=np.float64)
     n = len(s) - 1
@@ -92,13 +92,13 @@ def max_spanning_tree(scores: np.ndarray, single_root: bool = True) -> np.ndarra
     lo, hi = s[finite].min(), s[finite].max()
     # impossible arcs (-inf) stay impossible; others are finite and bounded
     if single_root:
-        # every word's best head: when that is a tree with one root child, it is the best tree of all, single
-        # root or not (most sentences of a trained parser), and the constant trick's deep recursion is spared
-        greedy = np.where(off, s, -np.inf).argmax(0)
-        greedy[0] = -1
-        if (int((greedy[1:] == 0).sum()) == 1 and np.isfinite(s[greedy[1:], np.arange(1, n + 1)]).all()
-                and _find_cycle(greedy) is None):
-            return greedy
+        # the best tree of all: when it has one root child it is also the best single-root tree, and the constant
+        # trick is spared. That trick makes every word's best head a non-root one, so decoding contracts cycle
+        # after cycle until one node is left (about one level per word; half of a trained parser's decoding
+        # time went there), where the free tree of a trained parser is mostly its greedy heads or one small cycle
+        free = chu_liu_edmonds(s)
+        if int((free[1:] == 0).sum()) == 1:
+            return free
         s[0, 1:] -= 1.0 + n * (hi - lo)
     return chu_liu_edmonds(s)
 
@@ -199,7 +199,9 @@ class OffsetTreeDecoder:
             self.pairs = np.zeros((len(self.offsets), max(len(self.relations), 1)), dtype=bool)
             tags = np.flatnonzero(self.usable)
             self.pairs[self.tag_offset_col[tags], np.maximum(self.tag_relation[tags], 0)] = True
-            self.col_of = {int(o): c for c, o in enumerate(self.offsets)}
+            self._low = int(self.offsets.min()) if len(self.offsets) else 0
+            self._col_of = np.full(int(self.offsets.max()) - self._low + 1 if len(self.offsets) else 1, -1)
+            self._col_of[self.offsets - self._low] = np.arange(len(self.offsets))  # offset value -> its column
         else:
             self.offsets = np.unique(self.tag_offset[self.usable])
             column = {int(o): c for c, o in enumerate(self.offsets)}
@@ -275,20 +277,28 @@ class OffsetTreeDecoder:
     def _factorised_relations(self, logp_o, logp_r, x, heads: List[int]) -> Tuple[List[str], List[float]]:
         """Each word's best relation among those the dictionary pairs with its head's offset (the root relation
         from ROOT, never elsewhere), scored log P(offset) + log P(relation); else the fallback relation."""
+        n = len(heads)
+        hs = np.asarray(heads)
+        steps = hs - np.arange(1, n + 1)
+        inside = (steps >= self._low) & (steps < self._low + len(self._col_of))
+        col = np.where(inside, self._col_of[np.clip(steps - self._low, 0, len(self._col_of) - 1)], -1)
+        found = np.zeros(n, dtype=bool)
+        if self.relations:
+            allowed = self.pairs[np.maximum(col, 0)] & (col >= 0)[:, None]  # [n, R]
+            if self.root_relation:
+                allowed &= np.where((hs == 0)[:, None], self.rel_is_root[None, :], ~self.rel_is_root[None, :])
+            scores = np.where(allowed, logp_o[np.arange(n), np.maximum(col, 0)][:, None] + logp_r, -np.inf)
+            best = scores.argmax(1)
+            top = scores[np.arange(n), best]
+            found = np.isfinite(top)
         rels, probs = [], []
-        for i, h in enumerate(heads):
-            c = self.col_of.get(h - (i + 1), -1)
-            if c >= 0 and self.relations:
-                allowed = self.pairs[c] & (self.rel_is_root if h == 0 and self.root_relation
-                                           else ~self.rel_is_root if self.root_relation else True)
-                if allowed.any():
-                    scores = np.where(allowed, logp_o[i, c] + logp_r[i], -np.inf)
-                    r = int(scores.argmax())
-                    rels.append(self.relations[r])
-                    probs.append(float(np.exp(np.float64(scores[r]))))
-                    continue
-            rels.append(self._fallback(self.tag_log_probs(x[i]), h))
-            probs.append(0.0)
+        for i in range(n):
+            if found[i]:
+                rels.append(self.relations[best[i]])
+                probs.append(float(np.exp(np.float64(top[i]))))
+            else:
+                rels.append(self._fallback(self.tag_log_probs(x[i]), heads[i]))
+                probs.append(0.0)
         return rels, probs
 
     def _relations(self, logp: np.ndarray, heads: List[int]) -> Tuple[List[str], List[float]]:
