@@ -160,13 +160,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("folder", help="the folder written by `skd-flair export MODEL FOLDER --format onnx`")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--conllu", action="store_true",
+                        help="a parser's trees as CoNLL-U (ID, FORM, HEAD, DEPREL; other columns _) instead of JSON")
     args = parser.parse_args(argv)
     model = load(args.folder, threads=args.threads)
+    if args.conllu and not isinstance(model, OnnxParser):
+        parser.error(f"--conllu needs a parser; {args.folder} holds a tagger")
     keys = ("tokens", "heads", "relations") if isinstance(model, OnnxParser) else ("tokens", "tags", "spans")
     lines = [line.split() for line in sys.stdin.read().splitlines()]
     for result in model.predict(lines, batch_size=args.batch_size):
+        if args.conllu:
+            if result["tokens"]:  # an empty line has no sentence in CoNLL-U
+                print(conllu(result))
+            continue
         print(json.dumps({key: result[key] for key in keys}, ensure_ascii=False))
     return 0
+
+
+def conllu(result: dict) -> str:
+    """One parsed sentence (`OnnxParser.predict`'s dict) as CoNLL-U lines, ending in the blank separator line."""
+    rows = [f"{i}\t{form}\t_\t_\t_\t_\t{head}\t{rel}\t_\t_"
+            for i, (form, head, rel) in enumerate(zip(result["tokens"], result["heads"], result["relations"]), 1)]
+    return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":

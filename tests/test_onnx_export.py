@@ -118,6 +118,9 @@ def test_runner_command_line(exported):
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert [line["tokens"] for line in lines] == [["Anna", "went", "to", "Berlin"], [], ["x"]]
     assert all(len(line["tags"]) == len(line["tokens"]) for line in lines)
+    run = subprocess.run([sys.executable, "-m", "skd_flair.onnx_runner", str(out), "--conllu"], input="x\n",
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert run.returncode == 2 and "--conllu needs a parser" in run.stderr.strip().splitlines()[-1]
 
 
 def test_unsupported_onnx_exports_fail_in_one_line(exported, tmp_path, capsys):

@@ -84,6 +84,14 @@ def test_int8_parser_export_and_command_line(tmp_path):
     assert [line["tokens"] for line in lines] == [["The", "cat", "sat"], [], ["x"]]
     assert [line["heads"].count(0) for line in lines] == [1, 0, 1]  # one root per tree
     assert all(len(line["relations"]) == len(line["tokens"]) for line in lines)
+    run = subprocess.run([sys.executable, "-m", "skd_flair.onnx_runner", str(out), "--conllu"],
+                         input="The cat sat\n\nx\n", capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    blocks = [b.split("\n") for b in run.stdout.strip("\n").split("\n\n")]
+    assert [[row.split("\t")[1] for row in b] for b in blocks] == [["The", "cat", "sat"], ["x"]]
+    assert all(len(row.split("\t")) == 10 for b in blocks for row in b)  # the ten CoNLL-U columns
+    assert [[int(row.split("\t")[6]) for row in b] for b in blocks] == [lines[0]["heads"], lines[2]["heads"]]
+    assert [[row.split("\t")[7] for row in b] for b in blocks] == [lines[0]["relations"], lines[2]["relations"]]
 
 
 def test_parser_with_a_heuristic_repair_is_refused_in_one_line(tmp_path, capsys):
