@@ -116,7 +116,7 @@ def eisner_heads(scores: np.ndarray) -> np.ndarray:
     neg = -np.inf
     # complete (c) and incomplete (i) spans [s, t], headed left (l: head t) or right (r: head s); back-pointers
     cl, cr, il, ir = (np.full((n, n), neg) for _ in range(4))
-    bcl, bcr, bil, bir = (np.zeros((n, n), dtype=np.int64) for _ in range(4))
+    bcl, bcr, bi = (np.zeros((n, n), dtype=np.int64) for _ in range(3))  # bi: both incomplete kinds split alike
     idx = np.arange(n)
     cl[idx, idx] = cr[idx, idx] = 0.0
     for w in range(1, n):
@@ -128,7 +128,7 @@ def eisner_heads(scores: np.ndarray) -> np.ndarray:
         top = base[starts, best]
         il[starts, ends] = top + arcs[ends, starts]
         ir[starts, ends] = top + arcs[starts, ends]
-        bil[starts, ends] = bir[starts, ends] = mids[starts, best]
+        bi[starts, ends] = mids[starts, best]
         left = cl[starts[:, None], mids] + il[mids, ends[:, None]]  # head t: [s, r] complete + [r, t] incomplete
         best = left.argmax(1)
         cl[starts, ends] = left[starts, best]
@@ -154,7 +154,7 @@ def eisner_heads(scores: np.ndarray) -> np.ndarray:
             stack += [("ir", a, m), ("cr", m, b)]
         else:
             heads[(a if kind == "il" else b) + 1] = (b if kind == "il" else a) + 1
-            m = bil[a, b]
+            m = bi[a, b]
             stack += [("cr", a, m), ("cl", m + 1, b)]
     return heads
 

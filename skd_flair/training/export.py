@@ -401,20 +401,20 @@ def _check_onnx(model: DistillableTagger, folder: Path, sample: List[List[str]])
     from ..models.dependency_tagger import DependencyTagger
 
     sentences = [Sentence(list(tokens)) for tokens in sample]
+    tags = _runner_tags(folder, sample)
     if isinstance(model, DependencyTagger):
         model.predict(sentences)
         expected = [[f"{token.head_id}/{token.get_label(model.relation_type).value}" for token in sentence]
                     for sentence in sentences]
-        got = _runner_tags(folder, sample)
+        got = tags
     else:
         model.predict(sentences, force_token_predictions=True)
         expected = [[token.get_label(model.tag_type).value if token.get_labels(model.tag_type) else "O"
                      for token in sentence] for sentence in sentences]
-        tags = _runner_tags(folder, sample)
         got = [[tag if tag not in ("O", "_") else "O" for tag in sentence] for sentence in tags]
     if got != expected:
         raise ConfigError(f"export: the ONNX graph tags differently from the model ({got} vs {expected})")
-    return got
+    return tags
 
 
 @contextlib.contextmanager
