@@ -52,19 +52,24 @@ def enumerated_kd(scores, logp_o, logp_r, offsets, relations, projective, temper
         for heads, lp in zip(trees, logp_tree):
             for rels in itertools.product(range(len(names)), repeat=n):
                 p = (lp + sum(rel_logp[heads[i], i + 1, rels[i]] for i in range(n))).exp()
-                student = sum(logp_o[b, i, offsets.index(heads[i] - (i + 1))] +
-                              logp_r[b, i, relations.index(names[rels[i]])] for i in range(n))
+                student = 0.0
+                for i in range(n):
+                    o, r = offsets.index(heads[i] - (i + 1)), relations.index(names[rels[i]])
+                    # a head-aware student's relation softmax is the one of word i's head: [B, N, K, R]
+                    student = student + logp_o[b, i, o] + (logp_r[b, i, o, r] if logp_r.dim() == 4 else
+                                                           logp_r[b, i, r])
                 total = total - p * student
         out.append(t ** 2 * total)
     return torch.stack(out)
 
 
+@pytest.mark.parametrize("head", [False, True], ids=["offset_relation", "head_aware"])
 @pytest.mark.parametrize("case", list(TEACHERS))
 @pytest.mark.parametrize("temperature, mode", [(1.0, "local"), (2.0, "global")])
-def test_factorised_kd_loss_equals_enumerated_cross_entropy(case, temperature, mode):
+def test_factorised_kd_loss_equals_enumerated_cross_entropy(case, temperature, mode, head):
     corpus = tiny_corpus()
     teacher = randomize(parser(corpus, relations=tiny_relations(), dim=6, **TEACHERS[case]), seed=5)
-    model = student(corpus, tiny_tags(), seed=6, dim=5).eval()
+    model = student(corpus, tiny_tags(), seed=6, dim=5, head_relations=head).eval()
     sentences = [Sentence(["a", "b", "c"]), Sentence(["d"]), Sentence(["b", "a"])]
     objective = StructuralKD(temperature=temperature, temperature_mode=mode)
     scores = teacher.teacher_scores(sentences)
@@ -87,6 +92,32 @@ def test_factorised_kd_loss_equals_enumerated_cross_entropy(case, temperature, m
     assert count == 6 and float(loss) == pytest.approx(float(want.sum()), rel=1e-5)
 
 
+def test_head_aware_targets_refuse_local_tempering_and_lose_mass_visibly():
+    from skd_flair.distill.head_relation import arcs_to_head_relations, head_labels
+
+    corpus = tiny_corpus()
+    teacher = randomize(parser(corpus, relations=tiny_relations(), dim=6), seed=7)
+    model = student(corpus, tiny_tags(), head_relations=True)
+    scores = teacher.teacher_scores([Sentence(["a", "b", "c"])])
+    with pytest.raises(ValueError, match="temperature_mode 'global'"):
+        StructuralKD(temperature=2.0).targets(scores, model.label_names, model.kd_factorisation)
+    m = scores.marginals()
+    narrow = arcs_to_head_relations(m, head_labels([-1, 1], ["root", "nsubj"]))
+    # kept: heads at offsets -1 and +1 (word 1's -1 is ROOT) with relations root or nsubj; the rest is dropped
+    joint = m.arcs[0].unsqueeze(-1) * m.relations[0][..., [m.relation_names.index("root"),
+                                                            m.relation_names.index("nsubj")]]
+    for d in (1, 2, 3):
+        kept = sum(joint[h, d].sum() for h in (d - 1, d + 1) if 0 <= h <= 3)
+        assert float(narrow.dropped_mass[0, d - 1]) == pytest.approx(1.0 - float(kept), abs=1e-9)
+    torch.testing.assert_close(narrow.offsets.sum(-1), torch.ones(1, 3, dtype=torch.float64))
+    # the words' relation mass is the heads' expected dependents plus ROOT's (word 1 at offset -1), which has no
+    # head row
+    torch.testing.assert_close(narrow.relations.sum((1, 2)), narrow.head_relations.sum((1, 2)) +
+                               narrow.offsets[:, 0, 0])
+    with pytest.raises(LabelMismatchError, match="no column"):
+        arcs_to_head_relations(m, head_labels([-1, 1], ["root", "nsubj"]), unknown="error")
+
+
 def test_offsets_and_relations_the_student_lacks_lose_their_mass_visibly():
     corpus = tiny_corpus()
     teacher = randomize(parser(corpus, relations=tiny_relations(), dim=6), seed=7)
@@ -107,10 +138,11 @@ def test_offsets_and_relations_the_student_lacks_lose_their_mass_visibly():
     assert split_labels(full) == ([-3, -2, -1, 1, 2, 3], ["root", "nsubj", "obj"])
 
 
-def test_gold_loss_is_the_two_softmaxes_negative_log_likelihood():
+@pytest.mark.parametrize("head", [False, True], ids=["offset_relation", "head_aware"])
+def test_gold_loss_is_the_two_softmaxes_negative_log_likelihood(head):
     corpus = small_corpus(n_train=8, n_dev=2, n_test=2)
     tags = make_tag_dictionary(corpus)
-    model = student(corpus, tags, seed=1).eval()
+    model = student(corpus, tags, seed=1, head_relations=head).eval()
     sentences = list(corpus.train)[:3]
     with torch.no_grad():
         loss, count = model.forward_loss(sentences)
@@ -121,17 +153,28 @@ def test_gold_loss_is_the_two_softmaxes_negative_log_likelihood():
     for b, s in enumerate(ordered):
         for i, token in enumerate(s):
             o, r = token.head_id - (i + 1), token.get_label("dependency").value
-            want -= float(logp_o[b, i, model.offsets.index(o)] + logp_r[b, i, model.relations.index(r)])
+            k, rel = model.offsets.index(o), model.relations.index(r)
+            want -= float(logp_o[b, i, k] + (logp_r[b, i, k, rel] if head else logp_r[b, i, rel]))
     assert count == sum(len(s) for s in sentences) and float(loss) == pytest.approx(want, rel=1e-5)
-    assert len(model.label_names) == len(model.offsets) + len(model.relations) < len(model.tag_names)
+    columns = len(model.offsets) + len(model.relations) * (2 if head else 1)
+    assert len(model.label_names) == columns and (head or columns < len(model.tag_names))
+    if head:  # the relation softmax moves with the head: the head part of another word changes it
+        with torch.no_grad():
+            features, lengths = model._features(ordered)
+            features[..., -len(model.relations):] += torch.randn_like(features[..., -len(model.relations):])
+            _, moved = model.chain_scores(features, lengths).log_probs()
+        assert not torch.allclose(moved, logp_r)
 
 
 @pytest.mark.slow
-def test_factorised_student_learns_from_a_parser_saves_loads_and_parses(tmp_path):
+@pytest.mark.parametrize("head", [False, True], ids=["offset_relation", "head_aware"])
+def test_factorised_student_learns_from_a_parser_saves_loads_and_parses(tmp_path, head):
     corpus = small_corpus()
     teacher = randomize(parser(corpus, seed=2, dim=10), seed=3, scale=0.3)
-    model = student(corpus, make_tag_dictionary(corpus), seed=4)
-    targets = annotate(teacher, corpus.train, model, {"type": "structural", "temperature": 2.0}, progress=False)
+    model = student(corpus, make_tag_dictionary(corpus), seed=4, head_relations=head)
+    targets = annotate(teacher, corpus.train, model, {"type": "structural", "temperature": 2.0,
+                                                      "temperature_mode": "global" if head else "local"},
+                       progress=False)
     plugin = DistillationPlugin(targets, mix={"type": "constant", "weight": 0.5})
     result = ModelTrainer(model, corpus).train(tmp_path, max_epochs=2, mini_batch_size=8, learning_rate=0.1,
                                                plugins=[plugin], save_final_model=True)
@@ -141,6 +184,7 @@ def test_factorised_student_learns_from_a_parser_saves_loads_and_parses(tmp_path
     kept = tmp_path / "best-model.pt"  # the model the trainer ends with (epoch 2 did not improve dev here)
     for loaded in (DependencyTagger.load(kept), flair.nn.Model.load(kept)):
         assert type(loaded) is FactorisedDependencyTagger and loaded.label_names == model.label_names
+        assert loaded.head_relations == head
         ours, theirs = copy.deepcopy(list(corpus.test)), copy.deepcopy(list(corpus.test))
         model.predict(ours)
         loaded.predict(theirs)
@@ -163,8 +207,9 @@ def test_factorised_student_learns_from_a_parser_saves_loads_and_parses(tmp_path
                                           plugins=[DistillationPlugin(targets)])
 
 
+@pytest.mark.parametrize("head", [False, True], ids=["offset_relation", "head_aware"])
 @pytest.mark.parametrize("repair", ["mst", "eisner"])
-def test_factorised_trees_equal_the_tag_paths(repair):
+def test_factorised_trees_equal_the_tag_paths(repair, head):
     """The factorised decoder (head mass from the two softmaxes) gives the tag path's trees, relations and
     scores: `decode_offset_tags` over every (offset, relation) tag of the dictionary."""
     from skd_flair.models.offset_tags import decode_offset_tags
@@ -174,7 +219,7 @@ def test_factorised_trees_equal_the_tag_paths(repair):
     sentences = sorted(list(corpus.train)[:24] + list(corpus.test), key=len, reverse=True)
     checked = set()
     for seed in range(3):
-        model = randomize(student(corpus, tags, seed=seed), seed=seed, scale=2.0).eval()
+        model = randomize(student(corpus, tags, seed=seed, head_relations=head), seed=seed, scale=2.0).eval()
         with torch.no_grad():
             scores = model._scores(sentences)
             fast = model._trees(scores, repair, probabilities=True)

@@ -14,13 +14,14 @@ from .span_scores import SpanScores, SpanTokenMarginals
 from .targets import TARGET_KINDS, ArcMarginals, ChainMarginals, SequenceTargets, Targets, TokenMarginals
 # every student factorisation registers its maps and target kind on import (a cache may hold any kind)
 from .offset_relation import OffsetRelationMarginals, OffsetRelationStudent  # noqa: E402
+from .head_relation import HeadRelationMarginals, HeadRelationStudent  # noqa: E402
 from .segments import SegmentMarginals, SpanCRFStudent  # noqa: E402
 from .temperature import temper
 
 __all__ = [
     "SPECIAL_LABELS", "LabelMismatchError", "align_labels", "FACTORISATIONS", "Factorisation", "factorisation",
     "TARGET_KINDS", "Targets", "SegmentMarginals", "SpanCRFStudent", "OffsetRelationMarginals",
-    "OffsetRelationStudent",
+    "OffsetRelationStudent", "HeadRelationMarginals", "HeadRelationStudent",
     "crf_structural_loss", "token_cross_entropy", "crf_posterior_loss", "crf_sequence_loss", "token_sequence_loss",
     "to_student", "register_map", "chain_to_chain", "chain_to_tokens", "tokens_to_chain", "tokens_to_tokens",
     "arcs_to_offset_tags",

@@ -12,6 +12,7 @@ from typing import List, Optional
 import flair
 import torch
 
+from ..distill.head_relation import HeadRelationScores, HeadRelationStudent, head_labels
 from ..distill.maps import parse_offset_tag
 from ..distill.offset_relation import OffsetRelationScores, OffsetRelationStudent, offset_label
 from .dependency_tagger import DependencyTagger
@@ -22,12 +23,18 @@ __all__ = ["FactorisedDependencyTagger"]
 
 class FactorisedDependencyTagger(DependencyTagger):
     """`DependencyTagger`'s arguments; the tag dictionary (`make_tag_dictionary`) names the offsets and
-    relations the student can predict (every offset and every relation of its tags)."""
+    relations the student can predict (every offset and every relation of its tags).
+
+    Args:
+        head_relations: predict a word's relation from its own and its head's BiLSTM states (relation logits
+            ``dep_d + head_h``, ``distill.head_relation``) instead of from its own alone.
+    """
 
     factorised = True
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, head_relations: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.head_relations = bool(head_relations)
         parsed = [parse_offset_tag(tag) for tag in self.tag_names]
         self.offsets = sorted({p[0] for p in parsed if p is not None})
         self.relations = list(dict.fromkeys(p[1] for p in parsed if p is not None and p[1] is not None))
@@ -38,29 +45,46 @@ class FactorisedDependencyTagger(DependencyTagger):
                                         device=flair.device)
         self._tag_relation = torch.tensor([relation_col.get(p[1], -1) if p is not None else -1 for p in parsed],
                                           device=flair.device)
-        self.linear = torch.nn.Linear(self.linear.in_features, len(self.offsets) + len(self.relations),
-                                      device=flair.device)
+        if self.head_relations and not self.relations:
+            raise ValueError("head_relations needs relation tags (the tag dictionary has none)")
+        columns = len(self.offsets) + len(self.relations) * (2 if self.head_relations else 1)
+        self.linear = torch.nn.Linear(self.linear.in_features, columns, device=flair.device)
         self._pair_cache = None  # `_pairs`, built on first decoding
 
     @property
     def label_names(self) -> List[str]:
-        """The output columns: ``"@{offset}"`` per offset, then the relations (the KD student space)."""
+        """The output columns: ``"@{offset}"`` per offset, then the relations (the KD student space), then with
+        `head_relations` ``"^{relation}"`` (the head parts)."""
+        if self.head_relations:
+            return head_labels(self.offsets, self.relations)
         return [offset_label(o) for o in self.offsets] + list(self.relations)
 
     @property
     def kd_factorisation(self) -> str:
-        return OffsetRelationStudent.name
+        return HeadRelationStudent.name if self.head_relations else OffsetRelationStudent.name
 
-    def chain_scores(self, features: torch.Tensor, lengths: torch.Tensor) -> OffsetRelationScores:
-        return OffsetRelationScores(features, lengths.to(features.device), self.label_names)
+    def chain_scores(self, features: torch.Tensor, lengths: torch.Tensor):
+        cls = HeadRelationScores if self.head_relations else OffsetRelationScores
+        return cls(features, lengths.to(features.device), self.label_names)
+
+    def _relation_at(self, logp_r: torch.Tensor, offset_col: torch.Tensor) -> torch.Tensor:
+        """``[B, N, ..., R]`` relation log probabilities of each word given the head at `offset_col` ``[B, N, ...]``
+        (a head-aware student's depend on it; the other's do not)."""
+        if not self.head_relations:
+            return logp_r.view(*logp_r.shape[:2], *([1] * (offset_col.dim() - 2)), -1).expand(
+                *offset_col.shape, -1)
+        batch, n, k, r = logp_r.shape
+        flat = offset_col.clamp(min=0).reshape(batch, n, -1, 1).expand(-1, -1, -1, r)
+        return logp_r.gather(2, flat).view(*offset_col.shape, r)
 
     def _gold_loss(self, scores: OffsetRelationScores, tags: torch.Tensor) -> torch.Tensor:
         """Per-sentence negative log-likelihood of the gold offsets and relations (a gold tag outside the
         dictionary, ``<unk>``, teaches nothing)."""
         logp_o, logp_r = scores.log_probs()
         total = logp_o.new_zeros(logp_o.shape[:2])
-        for logp, cols in ((logp_o, self._tag_offset.to(tags.device)), (logp_r, self._tag_relation.to(tags.device))):
-            col = cols[tags]
+        off_col = self._tag_offset.to(tags.device)[tags]
+        logp_r = self._relation_at(logp_r, off_col)  # [B, N, R] given the gold head
+        for logp, col in ((logp_o, off_col), (logp_r, self._tag_relation.to(tags.device)[tags])):
             picked = logp.gather(-1, col.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             total = total - torch.where((col >= 0) & scores.mask, picked, picked.new_zeros(()))
         return total.sum(1)
@@ -69,7 +93,11 @@ class FactorisedDependencyTagger(DependencyTagger):
         """``[B, N, tags]`` log P(offset) + log P(relation) of every dictionary tag (-inf for ``<unk>``)."""
         logp_o, logp_r = scores.log_probs()
         off, rel = self._tag_offset.to(logp_o.device), self._tag_relation.to(logp_o.device)
-        combined = logp_o[..., off.clamp(min=0)] + (logp_r[..., rel.clamp(min=0)] if self.relations else 0.0)
+        if self.head_relations:  # [B, N, K, R] -> each tag's (offset, relation) entry
+            rel_part = logp_r.flatten(2)[..., off.clamp(min=0) * logp_r.shape[-1] + rel.clamp(min=0)]
+        else:
+            rel_part = logp_r[..., rel.clamp(min=0)] if self.relations else 0.0
+        combined = logp_o[..., off.clamp(min=0)] + rel_part
         usable = (off >= 0) & ((rel >= 0) | (not self.relations))
         return combined.masked_fill(~usable, float("-inf"))
 
@@ -86,7 +114,10 @@ class FactorisedDependencyTagger(DependencyTagger):
         pairs, offsets, col_of, low, is_root = self._pairs(logp_o.device)
         lengths = scores.lengths.cpu()
         batch, n, _ = logp_o.shape
-        relation_mass = logp_r.double().exp() @ pairs.double().t() if self.relations else pairs.double().t()
+        if self.head_relations:  # per offset, the mass of the relations paired with it given that head
+            relation_mass = torch.einsum("bnkr,kr->bnk", logp_r.double().exp(), pairs.double())
+        else:
+            relation_mass = logp_r.double().exp() @ pairs.double().t() if self.relations else pairs.double().t()
         mass_o = logp_o.double().exp() * relation_mass  # [B, N, O]
         words = torch.arange(1, n + 1, device=mass_o.device).view(1, n, 1)
         heads = words + offsets.view(1, 1, -1)
@@ -105,7 +136,8 @@ class FactorisedDependencyTagger(DependencyTagger):
             allowed = pairs[col.clamp(min=0)] & (col >= 0).unsqueeze(-1)  # [B, N, R]
             if self.root_relation:
                 allowed &= torch.where((tree == 0).unsqueeze(-1), is_root, ~is_root)
-            tag = logp_o.gather(-1, col.clamp(min=0).unsqueeze(-1)) + logp_r  # the tag path's float32 sums
+            # the tag path's float32 sums
+            tag = logp_o.gather(-1, col.clamp(min=0).unsqueeze(-1)) + self._relation_at(logp_r, col)
             best = tag.masked_fill(~allowed, float("-inf")).max(-1)
             top, rel = best.values.double(), best.indices
         else:
@@ -149,4 +181,9 @@ class FactorisedDependencyTagger(DependencyTagger):
         return self._pair_cache
 
     def _get_state_dict(self):
-        return {**super()._get_state_dict(), "factorised": True}
+        return {**super()._get_state_dict(), "factorised": True, "head_relations": self.head_relations}
+
+    @classmethod
+    def _init_model_with_state_dict(cls, state, **kwargs):
+        kwargs.setdefault("head_relations", state.get("head_relations", False))
+        return super()._init_model_with_state_dict(state, **kwargs)
