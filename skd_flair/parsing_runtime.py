@@ -170,7 +170,9 @@ class OffsetTreeDecoder:
     `config`: the ``"parser"`` section an ONNX export writes (``skd_flair.models.fast_parser.parser_config``):
     ``factorised`` (columns = offsets then relations, two softmaxes) or not (one softmax over the dictionary's
     offset tags); per dictionary tag its offset, relation (index into ``relations``, -1 for none), whether it
-    can name a head, and for a factorised student its offset column; ``root_relation``; ``repair``.
+    can name a head, and for a factorised student its offset column; ``root_relation``; ``repair``;
+    ``head_relations`` (a head-aware student: relation logits are the word's part plus its head's part, columns =
+    offsets, relations, head parts; ``skd_flair.distill.head_relation``).
 
     Head mass is summed per offset with one matrix product a batch (tags -> offsets, or for a factorised student
     P(offset) times the mass of the relations paired with it) and placed on the heads by plain indexing: the
@@ -178,6 +180,7 @@ class OffsetTreeDecoder:
 
     def __init__(self, config: Mapping[str, Any]):
         self.factorised = bool(config["factorised"])
+        self.head_relations = bool(config.get("head_relations", False))
         self.repair = config["repair"]
         if self.repair not in ("mst", "eisner"):
             raise ValueError(f"parser repair must be mst or eisner, got {self.repair!r}")
@@ -214,23 +217,43 @@ class OffsetTreeDecoder:
         x = columns.astype(np.float32)
         if not self.factorised:
             return _log_softmax(x)
-        logp_o, logp_r = self._factors(x)
-        out = logp_o[..., np.maximum(self.tag_offset_col, 0)]
+        if self.head_relations:  # a word's relations depend on the other words' columns
+            raise ValueError("a head-aware student's tag probabilities need the whole sentence: use decode")
+        return self._tag_log_probs(*self._factors(x, ()))
+
+    def _tag_log_probs(self, logp_o: np.ndarray, logp_r: Optional[np.ndarray]) -> np.ndarray:
+        """Factorised: ``[..., tags]`` from P(offset) ``[..., K]`` and P(relation) ``[..., R]`` (head-aware:
+        ``[..., K, R]``, the relations given the head at each offset)."""
+        off, rel = np.maximum(self.tag_offset_col, 0), np.maximum(self.tag_relation, 0)
+        out = logp_o[..., off]
         if self.relations:
-            out = out + logp_r[..., np.maximum(self.tag_relation, 0)]
+            out = out + (logp_r[..., off, rel] if self.head_relations else logp_r[..., rel])
         return np.where(self._factor_ok, out, np.float32(-np.inf))
 
-    def _factors(self, x: np.ndarray):
+    def _factors(self, x: np.ndarray, lengths: Sequence[int]):
         n_off = len(self.offsets)
-        return _log_softmax(x[..., :n_off]), (_log_softmax(x[..., n_off:]) if self.relations else None)
+        if not self.head_relations:
+            return _log_softmax(x[..., :n_off]), (_log_softmax(x[..., n_off:]) if self.relations else None)
+        n_rel = len(self.relations)
+        dep, head = x[..., n_off:n_off + n_rel], x[..., n_off + n_rel:]
+        n = x.shape[1]
+        words = np.arange(1, n + 1)[:, None]
+        at = words + self.offsets[None, :]  # [N, K] head position, 0 = ROOT
+        inside = (at >= 0) & (at != words) & (at[None] <= np.asarray(lengths).reshape(-1, 1, 1))  # [B, N, K]
+        rows = np.concatenate([np.zeros_like(head[:, :1]), head], 1)  # ROOT's head part is 0, and so is a
+        parts = np.where(inside[..., None], rows[:, np.clip(at, 0, n)], np.float32(0.0))  # head outside the sentence
+        return _log_softmax(x[..., :n_off]), _log_softmax(dep[:, :, None, :] + parts)  # [B, N, K, R]
 
     def head_mass(self, logp) -> np.ndarray:
         """``[B, N, offsets]`` probability of each head offset (float64): a factorised student's P(offset) times
         the probability of the relations the dictionary pairs with it, else the summed mass of its tags."""
         if self.factorised:
             logp_o, logp_r = logp
-            paired = (np.exp(logp_r.astype(np.float64)) @ self.pairs.T if self.relations
-                      else self.pairs.T.astype(np.float64))
+            if self.head_relations:
+                paired = np.einsum("bnkr,kr->bnk", np.exp(logp_r.astype(np.float64)), self.pairs)
+            else:
+                paired = (np.exp(logp_r.astype(np.float64)) @ self.pairs.T if self.relations
+                          else self.pairs.T.astype(np.float64))
             return np.exp(logp_o.astype(np.float64)) * paired
         return np.exp(logp.astype(np.float64)) @ self.to_offsets
 
@@ -256,7 +279,7 @@ class OffsetTreeDecoder:
         """Per sentence: heads (1-based, 0 = ROOT), relations and each word's chosen tag probability (0.0 for an
         arc no tag names), from the output columns ``[B, N, C]``."""
         x = columns.astype(np.float32)
-        logp = self._factors(x) if self.factorised else _log_softmax(x)
+        logp = self._factors(x, lengths) if self.factorised else _log_softmax(x)
         mass = self.head_mass(logp)
         out = []
         for b, n in enumerate(lengths):
@@ -268,13 +291,13 @@ class OffsetTreeDecoder:
             heads = [int(h) for h in tree[1:]]
             if self.factorised:
                 rels, probs = self._factorised_relations(logp[0][b, :n], None if logp[1] is None else logp[1][b, :n],
-                                                         x[b, :n], heads)
+                                                         heads)
             else:
                 rels, probs = self._relations(logp[b, :n], heads)
             out.append((heads, rels, probs))
         return out
 
-    def _factorised_relations(self, logp_o, logp_r, x, heads: List[int]) -> Tuple[List[str], List[float]]:
+    def _factorised_relations(self, logp_o, logp_r, heads: List[int]) -> Tuple[List[str], List[float]]:
         """Each word's best relation among those the dictionary pairs with its head's offset (the root relation
         from ROOT, never elsewhere), scored log P(offset) + log P(relation); else the fallback relation."""
         n = len(heads)
@@ -283,6 +306,9 @@ class OffsetTreeDecoder:
         inside = (steps >= self._low) & (steps < self._low + len(self._col_of))
         col = np.where(inside, self._col_of[np.clip(steps - self._low, 0, len(self._col_of) - 1)], -1)
         found = np.zeros(n, dtype=bool)
+        full_r = logp_r
+        if self.head_relations:  # the relations given each word's chosen head
+            logp_r = logp_r[np.arange(n), np.maximum(col, 0)]
         if self.relations:
             allowed = self.pairs[np.maximum(col, 0)] & (col >= 0)[:, None]  # [n, R]
             if self.root_relation:
@@ -297,7 +323,8 @@ class OffsetTreeDecoder:
                 rels.append(self.relations[best[i]])
                 probs.append(float(np.exp(np.float64(top[i]))))
             else:
-                rels.append(self._fallback(self.tag_log_probs(x[i]), heads[i]))
+                rels.append(self._fallback(self._tag_log_probs(logp_o[i], None if full_r is None else full_r[i]),
+                                           heads[i]))
                 probs.append(0.0)
         return rels, probs
 

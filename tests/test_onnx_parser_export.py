@@ -1,5 +1,6 @@
 """skd-flair export --format onnx for parsing students: the runner (no torch, no flair) parses as the model does."""
 import contextlib
+import functools
 import io
 import json
 import os
@@ -45,7 +46,9 @@ def _export(model, tmp_path, *extra):
     return out, json.loads(stdout.getvalue())
 
 
-@pytest.mark.parametrize("cls, repair", [(FactorisedDependencyTagger, "mst"), (DependencyTagger, "eisner")])
+@pytest.mark.parametrize("cls, repair", [(FactorisedDependencyTagger, "mst"), (DependencyTagger, "eisner"),
+                                         (functools.partial(FactorisedDependencyTagger, head_relations=True), "mst")],
+                         ids=["factorised-mst", "tags-eisner", "head_aware-mst"])
 def test_exported_parser_parses_like_the_model_without_torch(cls, repair, tmp_path):
     corpus = small_corpus(n_train=30, n_dev=2, n_test=12)
     torch.manual_seed(0)

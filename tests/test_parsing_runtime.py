@@ -1,6 +1,8 @@
 """The numpy tree decoding of exported parsing students (``skd_flair.parsing_runtime``): Eisner against
 enumeration, and ``OffsetTreeDecoder`` against the students' own decoding (``DependencyTagger._trees``)."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -33,8 +35,14 @@ def test_eisner_heads_agrees_with_the_torch_decoder_on_longer_sentences():
         assert eisner_heads(s)[1:].tolist() == torch_heads[1:].tolist()
 
 
+HEAD_AWARE = functools.partial(FactorisedDependencyTagger, head_relations=True)
+
+
 @pytest.mark.parametrize("cls, repair", [(FactorisedDependencyTagger, "mst"), (FactorisedDependencyTagger, "eisner"),
-                                         (DependencyTagger, "mst"), (DependencyTagger, "eisner")])
+                                         (HEAD_AWARE, "mst"), (HEAD_AWARE, "eisner"),
+                                         (DependencyTagger, "mst"), (DependencyTagger, "eisner")],
+                         ids=["factorised-mst", "factorised-eisner", "head_aware-mst", "head_aware-eisner",
+                              "tags-mst", "tags-eisner"])
 def test_offset_tree_decoder_decodes_as_the_student_does(cls, repair):
     corpus = small_corpus(n_train=30, n_dev=2, n_test=12)
     from flair.embeddings import OneHotEmbeddings

@@ -102,9 +102,10 @@ class HeadRelationScores:
     def relation_logits(self, temperature: float = 1.0) -> torch.Tensor:
         """``[B, N, K, R]``: word d's relation logits when its head is the one at offset k."""
         _, dep, head = self.parts(temperature)
-        index, _ = self.heads()
+        index, possible = self.heads()
         rows = torch.cat([head.new_zeros(head.shape[0], 1, head.shape[2]), head], 1)  # ROOT's head part is 0
-        return dep.unsqueeze(2) + rows[:, index]
+        # a head outside the sentence gets 0 too: padding never changes a word's scores (exports pad differently)
+        return dep.unsqueeze(2) + rows[:, index].masked_fill(~possible.unsqueeze(-1), 0.0)
 
     def log_probs(self, temperature: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
         """(offsets ``[B, N, K]``, relations given each offset's head ``[B, N, K, R]``); 0 on padding words."""

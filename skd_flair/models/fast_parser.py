@@ -57,4 +57,5 @@ def parser_config(model: DependencyTagger) -> dict:
             "relations": relations, "tags": list(codec.tags), "tag_offsets": codec.offsets.tolist(),
             "tag_relations": tag_relations, "tag_usable": codec.usable.tolist(),
             "offsets": list(model.offsets) if factorised else None,
+            "head_relations": bool(getattr(model, "head_relations", False)),
             "tag_offset_cols": model._tag_offset.tolist() if factorised else None}
