@@ -181,6 +181,7 @@ class OffsetTreeDecoder:
     def __init__(self, config: Mapping[str, Any]):
         self.factorised = bool(config["factorised"])
         self.head_relations = bool(config.get("head_relations", False))
+        self.head_offsets = bool(config.get("head_offsets", False))
         self.repair = config["repair"]
         if self.repair not in ("mst", "eisner"):
             raise ValueError(f"parser repair must be mst or eisner, got {self.repair!r}")
@@ -235,14 +236,20 @@ class OffsetTreeDecoder:
         if not self.head_relations:
             return _log_softmax(x[..., :n_off]), (_log_softmax(x[..., n_off:]) if self.relations else None)
         n_rel = len(self.relations)
-        dep, head = x[..., n_off:n_off + n_rel], x[..., n_off + n_rel:]
+        dep, head = x[..., n_off:n_off + n_rel], x[..., n_off + n_rel:n_off + 2 * n_rel]
         n = x.shape[1]
         words = np.arange(1, n + 1)[:, None]
         at = words + self.offsets[None, :]  # [N, K] head position, 0 = ROOT
         inside = (at >= 0) & (at != words) & (at[None] <= np.asarray(lengths).reshape(-1, 1, 1))  # [B, N, K]
+        at = np.clip(at, 0, n)
         rows = np.concatenate([np.zeros_like(head[:, :1]), head], 1)  # ROOT's head part is 0, and so is a
-        parts = np.where(inside[..., None], rows[:, np.clip(at, 0, n)], np.float32(0.0))  # head outside the sentence
-        return _log_softmax(x[..., :n_off]), _log_softmax(dep[:, :, None, :] + parts)  # [B, N, K, R]
+        parts = np.where(inside[..., None], rows[:, at], np.float32(0.0))  # head outside the sentence
+        off = x[..., :n_off]
+        if self.head_offsets:  # plus the head's own column for that offset
+            own = x[..., n_off + 2 * n_rel:]
+            own_rows = np.concatenate([np.zeros_like(own[:, :1]), own], 1)
+            off = off + np.where(inside, own_rows[:, at, np.arange(n_off)], np.float32(0.0))
+        return _log_softmax(off), _log_softmax(dep[:, :, None, :] + parts)  # [B, N, K, R]
 
     def head_mass(self, logp) -> np.ndarray:
         """``[B, N, offsets]`` probability of each head offset (float64): a factorised student's P(offset) times

@@ -30,6 +30,12 @@ def student(corpus, tags, seed=0, dim=8, **kw):
     return FactorisedDependencyTagger(emb, tags, hidden_size=8, **kw)
 
 
+def _head(head):
+    """The student's arguments: plain factorised (False), head-aware relations (True), and head-aware offsets too
+    ("offsets")."""
+    return {"head_relations": True, "head_offsets": head == "offsets"} if head else {}
+
+
 def tiny_tags(offsets=range(-3, 4)):
     tags = Dictionary(add_unk=True)
     for o in offsets:
@@ -63,13 +69,13 @@ def enumerated_kd(scores, logp_o, logp_r, offsets, relations, projective, temper
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("head", [False, True], ids=["offset_relation", "head_aware"])
+@pytest.mark.parametrize("head", [False, True, "offsets"], ids=["offset_relation", "head_aware", "head_offsets"])
 @pytest.mark.parametrize("case", list(TEACHERS))
 @pytest.mark.parametrize("temperature, mode", [(1.0, "local"), (2.0, "global")])
 def test_factorised_kd_loss_equals_enumerated_cross_entropy(case, temperature, mode, head):
     corpus = tiny_corpus()
     teacher = randomize(parser(corpus, relations=tiny_relations(), dim=6, **TEACHERS[case]), seed=5)
-    model = student(corpus, tiny_tags(), seed=6, dim=5, head_relations=head).eval()
+    model = student(corpus, tiny_tags(), seed=6, dim=5, **_head(head)).eval()
     sentences = [Sentence(["a", "b", "c"]), Sentence(["d"]), Sentence(["b", "a"])]
     objective = StructuralKD(temperature=temperature, temperature_mode=mode)
     scores = teacher.teacher_scores(sentences)
@@ -138,11 +144,11 @@ def test_offsets_and_relations_the_student_lacks_lose_their_mass_visibly():
     assert split_labels(full) == ([-3, -2, -1, 1, 2, 3], ["root", "nsubj", "obj"])
 
 
-@pytest.mark.parametrize("head", [False, True], ids=["offset_relation", "head_aware"])
+@pytest.mark.parametrize("head", [False, True, "offsets"], ids=["offset_relation", "head_aware", "head_offsets"])
 def test_gold_loss_is_the_two_softmaxes_negative_log_likelihood(head):
     corpus = small_corpus(n_train=8, n_dev=2, n_test=2)
     tags = make_tag_dictionary(corpus)
-    model = student(corpus, tags, seed=1, head_relations=head).eval()
+    model = student(corpus, tags, seed=1, **_head(head)).eval()
     sentences = list(corpus.train)[:3]
     with torch.no_grad():
         loss, count = model.forward_loss(sentences)
@@ -156,22 +162,30 @@ def test_gold_loss_is_the_two_softmaxes_negative_log_likelihood(head):
             k, rel = model.offsets.index(o), model.relations.index(r)
             want -= float(logp_o[b, i, k] + (logp_r[b, i, k, rel] if head else logp_r[b, i, rel]))
     assert count == sum(len(s) for s in sentences) and float(loss) == pytest.approx(want, rel=1e-5)
-    columns = len(model.offsets) + len(model.relations) * (2 if head else 1)
+    columns = len(model.offsets) * (2 if head == "offsets" else 1) + len(model.relations) * (2 if head else 1)
     assert len(model.label_names) == columns and (head or columns < len(model.tag_names))
     if head:  # the relation softmax moves with the head: the head part of another word changes it
         with torch.no_grad():
             features, lengths = model._features(ordered)
-            features[..., -len(model.relations):] += torch.randn_like(features[..., -len(model.relations):])
+            parts = slice(len(model.offsets) + len(model.relations), len(model.offsets) + 2 * len(model.relations))
+            features[..., parts] += torch.randn_like(features[..., parts])
             _, moved = model.chain_scores(features, lengths).log_probs()
         assert not torch.allclose(moved, logp_r)
+    if head == "offsets":  # and so do a word's offset logits: word 2's head columns move word 1's offset at +1
+        with torch.no_grad():
+            features, lengths = model._features(ordered)
+            features[:, 1, -len(model.offsets):] += 5.0 * torch.arange(len(model.offsets))
+            moved, _ = model.chain_scores(features, lengths).log_probs()
+        k = model.offsets.index(1)
+        assert float((moved[:, 0, k] - logp_o[:, 0, k]).abs().min()) > 1e-3
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("head", [False, True], ids=["offset_relation", "head_aware"])
+@pytest.mark.parametrize("head", [False, True, "offsets"], ids=["offset_relation", "head_aware", "head_offsets"])
 def test_factorised_student_learns_from_a_parser_saves_loads_and_parses(tmp_path, head):
     corpus = small_corpus()
     teacher = randomize(parser(corpus, seed=2, dim=10), seed=3, scale=0.3)
-    model = student(corpus, make_tag_dictionary(corpus), seed=4, head_relations=head)
+    model = student(corpus, make_tag_dictionary(corpus), seed=4, **_head(head))
     targets = annotate(teacher, corpus.train, model, {"type": "structural", "temperature": 2.0,
                                                       "temperature_mode": "global" if head else "local"},
                        progress=False)
@@ -184,7 +198,7 @@ def test_factorised_student_learns_from_a_parser_saves_loads_and_parses(tmp_path
     kept = tmp_path / "best-model.pt"  # the model the trainer ends with (epoch 2 did not improve dev here)
     for loaded in (DependencyTagger.load(kept), flair.nn.Model.load(kept)):
         assert type(loaded) is FactorisedDependencyTagger and loaded.label_names == model.label_names
-        assert loaded.head_relations == head
+        assert loaded.head_relations == bool(head) and loaded.head_offsets == (head == "offsets")
         ours, theirs = copy.deepcopy(list(corpus.test)), copy.deepcopy(list(corpus.test))
         model.predict(ours)
         loaded.predict(theirs)
@@ -207,7 +221,7 @@ def test_factorised_student_learns_from_a_parser_saves_loads_and_parses(tmp_path
                                           plugins=[DistillationPlugin(targets)])
 
 
-@pytest.mark.parametrize("head", [False, True], ids=["offset_relation", "head_aware"])
+@pytest.mark.parametrize("head", [False, True, "offsets"], ids=["offset_relation", "head_aware", "head_offsets"])
 @pytest.mark.parametrize("repair", ["mst", "eisner"])
 def test_factorised_trees_equal_the_tag_paths(repair, head):
     """The factorised decoder (head mass from the two softmaxes) gives the tag path's trees, relations and
@@ -219,7 +233,7 @@ def test_factorised_trees_equal_the_tag_paths(repair, head):
     sentences = sorted(list(corpus.train)[:24] + list(corpus.test), key=len, reverse=True)
     checked = set()
     for seed in range(3):
-        model = randomize(student(corpus, tags, seed=seed, head_relations=head), seed=seed, scale=2.0).eval()
+        model = randomize(student(corpus, tags, seed=seed, **_head(head)), seed=seed, scale=2.0).eval()
         with torch.no_grad():
             scores = model._scores(sentences)
             fast = model._trees(scores, repair, probabilities=True)

@@ -47,8 +47,10 @@ def _export(model, tmp_path, *extra):
 
 
 @pytest.mark.parametrize("cls, repair", [(FactorisedDependencyTagger, "mst"), (DependencyTagger, "eisner"),
-                                         (functools.partial(FactorisedDependencyTagger, head_relations=True), "mst")],
-                         ids=["factorised-mst", "tags-eisner", "head_aware-mst"])
+                                         (functools.partial(FactorisedDependencyTagger, head_relations=True), "mst"),
+                                         (functools.partial(FactorisedDependencyTagger, head_relations=True,
+                                                            head_offsets=True), "eisner")],
+                         ids=["factorised-mst", "tags-eisner", "head_aware-mst", "head_offsets-eisner"])
 def test_exported_parser_parses_like_the_model_without_torch(cls, repair, tmp_path):
     corpus = small_corpus(n_train=30, n_dev=2, n_test=12)
     torch.manual_seed(0)

@@ -36,12 +36,15 @@ def test_eisner_heads_agrees_with_the_torch_decoder_on_longer_sentences():
 
 
 HEAD_AWARE = functools.partial(FactorisedDependencyTagger, head_relations=True)
+HEAD_OFFSETS = functools.partial(FactorisedDependencyTagger, head_relations=True, head_offsets=True)
 
 
 @pytest.mark.parametrize("cls, repair", [(FactorisedDependencyTagger, "mst"), (FactorisedDependencyTagger, "eisner"),
                                          (HEAD_AWARE, "mst"), (HEAD_AWARE, "eisner"),
+                                         (HEAD_OFFSETS, "mst"), (HEAD_OFFSETS, "eisner"),
                                          (DependencyTagger, "mst"), (DependencyTagger, "eisner")],
                          ids=["factorised-mst", "factorised-eisner", "head_aware-mst", "head_aware-eisner",
+                              "head_offsets-mst", "head_offsets-eisner",
                               "tags-mst", "tags-eisner"])
 def test_offset_tree_decoder_decodes_as_the_student_does(cls, repair):
     corpus = small_corpus(n_train=30, n_dev=2, n_test=12)

@@ -39,26 +39,31 @@ __all__ = ["HEAD_PREFIX", "head_labels", "split_head_labels", "HeadRelationScore
            "HeadRelationStudent", "arcs_to_head_relations"]
 
 HEAD_PREFIX = "^"
+HEAD_OFFSET_PREFIX = "~"
 
 
-def head_labels(offsets: Sequence[int], relations: Sequence[str]) -> List[str]:
-    """The columns of a head-aware student: ``"@{offset}"``, the relations, then ``"^{relation}"``."""
-    return [offset_label(o) for o in offsets] + list(relations) + [HEAD_PREFIX + r for r in relations]
+def head_labels(offsets: Sequence[int], relations: Sequence[str], head_offsets: bool = False) -> List[str]:
+    """The columns of a head-aware student: ``"@{offset}"``, the relations, ``"^{relation}"``, and with
+    `head_offsets` ``"~{offset}"`` (a word's part in the offset logits of the words it would head)."""
+    return [offset_label(o) for o in offsets] + list(relations) + [HEAD_PREFIX + r for r in relations] + \
+        ([f"{HEAD_OFFSET_PREFIX}{o}" for o in offsets] if head_offsets else [])
 
 
 def split_head_labels(labels: Sequence[str]) -> Tuple[List[int], List[str]]:
-    offsets, relations = _split(tuple(labels))
+    offsets, relations, _ = _split(tuple(labels))
     return list(offsets), list(relations)
 
 
 @functools.lru_cache(maxsize=64)
-def _split(labels: Tuple[str, ...]) -> Tuple[Tuple[int, ...], Tuple[str, ...]]:
+def _split(labels: Tuple[str, ...]) -> Tuple[Tuple[int, ...], Tuple[str, ...], bool]:
     offsets = [int(x[len(OFFSET_PREFIX):]) for x in labels if x.startswith(OFFSET_PREFIX)]
-    relations = [x for x in labels if not x.startswith((OFFSET_PREFIX, HEAD_PREFIX))]
-    if not offsets or not relations or head_labels(offsets, relations) != list(labels):
-        raise LabelMismatchError(f"head-aware parsing labels must be '@<offset>' columns, relation names, then "
-                                 f"'^<relation>' for each, got {list(labels)[:8]}...")
-    return tuple(offsets), tuple(relations)
+    relations = [x for x in labels if not x.startswith((OFFSET_PREFIX, HEAD_PREFIX, HEAD_OFFSET_PREFIX))]
+    head_offsets = any(x.startswith(HEAD_OFFSET_PREFIX) for x in labels)
+    if not offsets or not relations or head_labels(offsets, relations, head_offsets) != list(labels):
+        raise LabelMismatchError(f"head-aware parsing labels must be '@<offset>' columns, relation names, "
+                                 f"'^<relation>' for each, then optionally '~<offset>' for each, got "
+                                 f"{list(labels)[:8]}...")
+    return tuple(offsets), tuple(relations), head_offsets
 
 
 def _head_index(offsets: Sequence[int], n: int, lengths: torch.Tensor, device) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +87,8 @@ class HeadRelationScores:
     def __post_init__(self):
         self.lengths = as_lengths(self.lengths, self.emissions.shape[0], self.emissions.shape[1],
                                   self.emissions.device)
-        self.offsets, self.relations = split_head_labels(self.labels)
+        offsets, relations, self.head_offsets = _split(tuple(self.labels))
+        self.offsets, self.relations = list(offsets), list(relations)
         if self.emissions.shape[-1] != len(self.labels):
             raise StructureInputError(f"{len(self.labels)} label names for {self.emissions.shape[-1]} columns")
 
@@ -91,10 +97,18 @@ class HeadRelationScores:
         return length_mask(self.lengths, self.emissions.shape[1])
 
     def parts(self, temperature: float = 1.0):
-        """(offset logits ``[B, N, K]``, dependent parts ``[B, N, R]``, head parts ``[B, N, R]``) at T."""
+        """(offset logits ``[B, N, K]``, dependent parts ``[B, N, R]``, head parts ``[B, N, R]``) at T; with head
+        offset columns, word d's logit at offset k adds its head's column k (0 for ROOT or outside)."""
         k, r = len(self.offsets), len(self.relations)
         x = self.emissions / temperature
-        return x[..., :k], x[..., k:k + r], x[..., k + r:]
+        off = x[..., :k]
+        if self.head_offsets:
+            index, possible = self.heads()
+            own = x[..., k + 2 * r:]
+            rows = torch.cat([own.new_zeros(own.shape[0], 1, k), own], 1)
+            columns = torch.arange(k, device=x.device)
+            off = off + rows[:, index, columns].masked_fill(~possible, 0.0)
+        return off, x[..., k:k + r], x[..., k + r:k + 2 * r]
 
     def heads(self):
         return _head_index(self.offsets, self.emissions.shape[1], self.lengths, self.emissions.device)

@@ -28,13 +28,17 @@ class FactorisedDependencyTagger(DependencyTagger):
     Args:
         head_relations: predict a word's relation from its own and its head's BiLSTM states (relation logits
             ``dep_d + head_h``, ``distill.head_relation``) instead of from its own alone.
+        head_offsets: (with head_relations) a word's offset logits also add a part from the word at each offset
+            (its column for that offset: how good a head it is for a dependent that far away).
     """
 
     factorised = True
 
-    def __init__(self, *args, head_relations: bool = False, **kwargs):
+    def __init__(self, *args, head_relations: bool = False, head_offsets: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.head_relations = bool(head_relations)
+        if head_offsets and not head_relations:
+            raise ValueError("head_offsets needs head_relations")
+        self.head_relations, self.head_offsets = bool(head_relations), bool(head_offsets)
         parsed = [parse_offset_tag(tag) for tag in self.tag_names]
         self.offsets = sorted({p[0] for p in parsed if p is not None})
         self.relations = list(dict.fromkeys(p[1] for p in parsed if p is not None and p[1] is not None))
@@ -47,7 +51,8 @@ class FactorisedDependencyTagger(DependencyTagger):
                                           device=flair.device)
         if self.head_relations and not self.relations:
             raise ValueError("head_relations needs relation tags (the tag dictionary has none)")
-        columns = len(self.offsets) + len(self.relations) * (2 if self.head_relations else 1)
+        columns = len(self.offsets) * (2 if self.head_offsets else 1) + \
+            len(self.relations) * (2 if self.head_relations else 1)
         self.linear = torch.nn.Linear(self.linear.in_features, columns, device=flair.device)
         self._pair_cache = None  # `_pairs`, built on first decoding
 
@@ -56,7 +61,7 @@ class FactorisedDependencyTagger(DependencyTagger):
         """The output columns: ``"@{offset}"`` per offset, then the relations (the KD student space), then with
         `head_relations` ``"^{relation}"`` (the head parts)."""
         if self.head_relations:
-            return head_labels(self.offsets, self.relations)
+            return head_labels(self.offsets, self.relations, self.head_offsets)
         return [offset_label(o) for o in self.offsets] + list(self.relations)
 
     @property
@@ -181,9 +186,11 @@ class FactorisedDependencyTagger(DependencyTagger):
         return self._pair_cache
 
     def _get_state_dict(self):
-        return {**super()._get_state_dict(), "factorised": True, "head_relations": self.head_relations}
+        return {**super()._get_state_dict(), "factorised": True, "head_relations": self.head_relations,
+                "head_offsets": self.head_offsets}
 
     @classmethod
     def _init_model_with_state_dict(cls, state, **kwargs):
         kwargs.setdefault("head_relations", state.get("head_relations", False))
+        kwargs.setdefault("head_offsets", state.get("head_offsets", False))
         return super()._init_model_with_state_dict(state, **kwargs)

@@ -58,4 +58,5 @@ def parser_config(model: DependencyTagger) -> dict:
             "tag_relations": tag_relations, "tag_usable": codec.usable.tolist(),
             "offsets": list(model.offsets) if factorised else None,
             "head_relations": bool(getattr(model, "head_relations", False)),
+            "head_offsets": bool(getattr(model, "head_offsets", False)),
             "tag_offset_cols": model._tag_offset.tolist() if factorised else None}

@@ -125,7 +125,7 @@ def dependency_tagger(embeddings, corpus: Corpus, teacher=None, tag_type: str = 
                       main_metric: str = "las", hidden_size: int = 800, rnn_layers: int = 2, dropout: float = 0.0,
                       word_dropout: float = 0.05, locked_dropout: float = 0.5,
                       reproject_embeddings: bool = True, factorised: bool = False,
-                      head_relations: bool = False) -> DependencyTagger:
+                      head_relations: bool = False, head_offsets: bool = False) -> DependencyTagger:
     """Dependency parsing as sequence labelling (tags ``"{h - i}_{rel}"``): the student of cases 1b and 2b.
     Every split of the corpus gets its offset tags; the dictionary is the training split's.
 
@@ -133,13 +133,16 @@ def dependency_tagger(embeddings, corpus: Corpus, teacher=None, tag_type: str = 
         factorised: one softmax over head offsets and one over relations instead of one over every tag seen
             (`FactorisedDependencyTagger`; structural KD stays exact)
         head_relations: (factorised only) relations predicted from the word's and its head's states
+        head_offsets: (with head_relations) offset logits add a part from the word at each offset
     """
     if head_relations and not factorised:
         raise ValueError("head_relations needs factorised: true")
     encode_corpus(corpus, tag_type, relation_type)
     tags = make_tag_dictionary(corpus, tag_type, relation_type)
     cls = FactorisedDependencyTagger if factorised else DependencyTagger
-    extra = {"head_relations": True} if head_relations else {}
+    extra = {"head_relations": True, "head_offsets": head_offsets} if head_relations else {}
+    if head_offsets and not head_relations:
+        raise ValueError("head_offsets needs head_relations: true")
     return cls(build_embeddings(embeddings, corpus), tags, tag_type, **extra, repair=repair, relation_type=relation_type,
                root_relation=root_relation, main_metric=main_metric, hidden_size=hidden_size, rnn_layers=rnn_layers,
                dropout=dropout, word_dropout=word_dropout, locked_dropout=locked_dropout,
