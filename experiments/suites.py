@@ -263,6 +263,8 @@ SL_ANNEAL_ALL = {**SL_CONVERGE, "max_epochs": 100}
 # The head-aware student: a word's relation logits add a part from its head's state (`distill.head_relation`);
 # parsing_1o's light student chose the right relation for 89% of its right heads, the teacher for 95%.
 SL_HEAD = {**SL_LIGHT, "head_relations": True}
+# ... and a word's offset logits add a part from the word at each offset (how good a head it is at that distance)
+SL_HEAD_OFF = {**SL_HEAD, "head_offsets": True}
 
 
 def _annealed_students(case: str) -> List[Student]:
@@ -271,10 +273,11 @@ def _annealed_students(case: str) -> List[Student]:
     def kd(name, model, method, temperature=1.0, arcs="tree"):
         # global temperature: head-aware targets do not temper per word (T=1 is the same either way)
         objective = {"type": "structural", "temperature": temperature, "arc_marginals": arcs}
-        return Student(name, model, {**objective, "temperature_mode": "global"} if model is SL_HEAD else objective,
+        return Student(name, model, objective if model is SL_LIGHT else {**objective, "temperature_mode": "global"},
                        method=method, case=case, mix=dict(DEFAULT_MIX), trainer=SL_ANNEAL_ALL, unlabelled=text)
     out = []
-    for prefix, model, kind in (("", SL_LIGHT, ""), ("ha_", SL_HEAD, "head-aware relations, ")):
+    for prefix, model, kind in (("", SL_LIGHT, ""), ("ha_", SL_HEAD, "head-aware relations, "),
+                                ("hao_", SL_HEAD_OFF, "head-aware relations and offsets, ")):
         out += [Student(prefix + "none", model, None, method=kind + "none", case=case, trainer=SL_ANNEAL),
                 Student(prefix + "allgold", model, None, method=kind + "none, all gold trees", case=case,
                         corpus={"sample_train": None}, trainer=SL_ANNEAL_ALL),
