@@ -46,7 +46,10 @@ def _student_kind(run: dict) -> str:
         return kind if hidden == 256 else f"{kind} (BiLSTM {hidden})"
     if model.get("type") == "dependency_tagger" and model.get("factorised"):
         layers, hidden = model.get("rnn_layers", 2), model.get("hidden_size", 800)
-        return f"MaxEnt (offset x relation, BiLSTM {layers} x {hidden})"
+        factors = "offset x relation"
+        if model.get("head_relations"):
+            factors = "offset, relation given head" + (", head-aware offsets" if model.get("head_offsets") else "")
+        return f"MaxEnt ({factors}, BiLSTM {layers} x {hidden})"
     for prefix in ("crf", "maxent", "sl"):
         if name.startswith(prefix):
             return {"crf": "CRF", "maxent": "MaxEnt", "sl": "MaxEnt (offset tags)"}[prefix]

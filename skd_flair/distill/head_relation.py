@@ -121,11 +121,26 @@ class HeadRelationScores:
         # a head outside the sentence gets 0 too: padding never changes a word's scores (exports pad differently)
         return dep.unsqueeze(2) + rows[:, index].masked_fill(~possible.unsqueeze(-1), 0.0)
 
+    def relation_log_probs_at(self, offset_col: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """``[B, N, R]``: each word's relation log probabilities given the head at its offset column `offset_col`
+        ``[B, N]`` (-1: none; any column then); the gold loss needs only these, not all ``[B, N, K, R]``."""
+        _, dep, head = self.parts(temperature)
+        index, possible = self.heads()
+        col = offset_col.clamp(min=0)
+        at = index[torch.arange(index.shape[0], device=col.device).unsqueeze(0), col]  # [B, N]
+        ok = possible.gather(2, col.unsqueeze(-1)).squeeze(-1)
+        rows = torch.cat([head.new_zeros(head.shape[0], 1, head.shape[2]), head], 1)
+        part = rows.gather(1, at.unsqueeze(-1).expand(-1, -1, head.shape[2])).masked_fill(~ok.unsqueeze(-1), 0.0)
+        return torch.log_softmax(dep + part, -1).masked_fill(~self.mask.unsqueeze(-1), 0.0)
+
+    def log_probs_offsets(self, temperature: float = 1.0) -> torch.Tensor:
+        """``[B, N, K]`` offset log probabilities (0 on padding words)."""
+        return torch.log_softmax(self.parts(temperature)[0], -1).masked_fill(~self.mask.unsqueeze(-1), 0.0)
+
     def log_probs(self, temperature: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
         """(offsets ``[B, N, K]``, relations given each offset's head ``[B, N, K, R]``); 0 on padding words."""
-        off, _, _ = self.parts(temperature)
         keep = self.mask.unsqueeze(-1)
-        logp_o = torch.log_softmax(off, -1).masked_fill(~keep, 0.0)
+        logp_o = self.log_probs_offsets(temperature)
         logp_r = torch.log_softmax(self.relation_logits(temperature), -1).masked_fill(~keep.unsqueeze(-1), 0.0)
         return logp_o, logp_r
 

@@ -85,10 +85,13 @@ class FactorisedDependencyTagger(DependencyTagger):
     def _gold_loss(self, scores: OffsetRelationScores, tags: torch.Tensor) -> torch.Tensor:
         """Per-sentence negative log-likelihood of the gold offsets and relations (a gold tag outside the
         dictionary, ``<unk>``, teaches nothing)."""
-        logp_o, logp_r = scores.log_probs()
-        total = logp_o.new_zeros(logp_o.shape[:2])
         off_col = self._tag_offset.to(tags.device)[tags]
-        logp_r = self._relation_at(logp_r, off_col)  # [B, N, R] given the gold head
+        if self.head_relations:  # only the gold head's relation softmax, not every offset's
+            logp_o = scores.log_probs_offsets()
+            logp_r = scores.relation_log_probs_at(off_col)
+        else:
+            logp_o, logp_r = scores.log_probs()
+        total = logp_o.new_zeros(logp_o.shape[:2])
         for logp, col in ((logp_o, off_col), (logp_r, self._tag_relation.to(tags.device)[tags])):
             picked = logp.gather(-1, col.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             total = total - torch.where((col >= 0) & scores.mask, picked, picked.new_zeros(()))
