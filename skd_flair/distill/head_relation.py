@@ -220,11 +220,19 @@ class HeadRelationStudent(Factorisation):
         mask = scores.mask
         keep = mask.unsqueeze(-1)
         logp_o = torch.log_softmax(off, -1)
-        log_z = torch.logsumexp(scores.relation_logits(temperature), -1)  # [B, N, K]
         q_off = targets.offsets.to(off.dtype)
+        # log Z(d, o) only where the teacher puts mass: a few offsets a word, not all K (exact: q = 0 elsewhere)
+        used = max(int((q_off > 0).sum(-1).max()), 1) if q_off.numel() else 1
+        q_top, k_top = q_off.topk(min(used, q_off.shape[-1]), -1)  # [B, N, k]
+        index, possible = scores.heads()
+        at = index.unsqueeze(0).expand(q_off.shape[0], -1, -1).gather(2, k_top)
+        ok = possible.gather(2, k_top)
+        rows = torch.cat([head.new_zeros(head.shape[0], 1, head.shape[2]), head], 1)
+        parts = rows.gather(1, at.flatten(1).unsqueeze(-1).expand(-1, -1, head.shape[2])).view(*at.shape, -1)
+        log_z = torch.logsumexp(dep.unsqueeze(2) + parts.masked_fill(~ok.unsqueeze(-1), 0.0), -1)  # [B, N, k]
         expected = (targets.relations.to(dep.dtype) * dep).masked_fill(~keep, 0.0).sum((1, 2)) + \
             (targets.head_relations.to(head.dtype) * head).masked_fill(~keep, 0.0).sum((1, 2))
-        loss = _cross_entropy(q_off, logp_o, mask) - expected + _weighted(q_off, log_z, mask)
+        loss = _cross_entropy(q_off, logp_o, mask) - expected + _weighted(q_top, log_z, mask)
         return temperature ** 2 * loss
 
     posterior_loss = structural_loss  # the student's substructures are per word: its marginals are its softmaxes
