@@ -107,7 +107,8 @@ def suite_table(name: str, runs: List[dict]) -> List[str]:
     suite = SUITES.get(name)
     parsing = suite is not None and suite.metric == "las"
     header = ["model", "student", "method", "case", "gold / unlabelled sentences", "seeds"]
-    header += [c for c, _ in PARSING_COLUMNS] if parsing else ["test F1"]
+    # LAS / UAS: how often the relation is right where the head is; epochs: best dev epoch / epochs run, per seed
+    header += [c for c, _ in PARSING_COLUMNS] + ["LAS / UAS", "epochs"] if parsing else ["test F1"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (role, run_name), group in sorted(_group(runs).items(), key=_order):
         first = group[0]
@@ -117,6 +118,9 @@ def suite_table(name: str, runs: List[dict]) -> List[str]:
                str(len(group))]
         if parsing:
             row += [_fmt([v for v in (_score(r, key) for r in group) if v is not None]) for _, key in PARSING_COLUMNS]
+            row.append(_fmt([r["test"]["las"] / r["test"]["uas"] for r in group if r["test"].get("uas")]))
+            row.append(", ".join(f"{r['best_dev_epoch']}/{r['epochs']}" for r in group
+                                 if r.get("best_dev_epoch") is not None and r.get("epochs")) or "-")
         else:
             row.append(_fmt([r["test"]["main"] for r in group]))
         lines.append("| " + " | ".join(row) + " |")
