@@ -159,6 +159,46 @@ def eisner_heads(scores: np.ndarray) -> np.ndarray:
     return heads
 
 
+class _HeadRelations:
+    """A head-aware student's relation distributions, built only where asked: word d's relations given the head
+    at offset k are ``softmax(dep_d + head_h)`` (head part 0 for ROOT or a head outside the sentence). The decoder
+    needs, per (word, offset), the mass of the relations paired with the offset (`paired`) and, per word, the
+    relations at its chosen head (`sentence(b, n).given`); all ``[B, N, K, R]`` at once made decoding slow."""
+
+    def __init__(self, dep: np.ndarray, head: np.ndarray, at: np.ndarray, inside: np.ndarray, b: int = -1):
+        self.dep, self.head, self.at, self.inside, self.b = dep, head, at, inside, b
+
+    def paired(self, pairs: np.ndarray) -> np.ndarray:
+        """``[B, N, K]`` float64: the probability of the relations `pairs` ``[K, R]`` allows at each offset."""
+        dep, head = self.dep.astype(np.float64), self.head.astype(np.float64)
+        rows = np.concatenate([np.zeros_like(head[:, :1]), head], 1)  # ROOT's part 0: f is 1 there
+        e = np.exp(dep - dep.max(-1, keepdims=True))  # softmax(dep + head) = e * f / (e . f): the shifts cancel
+        f = np.exp(rows - rows.max(-1, keepdims=True))
+        kk, rr = np.nonzero(pairs)
+        f_at = np.where(self.inside[:, :, kk], f[:, self.at[:, kk], rr], 1.0)  # [B, N, pairs]; outside: 1
+        to_offsets = np.zeros((len(kk), pairs.shape[0]))
+        to_offsets[np.arange(len(kk)), kk] = 1.0
+        numer = (e[:, :, rr] * f_at) @ to_offsets
+        norm = np.take_along_axis(np.einsum("bdr,bhr->bdh", e, f),
+                                  np.broadcast_to(self.at, (e.shape[0],) + self.at.shape), axis=2)
+        return numer / np.where(self.inside, norm, e.sum(-1, keepdims=True))
+
+    def sentence(self, b: int, n: int) -> "_HeadRelations":
+        return _HeadRelations(self.dep[b, :n], self.head[b], self.at[:n], self.inside[b, :n], b)
+
+    def given(self, words: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """One sentence's ``[len(words), R]`` relation log probabilities given the head at `cols`."""
+        heads = self.at[words, cols]
+        ok = self.inside[words, cols] & (heads > 0)  # ROOT's part is 0 too
+        part = np.where(ok[:, None], self.head[np.maximum(heads - 1, 0)], np.float32(0.0))
+        return _log_softmax(self.dep[words] + part)
+
+    def word(self, i: int) -> np.ndarray:
+        """``[K, R]``: word i's relation log probabilities given the head at each offset."""
+        k = np.arange(self.at.shape[1])
+        return self.given(np.full(len(k), i), k)
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     shifted = x - x.max(-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
@@ -242,14 +282,12 @@ class OffsetTreeDecoder:
         at = words + self.offsets[None, :]  # [N, K] head position, 0 = ROOT
         inside = (at >= 0) & (at != words) & (at[None] <= np.asarray(lengths).reshape(-1, 1, 1))  # [B, N, K]
         at = np.clip(at, 0, n)
-        rows = np.concatenate([np.zeros_like(head[:, :1]), head], 1)  # ROOT's head part is 0, and so is a
-        parts = np.where(inside[..., None], rows[:, at], np.float32(0.0))  # head outside the sentence
         off = x[..., :n_off]
         if self.head_offsets:  # plus the head's own column for that offset
             own = x[..., n_off + 2 * n_rel:]
             own_rows = np.concatenate([np.zeros_like(own[:, :1]), own], 1)
             off = off + np.where(inside, own_rows[:, at, np.arange(n_off)], np.float32(0.0))
-        return _log_softmax(off), _log_softmax(dep[:, :, None, :] + parts)  # [B, N, K, R]
+        return _log_softmax(off), _HeadRelations(dep, head, at, inside)
 
     def head_mass(self, logp) -> np.ndarray:
         """``[B, N, offsets]`` probability of each head offset (float64): a factorised student's P(offset) times
@@ -257,7 +295,7 @@ class OffsetTreeDecoder:
         if self.factorised:
             logp_o, logp_r = logp
             if self.head_relations:
-                paired = np.einsum("bnkr,kr->bnk", np.exp(logp_r.astype(np.float64)), self.pairs)
+                paired = logp_r.paired(self.pairs)
             else:
                 paired = (np.exp(logp_r.astype(np.float64)) @ self.pairs.T if self.relations
                           else self.pairs.T.astype(np.float64))
@@ -297,8 +335,9 @@ class OffsetTreeDecoder:
             tree = eisner_heads(arcs) if self.repair == "eisner" else max_spanning_tree(arcs, single_root=True)
             heads = [int(h) for h in tree[1:]]
             if self.factorised:
-                rels, probs = self._factorised_relations(logp[0][b, :n], None if logp[1] is None else logp[1][b, :n],
-                                                         heads)
+                rels, probs = self._factorised_relations(
+                    logp[0][b, :n], None if logp[1] is None else
+                    logp[1].sentence(b, n) if self.head_relations else logp[1][b, :n], heads)
             else:
                 rels, probs = self._relations(logp[b, :n], heads)
             out.append((heads, rels, probs))
@@ -315,7 +354,7 @@ class OffsetTreeDecoder:
         found = np.zeros(n, dtype=bool)
         full_r = logp_r
         if self.head_relations:  # the relations given each word's chosen head
-            logp_r = logp_r[np.arange(n), np.maximum(col, 0)]
+            logp_r = full_r.given(np.arange(n), np.maximum(col, 0))
         if self.relations:
             allowed = self.pairs[np.maximum(col, 0)] & (col >= 0)[:, None]  # [n, R]
             if self.root_relation:
@@ -330,8 +369,8 @@ class OffsetTreeDecoder:
                 rels.append(self.relations[best[i]])
                 probs.append(float(np.exp(np.float64(top[i]))))
             else:
-                rels.append(self._fallback(self._tag_log_probs(logp_o[i], None if full_r is None else full_r[i]),
-                                           heads[i]))
+                word_r = None if full_r is None else full_r.word(i) if self.head_relations else full_r[i]
+                rels.append(self._fallback(self._tag_log_probs(logp_o[i], word_r), heads[i]))
                 probs.append(0.0)
         return rels, probs
 

@@ -133,6 +133,23 @@ class HeadRelationScores:
         part = rows.gather(1, at.unsqueeze(-1).expand(-1, -1, head.shape[2])).masked_fill(~ok.unsqueeze(-1), 0.0)
         return torch.log_softmax(dep + part, -1).masked_fill(~self.mask.unsqueeze(-1), 0.0)
 
+    def paired_relation_mass(self, pairs: torch.Tensor) -> torch.Tensor:
+        """``[B, N, K]`` float64: for word d and offset k, the probability that d's relation (given the head at k) is
+        one `pairs` ``[K, R]`` allows with k. Decoding needs only this; it is computed per allowed (offset,
+        relation) pair and one ``[N, R] x [R, N]`` normaliser product, never as ``[B, N, K, R]`` (which made
+        head-aware prediction 5 times slower than the plain student's)."""
+        _, dep, head = self.parts()
+        dep, head = dep.double(), head.double()
+        rows = torch.cat([head.new_zeros(head.shape[0], 1, head.shape[2]), head], 1)
+        e = torch.exp(dep - dep.amax(-1, keepdim=True))  # softmax(dep + head) = e * f / (e . f): shifts cancel
+        f = torch.exp(rows - rows.amax(-1, keepdim=True))
+        index, _ = self.heads()  # [N, K]; a head outside the sentence reads a row its mass never reaches
+        kk, rr = pairs.nonzero(as_tuple=True)
+        vals = e[:, :, rr] * f[:, index[:, kk], rr]  # [B, N, pairs]
+        numer = vals.new_zeros(*vals.shape[:2], len(self.offsets)).index_add_(2, kk, vals)
+        norm = torch.einsum("bdr,bhr->bdh", e, f).gather(2, index.unsqueeze(0).expand(e.shape[0], -1, -1))
+        return numer / norm
+
     def log_probs_offsets(self, temperature: float = 1.0) -> torch.Tensor:
         """``[B, N, K]`` offset log probabilities (0 on padding words)."""
         return torch.log_softmax(self.parts(temperature)[0], -1).masked_fill(~self.mask.unsqueeze(-1), 0.0)

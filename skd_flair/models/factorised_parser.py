@@ -118,14 +118,16 @@ class FactorisedDependencyTagger(DependencyTagger):
         float rounding; other repairs take that path."""
         if repair not in ("mst", "eisner"):
             return super()._trees(scores, repair, log_probs, probabilities)
-        logp_o, logp_r = scores.log_probs()
-        pairs, offsets, col_of, low, is_root = self._pairs(logp_o.device)
+        if self.head_relations:  # per offset, the mass of the relations paired with it given that head
+            logp_o, logp_r = scores.log_probs_offsets(), None
+            pairs, offsets, col_of, low, is_root = self._pairs(logp_o.device)
+            relation_mass = scores.paired_relation_mass(pairs)
+        else:
+            logp_o, logp_r = scores.log_probs()
+            pairs, offsets, col_of, low, is_root = self._pairs(logp_o.device)
+            relation_mass = logp_r.double().exp() @ pairs.double().t() if self.relations else pairs.double().t()
         lengths = scores.lengths.cpu()
         batch, n, _ = logp_o.shape
-        if self.head_relations:  # per offset, the mass of the relations paired with it given that head
-            relation_mass = torch.einsum("bnkr,kr->bnk", logp_r.double().exp(), pairs.double())
-        else:
-            relation_mass = logp_r.double().exp() @ pairs.double().t() if self.relations else pairs.double().t()
         mass_o = logp_o.double().exp() * relation_mass  # [B, N, O]
         words = torch.arange(1, n + 1, device=mass_o.device).view(1, n, 1)
         heads = words + offsets.view(1, 1, -1)
@@ -145,7 +147,8 @@ class FactorisedDependencyTagger(DependencyTagger):
             if self.root_relation:
                 allowed &= torch.where((tree == 0).unsqueeze(-1), is_root, ~is_root)
             # the tag path's float32 sums
-            tag = logp_o.gather(-1, col.clamp(min=0).unsqueeze(-1)) + self._relation_at(logp_r, col)
+            at_head = scores.relation_log_probs_at(col) if self.head_relations else self._relation_at(logp_r, col)
+            tag = logp_o.gather(-1, col.clamp(min=0).unsqueeze(-1)) + at_head
             best = tag.masked_fill(~allowed, float("-inf")).max(-1)
             top, rel = best.values.double(), best.indices
         else:
