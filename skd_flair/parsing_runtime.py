@@ -165,8 +165,8 @@ class _HeadRelations:
     needs, per (word, offset), the mass of the relations paired with the offset (`paired`) and, per word, the
     relations at its chosen head (`sentence(b, n).given`); all ``[B, N, K, R]`` at once made decoding slow."""
 
-    def __init__(self, dep: np.ndarray, head: np.ndarray, at: np.ndarray, inside: np.ndarray, b: int = -1):
-        self.dep, self.head, self.at, self.inside, self.b = dep, head, at, inside, b
+    def __init__(self, dep: np.ndarray, head: np.ndarray, at: np.ndarray, inside: np.ndarray):
+        self.dep, self.head, self.at, self.inside = dep, head, at, inside
 
     def paired(self, pairs: np.ndarray) -> np.ndarray:
         """``[B, N, K]`` float64: the probability of the relations `pairs` ``[K, R]`` allows at each offset."""
@@ -184,7 +184,7 @@ class _HeadRelations:
         return numer / np.where(self.inside, norm, e.sum(-1, keepdims=True))
 
     def sentence(self, b: int, n: int) -> "_HeadRelations":
-        return _HeadRelations(self.dep[b, :n], self.head[b], self.at[:n], self.inside[b, :n], b)
+        return _HeadRelations(self.dep[b, :n], self.head[b], self.at[:n], self.inside[b, :n])
 
     def given(self, words: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """One sentence's ``[len(words), R]`` relation log probabilities given the head at `cols`."""

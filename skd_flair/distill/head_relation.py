@@ -75,6 +75,11 @@ def _head_index(offsets: Sequence[int], n: int, lengths: torch.Tensor, device) -
     return heads.clamp(0, n), possible & length_mask(lengths, n).unsqueeze(-1)
 
 
+def _with_root_row(x: torch.Tensor) -> torch.Tensor:
+    """``[B, N, C]`` per-word head parts -> ``[B, N + 1, C]`` indexed by head position, ROOT's (row 0) all 0."""
+    return torch.cat([x.new_zeros(x.shape[0], 1, x.shape[2]), x], 1)
+
+
 @dataclass
 class HeadRelationScores:
     """A head-aware parsing student's scores: ``emissions [B, N, K + 2R]`` (see the module)."""
@@ -104,33 +109,36 @@ class HeadRelationScores:
         off = x[..., :k]
         if self.head_offsets:
             index, possible = self.heads()
-            own = x[..., k + 2 * r:]
-            rows = torch.cat([own.new_zeros(own.shape[0], 1, k), own], 1)
-            columns = torch.arange(k, device=x.device)
-            off = off + rows[:, index, columns].masked_fill(~possible, 0.0)
+            rows = _with_root_row(x[..., k + 2 * r:])
+            off = off + rows[:, index, torch.arange(k, device=x.device)].masked_fill(~possible, 0.0)
         return off, x[..., k:k + r], x[..., k + r:k + 2 * r]
 
     def heads(self):
         return _head_index(self.offsets, self.emissions.shape[1], self.lengths, self.emissions.device)
 
+    @staticmethod
+    def head_parts_at(head: torch.Tensor, index: torch.Tensor, possible: torch.Tensor, cols: torch.Tensor
+                      ) -> torch.Tensor:
+        """``[B, N, k, R]``: the head parts of the heads at offset columns `cols` ``[B, N, k]`` (`index`, `possible`
+        from `heads`); ROOT's and a head outside the sentence's are 0, so padding never changes a word's scores
+        (exports pad differently)."""
+        at = index.unsqueeze(0).expand(cols.shape[0], -1, -1).gather(2, cols)
+        parts = _with_root_row(head).gather(1, at.flatten(1).unsqueeze(-1).expand(-1, -1, head.shape[2]))
+        return parts.view(*at.shape, -1).masked_fill(~possible.gather(2, cols).unsqueeze(-1), 0.0)
+
     def relation_logits(self, temperature: float = 1.0) -> torch.Tensor:
         """``[B, N, K, R]``: word d's relation logits when its head is the one at offset k."""
         _, dep, head = self.parts(temperature)
         index, possible = self.heads()
-        rows = torch.cat([head.new_zeros(head.shape[0], 1, head.shape[2]), head], 1)  # ROOT's head part is 0
-        # a head outside the sentence gets 0 too: padding never changes a word's scores (exports pad differently)
-        return dep.unsqueeze(2) + rows[:, index].masked_fill(~possible.unsqueeze(-1), 0.0)
+        cols = torch.arange(len(self.offsets), device=dep.device).expand(*dep.shape[:2], -1)
+        return dep.unsqueeze(2) + self.head_parts_at(head, index, possible, cols)
 
     def relation_log_probs_at(self, offset_col: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """``[B, N, R]``: each word's relation log probabilities given the head at its offset column `offset_col`
         ``[B, N]`` (-1: none; any column then); the gold loss needs only these, not all ``[B, N, K, R]``."""
         _, dep, head = self.parts(temperature)
         index, possible = self.heads()
-        col = offset_col.clamp(min=0)
-        at = index[torch.arange(index.shape[0], device=col.device).unsqueeze(0), col]  # [B, N]
-        ok = possible.gather(2, col.unsqueeze(-1)).squeeze(-1)
-        rows = torch.cat([head.new_zeros(head.shape[0], 1, head.shape[2]), head], 1)
-        part = rows.gather(1, at.unsqueeze(-1).expand(-1, -1, head.shape[2])).masked_fill(~ok.unsqueeze(-1), 0.0)
+        part = self.head_parts_at(head, index, possible, offset_col.clamp(min=0).unsqueeze(-1)).squeeze(2)
         return torch.log_softmax(dep + part, -1).masked_fill(~self.mask.unsqueeze(-1), 0.0)
 
     def paired_relation_mass(self, pairs: torch.Tensor) -> torch.Tensor:
@@ -139,8 +147,7 @@ class HeadRelationScores:
         relation) pair and one ``[N, R] x [R, N]`` normaliser product, never as ``[B, N, K, R]`` (which made
         head-aware prediction 5 times slower than the plain student's)."""
         _, dep, head = self.parts()
-        dep, head = dep.double(), head.double()
-        rows = torch.cat([head.new_zeros(head.shape[0], 1, head.shape[2]), head], 1)
+        dep, rows = dep.double(), _with_root_row(head.double())
         e = torch.exp(dep - dep.amax(-1, keepdim=True))  # softmax(dep + head) = e * f / (e . f): shifts cancel
         f = torch.exp(rows - rows.amax(-1, keepdim=True))
         index, _ = self.heads()  # [N, K]; a head outside the sentence reads a row its mass never reaches
@@ -242,11 +249,7 @@ class HeadRelationStudent(Factorisation):
         used = max(int((q_off > 0).sum(-1).max()), 1) if q_off.numel() else 1
         q_top, k_top = q_off.topk(min(used, q_off.shape[-1]), -1)  # [B, N, k]
         index, possible = scores.heads()
-        at = index.unsqueeze(0).expand(q_off.shape[0], -1, -1).gather(2, k_top)
-        ok = possible.gather(2, k_top)
-        rows = torch.cat([head.new_zeros(head.shape[0], 1, head.shape[2]), head], 1)
-        parts = rows.gather(1, at.flatten(1).unsqueeze(-1).expand(-1, -1, head.shape[2])).view(*at.shape, -1)
-        log_z = torch.logsumexp(dep.unsqueeze(2) + parts.masked_fill(~ok.unsqueeze(-1), 0.0), -1)  # [B, N, k]
+        log_z = torch.logsumexp(dep.unsqueeze(2) + scores.head_parts_at(head, index, possible, k_top), -1)
         expected = (targets.relations.to(dep.dtype) * dep).masked_fill(~keep, 0.0).sum((1, 2)) + \
             (targets.head_relations.to(head.dtype) * head).masked_fill(~keep, 0.0).sum((1, 2))
         loss = _cross_entropy(q_off, logp_o, mask) - expected + _weighted(q_top, log_z, mask)

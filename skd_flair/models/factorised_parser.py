@@ -72,16 +72,6 @@ class FactorisedDependencyTagger(DependencyTagger):
         cls = HeadRelationScores if self.head_relations else OffsetRelationScores
         return cls(features, lengths.to(features.device), self.label_names)
 
-    def _relation_at(self, logp_r: torch.Tensor, offset_col: torch.Tensor) -> torch.Tensor:
-        """``[B, N, ..., R]`` relation log probabilities of each word given the head at `offset_col` ``[B, N, ...]``
-        (a head-aware student's depend on it; the other's do not)."""
-        if not self.head_relations:
-            return logp_r.view(*logp_r.shape[:2], *([1] * (offset_col.dim() - 2)), -1).expand(
-                *offset_col.shape, -1)
-        batch, n, k, r = logp_r.shape
-        flat = offset_col.clamp(min=0).reshape(batch, n, -1, 1).expand(-1, -1, -1, r)
-        return logp_r.gather(2, flat).view(*offset_col.shape, r)
-
     def _gold_loss(self, scores: OffsetRelationScores, tags: torch.Tensor) -> torch.Tensor:
         """Per-sentence negative log-likelihood of the gold offsets and relations (a gold tag outside the
         dictionary, ``<unk>``, teaches nothing)."""
@@ -147,7 +137,7 @@ class FactorisedDependencyTagger(DependencyTagger):
             if self.root_relation:
                 allowed &= torch.where((tree == 0).unsqueeze(-1), is_root, ~is_root)
             # the tag path's float32 sums
-            at_head = scores.relation_log_probs_at(col) if self.head_relations else self._relation_at(logp_r, col)
+            at_head = scores.relation_log_probs_at(col) if self.head_relations else logp_r
             tag = logp_o.gather(-1, col.clamp(min=0).unsqueeze(-1)) + at_head
             best = tag.masked_fill(~allowed, float("-inf")).max(-1)
             top, rel = best.values.double(), best.indices

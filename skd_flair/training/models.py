@@ -135,14 +135,13 @@ def dependency_tagger(embeddings, corpus: Corpus, teacher=None, tag_type: str = 
         head_relations: (factorised only) relations predicted from the word's and its head's states
         head_offsets: (with head_relations) offset logits add a part from the word at each offset
     """
-    if head_relations and not factorised:
-        raise ValueError("head_relations needs factorised: true")
+    if (head_relations or head_offsets) and not factorised:
+        raise ValueError("head_relations and head_offsets need factorised: true")
     encode_corpus(corpus, tag_type, relation_type)
     tags = make_tag_dictionary(corpus, tag_type, relation_type)
     cls = FactorisedDependencyTagger if factorised else DependencyTagger
-    extra = {"head_relations": True, "head_offsets": head_offsets} if head_relations else {}
-    if head_offsets and not head_relations:
-        raise ValueError("head_offsets needs head_relations: true")
+    # FactorisedDependencyTagger refuses head_offsets without head_relations
+    extra = {"head_relations": head_relations, "head_offsets": head_offsets} if factorised else {}
     return cls(build_embeddings(embeddings, corpus), tags, tag_type, **extra, repair=repair, relation_type=relation_type,
                root_relation=root_relation, main_metric=main_metric, hidden_size=hidden_size, rnn_layers=rnn_layers,
                dropout=dropout, word_dropout=word_dropout, locked_dropout=locked_dropout,
