@@ -10,7 +10,7 @@ import torch
 from skd_flair.models.dependency_tagger import DependencyTagger, make_tag_dictionary
 from skd_flair.models.factorised_parser import FactorisedDependencyTagger
 from skd_flair.models.fast_parser import parser_config
-from skd_flair.parsing_runtime import OffsetTreeDecoder, eisner_heads
+from skd_flair.parsing_runtime import OffsetTreeDecoder, _HeadRelations, eisner_heads
 from skd_flair.structs import DependencyTree
 from tests import brute
 from tests.parsing import randomize, small_corpus
@@ -39,14 +39,18 @@ HEAD_AWARE = functools.partial(FactorisedDependencyTagger, head_relations=True)
 HEAD_OFFSETS = functools.partial(FactorisedDependencyTagger, head_relations=True, head_offsets=True)
 
 
-@pytest.mark.parametrize("cls, repair", [(FactorisedDependencyTagger, "mst"), (FactorisedDependencyTagger, "eisner"),
-                                         (HEAD_AWARE, "mst"), (HEAD_AWARE, "eisner"),
-                                         (HEAD_OFFSETS, "mst"), (HEAD_OFFSETS, "eisner"),
-                                         (DependencyTagger, "mst"), (DependencyTagger, "eisner")],
-                         ids=["factorised-mst", "factorised-eisner", "head_aware-mst", "head_aware-eisner",
-                              "head_offsets-mst", "head_offsets-eisner",
-                              "tags-mst", "tags-eisner"])
-def test_offset_tree_decoder_decodes_as_the_student_does(cls, repair):
+LOOP, GATHER = 0, 10 ** 9  # a head-aware student's offset mass: per offset, or gathered (few sentences)
+
+
+@pytest.mark.parametrize("cls, repair, gather", [
+    (FactorisedDependencyTagger, "mst", LOOP), (FactorisedDependencyTagger, "eisner", LOOP),
+    (HEAD_AWARE, "mst", LOOP), (HEAD_AWARE, "eisner", LOOP), (HEAD_AWARE, "mst", GATHER),
+    (HEAD_OFFSETS, "mst", LOOP), (HEAD_OFFSETS, "eisner", LOOP), (HEAD_OFFSETS, "eisner", GATHER),
+    (DependencyTagger, "mst", LOOP), (DependencyTagger, "eisner", LOOP)],
+    ids=["factorised-mst", "factorised-eisner", "head_aware-mst", "head_aware-eisner", "head_aware-mst-gathered",
+         "head_offsets-mst", "head_offsets-eisner", "head_offsets-eisner-gathered", "tags-mst", "tags-eisner"])
+def test_offset_tree_decoder_decodes_as_the_student_does(cls, repair, gather, monkeypatch):
+    monkeypatch.setattr(_HeadRelations, "gather_per_offset", gather)
     corpus = small_corpus(n_train=30, n_dev=2, n_test=12)
     from flair.embeddings import OneHotEmbeddings
 
