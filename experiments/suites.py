@@ -267,7 +267,11 @@ SL_HEAD = {**SL_LIGHT, "head_relations": True}
 SL_HEAD_OFF = {**SL_HEAD, "head_offsets": True}
 
 
-def _annealed_students(case: str) -> List[Student]:
+KINDS = (("", SL_LIGHT, ""), ("ha_", SL_HEAD, "head-aware relations, "),
+         ("hao_", SL_HEAD_OFF, "head-aware relations and offsets, "))
+
+
+def _annealed_students(case: str, kinds=KINDS, baselines: bool = True) -> List[Student]:
     text = {"type": "text", "format": "plain", "train_file": text_path(EWT_REST)}
 
     def kd(name, model, method, temperature=1.0, arcs="tree"):
@@ -276,12 +280,12 @@ def _annealed_students(case: str) -> List[Student]:
         return Student(name, model, objective if model is SL_LIGHT else {**objective, "temperature_mode": "global"},
                        method=method, case=case, mix=dict(DEFAULT_MIX), trainer=SL_ANNEAL_ALL, unlabelled=text)
     out = []
-    for prefix, model, kind in (("", SL_LIGHT, ""), ("ha_", SL_HEAD, "head-aware relations, "),
-                                ("hao_", SL_HEAD_OFF, "head-aware relations and offsets, ")):
-        out += [Student(prefix + "none", model, None, method=kind + "none", case=case, trainer=SL_ANNEAL),
-                Student(prefix + "allgold", model, None, method=kind + "none, all gold trees", case=case,
-                        corpus={"sample_train": None}, trainer=SL_ANNEAL_ALL),
-                kd(prefix + "u_tree_t1", model, kind + "structural, T=1, + unlabelled"),
+    for prefix, model, kind in kinds:
+        if baselines:
+            out += [Student(prefix + "none", model, None, method=kind + "none", case=case, trainer=SL_ANNEAL),
+                    Student(prefix + "allgold", model, None, method=kind + "none, all gold trees", case=case,
+                            corpus={"sample_train": None}, trainer=SL_ANNEAL_ALL)]
+        out += [kd(prefix + "u_tree_t1", model, kind + "structural, T=1, + unlabelled"),
                 kd(prefix + "u_tree_t2", model, kind + "structural, T=2, + unlabelled", temperature=T),
                 kd(prefix + "u_local_t1", model, kind + "structural, reference local-softmax arcs, T=1, + unlabelled",
                    arcs="local")]
@@ -296,6 +300,15 @@ _add(Suite(
     prepare=SUITES["parsing_1o"].prepare))
 
 
+# Case 2b the same way: the second-order (sibling) teacher on the same 2,000 gold trees, its exact arc marginals
+# (`arc_marginals: tree`) against the local softmax of its arc scores, through the same unlabelled text. The
+# students without KD do not depend on the teacher: they are parsing_ewt's rows.
+_add(Suite(
+    name="parsing_ewt_2o", title="UD English-EWT, the second-order (sibling) teacher to the light parsing student "
+                                 "trained until annealing stops it, through 10,544 sentences it never saw (2b)",
+    metric="las", corpus=EWT, teacher_type="parser", teacher=SUITES["parsing_2o"].teacher,
+    teacher_trainer=PARSER_TRAINER, students=_annealed_students("2b", kinds=(KINDS[0], KINDS[2]), baselines=False),
+    student_trainer=SL_TRAINER, prepare=SUITES["parsing_1o"].prepare))
 
 
 # --------------------------------------------------------------------------------------------- smoke test
