@@ -96,6 +96,10 @@ def test_factorised_kd_loss_equals_enumerated_cross_entropy(case, temperature, m
     with torch.no_grad():
         loss, count = model.forward_loss(sentences)
     assert count == 6 and float(loss) == pytest.approx(float(want.sum()), rel=1e-5)
+    # the per-batch diagnostics: KL from the teacher's offset marginals to the student's offset softmax
+    q, mask = targets.offsets, student_scores.mask
+    kl = torch.where(q > 0, q * (q.log() - logp_o), torch.zeros(())).sum(-1)[mask].sum()
+    assert model.kd_stats["kl_sum"] == pytest.approx(float(kl), rel=1e-4, abs=1e-6)
 
 
 def test_head_aware_targets_refuse_local_tempering_and_lose_mass_visibly():
