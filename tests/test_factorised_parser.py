@@ -248,3 +248,27 @@ def test_factorised_trees_equal_the_tag_paths(repair, head):
             assert p1 == pytest.approx(p2, rel=1e-6, abs=1e-12)
             checked.update(r1)
     assert len(checked) > 3  # several relations were chosen, so the relation step was exercised
+
+
+@pytest.mark.parametrize("words", [0, 10 ** 9], ids=["offset-loop", "gathered"])
+@pytest.mark.parametrize("head", [True, "offsets"], ids=["head_aware", "head_offsets"])
+def test_paired_relation_mass_sums_the_full_relation_softmax(words, head, monkeypatch):
+    """Both paths of the decoder's per-(word, offset) mass equal the allowed relations' probabilities summed from
+    the full ``[B, N, K, R]`` softmax, wherever the head at that offset is in the sentence."""
+    from skd_flair.distill.head_relation import HeadRelationScores
+
+    monkeypatch.setattr(HeadRelationScores, "gather_up_to_words", words)
+    corpus = small_corpus(n_train=30, n_dev=2, n_test=12)
+    model = randomize(student(corpus, make_tag_dictionary(corpus), **_head(head)), seed=3, scale=2.0).eval()
+    sentences = list(corpus.test) + list(corpus.train)[:5]
+    with torch.no_grad():
+        scores = model._scores(sentences)
+        scores = HeadRelationScores(scores.emissions.double(), scores.lengths, scores.labels)  # float64 reference
+        pairs = model._pairs(torch.device("cpu"))[0]
+        got = scores.paired_relation_mass(pairs)
+        _, logp_r = scores.log_probs()
+    expected = (logp_r.double().exp() * pairs.double()).sum(-1)  # [B, N, K]
+    _, inside = scores.heads()
+    checked = inside & pairs.any(1)
+    assert checked.sum() > 100 and (expected[checked] < 0.99).any()  # partial masses, not all 0 or 1
+    torch.testing.assert_close(got[checked], expected[checked], rtol=1e-9, atol=1e-12)
