@@ -15,21 +15,20 @@ import json
 import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from benchmarks.harness import time_it
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "experiments" / "runs" / "parsing_ewt"
 EWT = REPO.parent / "shared" / "data" / "ud" / "en_ewt"
+REPEATS = 2
 
 
-def _rate(fn, count: int, repeats: int = 2) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return count / best
+def _rate(fn, count: int) -> float:
+    """Sentences per second of the best of `REPEATS` timed calls, after one warm-up call (`harness.time_it`)."""
+    best_ms, _ = time_it(fn, (), REPEATS)
+    return count / (best_ms / 1e3)
 
 
 def main(argv=None) -> int:
@@ -62,7 +61,7 @@ def main(argv=None) -> int:
                     "head_relations": bool(getattr(model, "head_relations", False)),
                     "head_offsets": bool(getattr(model, "head_offsets", False))}
             for batch in (32, 1):
-                fresh = iter([copy.deepcopy(sentences) for _ in range(2)])  # copied outside the timing
+                fresh = iter([copy.deepcopy(sentences) for _ in range(REPEATS + 1)])  # copied outside the timing
                 rows[f"predict_b{batch}"] = _rate(lambda: model.predict(next(fresh), mini_batch_size=batch),
                                                   len(texts))
             folder = Path(tmp) / name
