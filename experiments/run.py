@@ -15,7 +15,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -103,13 +102,12 @@ class SuiteRunner:
         corpus = self.corpus()
         flair.set_seed(1)
         model = build_model(self.suite.teacher, corpus)
-        start = time.time()
         trainer = {**self.suite.teacher_trainer, "base_path": str(base)}
         out = run_trainer(model, corpus, trainer, plugins=[], overwrite=True,
                           run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
         scores = _scores(model, corpus, self.suite.metric)
         write_json(record, {"suite": owner, "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
-                            "test": scores, "train_seconds": time.time() - start, "sizes": self.sizes(corpus),
+                            "test": scores, "train_seconds": out["train_seconds"], "sizes": self.sizes(corpus),
                             **_facts(model, _best(base), kind, corpus), "config": {
                                 "corpus": self.suite.corpus, "model": self.suite.teacher,
                                 "trainer": self.suite.teacher_trainer}, "command": self.command(),
@@ -216,7 +214,6 @@ class SuiteRunner:
         plugins = [DistillationPlugin(targets, mix=student.mix, probe_gradients=student.probe_gradients)
                    ] if targets is not None else []
         trainer = {**self.suite.student_trainer, **student.trainer, "base_path": str(base)}
-        start = time.time()
         # a run killed part-way resumes from its last epoch; a finished one is skipped above (its record exists)
         out = run_trainer(model, train_corpus, trainer, plugins=plugins, overwrite=True,
                           run_hash=config_hash([student.model, student.objective, student.mix, student.corpus,
@@ -225,7 +222,7 @@ class SuiteRunner:
                   "case": student.case, "seed": seed, "test": _scores(model, corpus, self.suite.metric),
                   **({"test_parts": _part_scores(model, corpus, self.suite.metric, self.suite.routes)}
                      if self.suite.routes else {}),
-                  "train_seconds": time.time() - start, "sizes": self.sizes(corpus, unlabelled),
+                  "train_seconds": out["train_seconds"], "sizes": self.sizes(corpus, unlabelled),
                   "kd": None if targets is None else {"objective": student.objective, "mix": student.mix,
                                                       "history": plugins[0].history},
                   "leak_check": self.overlaps.get(student.name),

@@ -365,11 +365,16 @@ def test_resume_after_a_kill_ends_with_the_uninterrupted_model(data, teacher, tm
     folder = tmp_path / "killed"
     assert (folder / "checkpoint.pt").exists() and not (folder / "final-model.pt").exists()
     assert json.loads((folder / "run.json").read_text())["finished"] is False
+    earlier = torch.load(folder / "checkpoint.pt", weights_only=True)["train_seconds"]
     resumed = distill(cfg(folder))
     weights = torch.load(folder / "final-model.pt", weights_only=False)["state_dict"]
     assert weights.keys() == reference.keys() and all(torch.equal(weights[k], reference[k]) for k in weights)
     assert [h["EPOCH"] for h in resumed["kd"]["history"]] == [1, 2, 3] == [h["EPOCH"] for h in whole["kd"]["history"]]
     assert resumed["epochs"] == 3 and resumed["resumed_after_epoch"] == 1 and not (folder / "checkpoint.pt").exists()
+    # the record covers the whole run: every epoch's dev score (the same as without the kill), its best epoch,
+    # and the killed process's training time
+    assert len(resumed["dev_score_history"]) == 3 and resumed["dev_score_history"] == whole["dev_score_history"]
+    assert resumed["best_dev_epoch"] == whole["best_dev_epoch"] and resumed["train_seconds"] > earlier > 0
     assert (folder / "loss.tsv").read_text().count("EPOCH") == 1
 
 

@@ -301,9 +301,11 @@ def run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, r
     budget = TimeBudgetPlugin(max_minutes) if max_minutes is not None else None
     if budget is not None:  # after the KD plugin, which tidies each batch up
         plugins.append(budget)
+    resume = None
     if run_hash is not None:
         checkpoint = _prepare_run_once(base_path, run_hash, overwrite)
-        plugins = [ResumePlugin(base_path, checkpoint), *plugins]
+        resume = ResumePlugin(base_path, checkpoint)
+        plugins = [resume, *plugins]
         if checkpoint is not None:
             spec["epoch"] = int(checkpoint["epoch"])
     plugins += trainer_plugins(logger_names, base_path)  # after prepare_run, which may refuse the folder
@@ -316,14 +318,17 @@ def run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, r
     if "save_final_model" not in spec and best.exists() and is_main_process():
         final.unlink(missing_ok=True)  # one model per run: the best dev epoch's (set save_final_model to keep both)
     dev = result.get("dev_score_history") or []
-    resumed = int(spec.get("epoch", 0))  # epochs finished before a resume: the histories start after them
-    return {"test_score": result.get("test_score"), "train_seconds": time.time() - start, "base_path": str(base_path),
+    resumed = int(spec.get("epoch", 0))  # epochs finished before a resume
+    # epochs the histories lack: none when the checkpoint restored them, all before the resume when it could not
+    missing = 0 if resume is None or resume.histories_restored else resumed
+    seconds = resume.train_seconds() if resume is not None else time.time() - start
+    return {"test_score": result.get("test_score"), "train_seconds": seconds, "base_path": str(base_path),
             "model": str(best if best.exists() else final),
-            "epochs": resumed + len(result.get("train_loss_history") or []), "dev_score_history": dev,
+            "epochs": missing + len(result.get("train_loss_history") or []), "dev_score_history": dev,
             "resumed_after_epoch": resumed,
             "processes": torch.distributed.get_world_size() if is_distributed() else 1,
             "stopped_early": TIME_BUDGET if budget is not None and budget.stopped else None,
-            "best_dev_epoch": resumed + 1 + max(range(len(dev)), key=dev.__getitem__) if dev else None}
+            "best_dev_epoch": missing + 1 + max(range(len(dev)), key=dev.__getitem__) if dev else None}
 
 
 def _prepare_run_once(base_path: Path, run_hash: str, overwrite: bool):

@@ -2,8 +2,9 @@
 
 A run folder (``trainer.base_path``) holds ``run.json``: the hash of the run's configuration and whether it
 finished. At the start of every epoch after the first, :class:`ResumePlugin` writes ``checkpoint.pt``
-atomically: model and optimizer state, Flair's plateau scheduler, the KD plugin's log, every random generator
-state, the epoch and the best dev score so far. Rerunning the same configuration in that folder continues after
+atomically: model and optimizer state, Flair's plateau scheduler, the KD plugin's log, Flair's metric histories,
+every random generator state, the epoch, the best dev score and the training seconds so far (a resumed run
+reports its whole history and time, not only the last process's). Rerunning the same configuration in that folder continues after
 the last finished epoch and ends with the same model an uninterrupted run of the same seed ends with; a folder
 holding another configuration's run is refused unless the caller asks to overwrite it. Best and final models
 are written atomically (Flair's own save is not: a kill could leave a 0-byte ``best-model.pt``), and a resumed
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -136,6 +138,14 @@ class ResumePlugin(TrainerPlugin):
         self.checkpoint = checkpoint
         self.best = None if checkpoint is None else checkpoint["best"]
         self.save_best = True
+        self.started = time.time()
+        # what the checkpoint brings from earlier processes: training seconds, and whether the metric histories
+        # were restored (checkpoints from before 2026-12-03 lack both; their histories start after the resume)
+        self.earlier_seconds = 0.0 if checkpoint is None else float(checkpoint.get("train_seconds", 0.0))
+        self.histories_restored = checkpoint is not None and checkpoint.get("metric_history") is not None
+
+    def train_seconds(self) -> float:
+        return self.earlier_seconds + time.time() - self.started
 
     @TrainerPlugin.hook
     def after_setup(self, **kw):
@@ -178,16 +188,24 @@ class ResumePlugin(TrainerPlugin):
                 return plugin
         return None
 
+    def _history_plugin(self):
+        for plugin in getattr(self.trainer, "plugins", []):
+            if isinstance(getattr(plugin, "metric_history", None), dict):
+                return plugin
+        return None
+
     def _save(self, epoch: int):
         if not is_main_process():  # every process holds the same weights (DDP); one writes them
             return
         scheduler = _scheduler_plugin(self.trainer)
-        kd = self._kd_plugin()
+        kd, history = self._kd_plugin(), self._history_plugin()
         state = {"epoch": epoch, "best": self.best, "model": self.model.state_dict(),
                  "optimizer": self.trainer.optimizer.state_dict(), "rng": _rng_state(),
                  "scheduler": None if scheduler is None else {k: v for k, v in vars(scheduler.scheduler).items()
                                                               if k != "optimizer"},
-                 "kd_history": None if kd is None else json.dumps(kd.history)}
+                 "kd_history": None if kd is None else json.dumps(kd.history),
+                 "metric_history": None if history is None else json.dumps(history.metric_history),
+                 "train_seconds": self.train_seconds()}
         with atomic_path(self.base_path / CHECKPOINT) as tmp:
             torch.save(state, tmp)
 
@@ -202,6 +220,10 @@ class ResumePlugin(TrainerPlugin):
         kd = self._kd_plugin()
         if kd is not None and state["kd_history"] is not None:
             kd.history[:] = json.loads(state["kd_history"])
+        history = self._history_plugin()
+        if history is not None and state.get("metric_history") is not None:
+            for key, values in json.loads(state["metric_history"]).items():
+                history.metric_history.setdefault(key, [])[:0] = values
         _set_rng_state(state["rng"])
 
     def get_state(self):
