@@ -21,6 +21,7 @@ from typing import Dict, List, Optional
 import flair
 
 from skd_flair.training.annotate import annotate
+from skd_flair.training.cache import fingerprint_model
 from skd_flair.training.corpora import load_corpus, part_of
 from skd_flair.training.mixture import TeacherMixture
 from skd_flair.training.models import MODEL_CLASSES, build_model
@@ -72,6 +73,7 @@ class SuiteRunner:
         self.corpora: Dict[str, object] = {}
         self.overlaps: Dict[str, Dict] = {}
         self.teachers: Dict[str, object] = {}
+        self.fingerprints: Dict[str, str] = {}  # owner -> weights hash of the teacher this process uses
 
     def corpus(self, overrides: Dict = None, spec: Dict = None):
         spec = spec or {**self.suite.corpus, **(overrides or {})}
@@ -93,10 +95,15 @@ class SuiteRunner:
         base = RUNS / owner / "teacher"
         record = RESULTS / owner / "teacher.json"
         kind = self.suite.teacher_type
-        if read_json(record) and _best(base).exists():
+        earlier = read_json(record)
+        if earlier and _best(base).exists():
             log.info(f"[{owner}] teacher: reusing {_best(base)}")
-            self.teachers[owner] = MODEL_CLASSES[kind].load(str(_best(base)))
-            return self.teachers[owner]
+            model = self.teachers[owner] = MODEL_CLASSES[kind].load(str(_best(base)))
+            self.fingerprints[owner] = fingerprint_model(model)
+            if earlier.get("fingerprint") not in (None, self.fingerprints[owner]):
+                log.warning(f"[{owner}] teacher: {_best(base)} is not the model {record} describes (its weights "
+                            f"differ); students trained now record its fingerprint")
+            return model
         if owner != self.suite.name:
             raise SystemExit(f"suite {self.suite.name} needs the teacher of suite {owner}: run that suite first")
         corpus = self.corpus()
@@ -106,7 +113,13 @@ class SuiteRunner:
         out = run_trainer(model, corpus, trainer, plugins=[], overwrite=True,
                           run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
         scores = _scores(model, corpus, self.suite.metric)
+        self.teachers[owner], self.fingerprints[owner] = model, fingerprint_model(model)
+        # a teacher retrained (its model lost) keeps its predecessor's scores in view: students trained with the
+        # earlier one are compared against the record of this one
+        previous = {"test": earlier["test"], "fingerprint": earlier.get("fingerprint"),
+                    "train_seconds": earlier.get("train_seconds")} if earlier else None
         write_json(record, {"suite": owner, "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
+                            "fingerprint": self.fingerprints[owner], "previous_training": previous,
                             "test": scores, "train_seconds": out["train_seconds"], "sizes": self.sizes(corpus),
                             **_facts(model, _best(base), kind, corpus), "config": {
                                 "corpus": self.suite.corpus, "model": self.suite.teacher,
@@ -226,6 +239,8 @@ class SuiteRunner:
                   "kd": None if targets is None else {"objective": student.objective, "mix": student.mix,
                                                       "history": plugins[0].history},
                   "leak_check": self.overlaps.get(student.name),
+                  # which teacher weights made the targets (a teacher retrained after its model was lost differs)
+                  "teacher_fingerprints": dict(self.fingerprints) if targets is not None else None,
                   "config": {"corpus": student.corpus_spec or {**self.suite.corpus, **student.corpus},
                              "unlabelled": student.unlabelled,
                              "model": student.model, "trainer": trainer},

@@ -60,6 +60,14 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     run.main(["smoke", "--seeds", "2", "--only", "crf_none"])  # a later seed: scores, but no re-timing
     later = json.loads((tmp_path / "results" / "smoke" / "crf_none-seed2.json").read_text())
     assert later["seed"] == 2 and "test" in later and "sentences_per_second" not in later
+    # every KD record names the teacher weights that made its targets; a student without KD names none
+    first = json.loads((tmp_path / "results" / "smoke" / "teacher.json").read_text())
+    assert record["teacher_fingerprints"] == {"smoke": first["fingerprint"]} and later["teacher_fingerprints"] is None
+    run._best(tmp_path / "runs" / "smoke" / "teacher").unlink()  # the model lost: retrained, and the
+    run.main(["smoke", "--teacher-only"])  # new record keeps the one it replaces in view
+    again = json.loads((tmp_path / "results" / "smoke" / "teacher.json").read_text())
+    assert again["previous_training"]["test"] == first["test"]
+    assert again["previous_training"]["fingerprint"] == first["fingerprint"] and first["previous_training"] is None
 
     from experiments import teacher_confidence
 
