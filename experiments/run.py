@@ -27,7 +27,7 @@ from skd_flair.training.mixture import TeacherMixture
 from skd_flair.training.models import MODEL_CLASSES, build_model
 from skd_flair.training.pipeline import measure_speed, run_trainer, training_corpus
 from skd_flair.training.plugin import DistillationPlugin
-from skd_flair.training.resume import config_hash
+from skd_flair.training.resume import RUN_FILE, config_hash
 
 from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, suites_to_run, write_json
 from .leaks import refuse_leaks
@@ -43,6 +43,12 @@ DEV_EMBEDDINGS = "fresh"
 def _best(base: Path) -> Path:
     best = base / "best-model.pt"
     return best if best.exists() else base / "final-model.pt"
+
+
+def _trained(base: Path) -> bool:
+    """A finished training's model is in `base`: not the best epoch so far of a run that was killed (it resumes)."""
+    run = read_json(base / RUN_FILE)
+    return _best(base).exists() and (run is None or run.get("finished") is True)
 
 
 def _scores(model, corpus, metric: str, split=None) -> Dict:
@@ -96,7 +102,7 @@ class SuiteRunner:
         record = RESULTS / owner / "teacher.json"
         kind = self.suite.teacher_type
         earlier = read_json(record)
-        if earlier and _best(base).exists():
+        if earlier and _trained(base):
             log.info(f"[{owner}] teacher: reusing {_best(base)}")
             model = self.teachers[owner] = MODEL_CLASSES[kind].load(str(_best(base)))
             self.fingerprints[owner] = fingerprint_model(model)

@@ -21,7 +21,7 @@ from skd_flair.distill.temperature import temper
 from skd_flair.training.corpora import load_corpus
 
 from .common import RESULTS, RUNS, suites_to_run, write_json
-from .run import MODEL_CLASSES, _best
+from .run import MODEL_CLASSES, _best, _trained
 from .suites import SUITES
 
 log = logging.getLogger("skd_flair.experiments")
@@ -61,8 +61,8 @@ def measure(name: str) -> Dict:
     suite = SUITES[name]
     owner = suite.teacher_from or suite.name
     model_file = _best(RUNS / owner / "teacher")
-    if not model_file.exists():
-        raise SystemExit(f"no teacher for {owner} at {model_file}: python -m experiments.run {owner} --teacher-only")
+    if not _trained(RUNS / owner / "teacher"):
+        raise SystemExit(f"no finished teacher for {owner} at {model_file}: python -m experiments.run {owner} --teacher-only")
     teacher = MODEL_CLASSES[suite.teacher_type].load(str(model_file))
     corpus = load_corpus(suite.corpus)
     out = {"suite": owner, "teacher": f"{owner}/teacher/{model_file.name}",

@@ -63,8 +63,12 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     # every KD record names the teacher weights that made its targets; a student without KD names none
     first = json.loads((tmp_path / "results" / "smoke" / "teacher.json").read_text())
     assert record["teacher_fingerprints"] == {"smoke": first["fingerprint"]} and later["teacher_fingerprints"] is None
-    run._best(tmp_path / "runs" / "smoke" / "teacher").unlink()  # the model lost: retrained, and the
-    run.main(["smoke", "--teacher-only"])  # new record keeps the one it replaces in view
+    # a teacher retraining was killed (best epoch so far on disk, run unfinished): not reused but trained on, and
+    # the new record keeps the one it replaces in view
+    state = tmp_path / "runs" / "smoke" / "teacher" / "run.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "finished": False}))
+    assert run._best(state.parent).exists()
+    run.main(["smoke", "--teacher-only"])
     again = json.loads((tmp_path / "results" / "smoke" / "teacher.json").read_text())
     assert again["previous_training"]["test"] == first["test"]
     assert again["previous_training"]["fingerprint"] == first["fingerprint"] and first["previous_training"] is None
