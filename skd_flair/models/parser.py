@@ -51,6 +51,7 @@ from ..structs.mean_field import mean_field_logits
 from ..structs.second_order import SiblingTree
 from .dependency_eval import EvaluatesTrees, gold_tree, is_well_formed, main_metric_name
 from .embedding_names import KeepsStackNames
+from .frozen_embeddings import FrozenEmbeddingsStayEval
 from .eval_loop import eval_mode, inference_batches
 from .layers import MLP, Biaffine, Triaffine
 
@@ -72,7 +73,7 @@ def is_projective(heads) -> bool:
     return not bool(cross.any())
 
 
-class BiaffineParser(EvaluatesTrees, KeepsStackNames, flair.nn.Model[Sentence]):
+class BiaffineParser(FrozenEmbeddingsStayEval, EvaluatesTrees, KeepsStackNames, flair.nn.Model[Sentence]):
     """A biaffine dependency parser (first or second order) that trains with Flair's `ModelTrainer`.
 
     Args:

@@ -32,6 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_se
 from ..distill.span_scores import SpanScores
 from ..structs.spans import LabelledSpans
 from .embedding_names import KeepsStackNames
+from .frozen_embeddings import FrozenEmbeddingsStayEval
 from .eval_loop import eval_mode, inference_batches
 from .layers import Biaffine
 from .kd_student import is_unlabelled
@@ -53,7 +54,7 @@ def _type_names(dictionary: Dictionary) -> List[str]:
     return names
 
 
-class BiaffineSpanTagger(KeepsStackNames, flair.nn.Classifier[Sentence]):
+class BiaffineSpanTagger(FrozenEmbeddingsStayEval, KeepsStackNames, flair.nn.Classifier[Sentence]):
     """Biaffine span NER (Yu et al. 2020) over any Flair token embeddings.
 
     Args:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..distill import ChainScores
 from .embedding_names import KeepsStackNames
+from .frozen_embeddings import FrozenEmbeddingsStayEval
 from .kd_student import KD_TARGETS, UNLABELLED, LearnsFromTeacher, build_objective, is_unlabelled
 from .eval_loop import eval_mode
 from .quantize import float_rows, quantize_like, quiet
@@ -60,7 +61,7 @@ def write_labels(sentence: Sentence, tags: List[str], scores: List[float], label
             token.add_tags_proba_dist(label_name, [Label(token, name, float(p)) for name, p in zip(names, row)])
 
 
-class DistillableTagger(KeepsStackNames, LearnsFromTeacher, SequenceTagger):
+class DistillableTagger(FrozenEmbeddingsStayEval, KeepsStackNames, LearnsFromTeacher, SequenceTagger):
     """Flair's `SequenceTagger` (same arguments) usable as KD teacher and student.
 
     Args:
