@@ -1,15 +1,15 @@
 """Training that survives being killed: a checkpoint per epoch, resumed to the same final model.
 
 A run folder (``trainer.base_path``) holds ``run.json``: the hash of the run's configuration and whether it
-finished. At the start of every epoch after the first, :class:`ResumePlugin` writes ``checkpoint.pt``
-atomically: model and optimizer state, Flair's plateau scheduler, the KD plugin's log, Flair's metric histories,
-every random generator state, the epoch, the best dev score and the training seconds so far (a resumed run
-reports its whole history and time, not only the last process's). Rerunning the same configuration in that folder continues after
+finished. At the start of every epoch after the first, :class:`ResumePlugin` writes ``checkpoint.pt`` atomically:
+model and optimizer state, Flair's plateau scheduler, the KD plugin's log, Flair's metric histories, every random
+generator state, the epoch, the best dev score and the training seconds so far (a resumed run reports its whole
+history and time, not only the last process's). Rerunning the same configuration in that folder continues after
 the last finished epoch and ends with the same model an uninterrupted run of the same seed ends with (up to float
-rounding where embeddings stored in memory, ``embeddings_storage_mode: cpu``, are computed again in other batches); a folder
-holding another configuration's run is refused unless the caller asks to overwrite it. Best and final models
-are written atomically (Flair's own save is not: a kill could leave a 0-byte ``best-model.pt``), and a resumed
-run never replaces a better ``best-model.pt`` with a worse one.
+rounding where embeddings stored in memory, ``embeddings_storage_mode: cpu``, are computed again in other
+batches); a folder holding another configuration's run is refused unless the caller asks to overwrite it. Best and
+final models are written atomically (Flair's own save is not: a kill could leave a 0-byte ``best-model.pt``), and
+a resumed run never replaces a better ``best-model.pt`` with a worse one.
 
 The checkpoint is written by us and read back with ``torch.load(weights_only=True)``: tensors, numbers,
 strings and containers only, so loading it runs no code.
