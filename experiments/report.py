@@ -26,13 +26,50 @@ METHOD_NAMES = {"teacher": "teacher", "none": "student, no KD", "token": "token-
                 "structural, T=1": "structural KD, T=1", "structural, global T": "structural KD, global T=2"}
 
 
+EARLIER_TEACHER = " (earlier teacher)"
+EARLIER_TRAINING = "teacher, earlier training"
+
+
 def load() -> Dict[str, List[dict]]:
     runs = defaultdict(list)
     for path in sorted(RESULTS.glob("*/*.json")):
         data = json.loads(path.read_text())
         if "role" in data:  # measurements of a suite (teacher_confidence.json) are not runs
             runs[data["suite"]].append(data)
+    return separate_teacher_trainings(runs)
+
+
+def separate_teacher_trainings(runs: Dict[str, List[dict]]) -> Dict[str, List[dict]]:
+    """A lost teacher retrained is another teacher: KD students whose targets an earlier training made become rows
+    of their own (``run (earlier teacher)``), beside the earlier training's teacher row, so that no mean mixes
+    seeds of two teachers and no student is read against a teacher it never had."""
+    teachers = {name: r for name, group in runs.items() for r in group
+                if r["role"] == "teacher" and r["run"] == "teacher"}
+    for name, group in runs.items():
+        previous = (teachers.get(name) or {}).get("previous_training")
+        if previous:
+            group.append({"suite": name, "run": EARLIER_TRAINING, "role": "teacher", "method": "teacher",
+                          "seed": teachers[name].get("seed"), "test": previous["test"],
+                          "sizes": teachers[name].get("sizes", {}), "earlier_teacher": True})
+        for r in group:
+            if r["role"] == "student" and r.get("kd") and _made_by_earlier_teacher(r, name, teachers):
+                r.update(run=r["run"] + EARLIER_TEACHER, earlier_teacher=True)
     return runs
+
+
+def _made_by_earlier_teacher(run: dict, name: str, teachers: Dict[str, dict]) -> bool:
+    recorded = run.get("teacher_fingerprints")
+    if recorded is not None:
+        return any(teachers.get(owner, {}).get("fingerprint") not in (None, fingerprint)
+                   for owner, fingerprint in recorded.items())
+    # made before records named their teacher's weights: once a retrained teacher has a fingerprint, every student
+    # of it names it; the two retrainings before fingerprints (ner_nl, ner_de, 2026-12-02) were made for other
+    # suites, and their own suite's students came from the earlier training (their records' notes say so)
+    suite = SUITES.get(name)
+    owners = (list((suite.routes or {}).values()) or list(suite.ensemble or []) or [suite.teacher_from or name]
+              if suite is not None else [name])
+    return any(teachers.get(owner, {}).get("fingerprint")
+               or (owner == name and teachers.get(owner, {}).get("previous_training")) for owner in owners)
 
 
 def _student_kind(run: dict) -> str:
@@ -99,8 +136,9 @@ def borrowed_teacher(name: str, all_runs: Dict[str, List[dict]]) -> List[dict]:
     suite = SUITES.get(name)
     sources = (list((suite.routes or {}).values()) or list(suite.ensemble or []) or [suite.teacher_from]
                if suite is not None else [])
-    return [{**r, "run": f"teacher (of {source})"} for source in sources if source
-            for r in all_runs.get(source, []) if r["role"] == "teacher"]
+    earlier = any(r.get("earlier_teacher") for r in all_runs.get(name, []))  # else no student of it to read against
+    return [{**r, "run": f"{r['run']} (of {source})"} for source in sources if source
+            for r in all_runs.get(source, []) if r["role"] == "teacher" and (earlier or not r.get("earlier_teacher"))]
 
 
 def suite_table(name: str, runs: List[dict]) -> List[str]:
@@ -266,7 +304,7 @@ def plots(all_runs: Dict[str, List[dict]]) -> List[str]:
             errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
         fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(labels)), 4))
         ax.bar(range(len(labels)), means, yerr=errors, capsize=3,
-               color=["#555555" if lab == "teacher" else "#4477aa" for lab in labels])
+               color=["#555555" if lab.startswith("teacher") else "#4477aa" for lab in labels])
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=45, ha="right")
         metric = "LAS" if SUITES.get(name) and SUITES[name].metric == "las" else "F1"
@@ -288,6 +326,7 @@ def plots(all_runs: Dict[str, List[dict]]) -> List[str]:
 def _best_student(runs: List[dict]):
     """(median speed, best method mean score) of each student kind of a suite, and the teacher's. Scores count only
     from students given no more gold sentences than the teacher (a ceiling run on every gold tree is no method)."""
+    runs = [r for r in runs if not r.get("earlier_teacher")]
     teacher_gold = [r["sizes"]["train"] for r in runs if r["role"] == "teacher" and "sizes" in r]
     if teacher_gold:
         runs = [r for r in runs if r["role"] == "teacher" or r.get("sizes", {}).get("train", 0) <= teacher_gold[0]]
@@ -363,7 +402,8 @@ def curve_plots(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
         if not name.startswith("curve_"):
             continue
         points = curve_points(runs)
-        teacher = [100 * r["test"]["main"] for r in runs + borrowed_teacher(name, all_runs) if r["role"] == "teacher"]
+        teacher = [100 * r["test"]["main"] for r in runs + borrowed_teacher(name, all_runs)
+                   if r["role"] == "teacher" and not r.get("earlier_teacher")]
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for method, by_u in sorted(points.items()):
             us = sorted(by_u)
@@ -409,7 +449,10 @@ def main():
              "Generated by `python -m experiments.report` from `experiments/results/**.json`; each JSON records the "
              "command that reproduces it (`python -m experiments.run <suite> ...`). Sizes are cut to fit a 2-core "
              "CPU (see `experiments/README.md`); test scores are micro F1 (NER) or attachment scores (parsing), "
-             "mean ± standard deviation over the seeds listed.", ""]
+             "mean ± standard deviation over the seeds listed. A teacher whose model file was lost and retrained is "
+             "another teacher: `teacher, earlier training` is the training it replaced, and a KD student marked "
+             "`(earlier teacher)` was distilled from that one (its record names no fingerprint of the current "
+             "teacher's weights), so its seeds are never averaged with the current teacher's students.", ""]
     for name in [n for n in SUITES if n in all_runs] + [n for n in all_runs if n not in SUITES]:
         title = SUITES[name].title if name in SUITES else name
         lines += [f"## {title}", "", f"Suite `{name}`: `python -m experiments.run {name}`", ""]

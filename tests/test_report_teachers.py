@@ -1,0 +1,98 @@
+"""The report keeps students of a lost-and-retrained teacher apart from the students of the one that replaced it."""
+import json
+
+import pytest
+
+
+def _write(folder, name, record):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(record))
+
+
+def _student(run, seed, score, kd=True, fingerprints=None, **extra):
+    record = {"suite": "toy", "run": run, "role": "student", "method": "structural" if kd else "none",
+              "seed": seed, "test": {"main": score}, "sizes": {"train": 10, "unlabelled": 5 if kd else 0},
+              "kd": {"history": []} if kd else None, **extra}
+    if fingerprints is not None:
+        record["teacher_fingerprints"] = fingerprints
+    return record
+
+
+@pytest.fixture
+def report(tmp_path, monkeypatch):
+    from experiments import report
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    return report
+
+
+def _rows(report):
+    table = report.suite_table("toy", report.load()["toy"])
+    return {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table[2:])}
+
+
+def test_students_of_an_earlier_teacher_training_get_their_own_rows(tmp_path, report):
+    folder = tmp_path / "toy"
+    _write(folder, "teacher", {"suite": "toy", "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
+                               "test": {"main": 0.80}, "fingerprint": "new",
+                               "previous_training": {"test": {"main": 0.82}, "fingerprint": None}})
+    _write(folder, "kd-seed1", _student("kd", 1, 0.70))  # recorded before records named their teacher
+    _write(folder, "kd-seed2", _student("kd", 2, 0.60, fingerprints={"toy": "new"}))
+    _write(folder, "kd-seed3", _student("kd", 3, 0.62, fingerprints={"toy": "new"}))
+    _write(folder, "none-seed1", _student("none", 1, 0.50, kd=False))
+    rows = _rows(report)
+    assert rows["teacher"][-1] == "80.00" and rows["teacher, earlier training"][-1] == "82.00"
+    assert rows["kd"][5] == "2" and rows["kd"][-1] == "61.00 ± 1.41"  # the new teacher's two seeds only
+    assert rows["kd (earlier teacher)"][5] == "1" and rows["kd (earlier teacher)"][-1] == "70.00"
+    assert rows["none"][-1] == "50.00"  # a student without KD has no teacher to tell apart
+
+
+def test_a_teacher_reused_or_never_retrained_keeps_every_student_together(tmp_path, report):
+    folder = tmp_path / "toy"
+    _write(folder, "teacher", {"suite": "toy", "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
+                               "test": {"main": 0.80}})  # written before teachers carried a fingerprint
+    _write(folder, "kd-seed1", _student("kd", 1, 0.70))
+    _write(folder, "kd-seed2", _student("kd", 2, 0.72, fingerprints={"toy": "reused"}))
+    rows = _rows(report)
+    assert set(rows) == {"teacher", "kd"} and rows["kd"][5] == "2"
+
+
+def test_a_student_of_another_fingerprint_is_an_earlier_teachers(tmp_path, report):
+    folder = tmp_path / "toy"
+    _write(folder, "teacher", {"suite": "toy", "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
+                               "test": {"main": 0.80}, "fingerprint": "third",
+                               "previous_training": {"test": {"main": 0.81}, "fingerprint": "second"}})
+    _write(folder, "kd-seed1", _student("kd", 1, 0.70, fingerprints={"toy": "second"}))
+    _write(folder, "kd-seed2", _student("kd", 2, 0.72, fingerprints={"toy": "third"}))
+    rows = _rows(report)
+    assert rows["kd"][-1] == "72.00" and rows["kd (earlier teacher)"][-1] == "70.00"
+    # the curve plot and the speed plot read the current teacher only
+    runs = report.load()["toy"]
+    assert [r["test"]["main"] for r in runs if r["role"] == "teacher" and not r.get("earlier_teacher")] == [0.80]
+
+
+def test_a_retraining_before_fingerprints_leaves_its_own_suites_students_with_the_earlier_training(tmp_path, report):
+    """ner_nl / ner_de: retrained (model lost) for suites that borrow the teacher; the owner suite's KD rows
+    were distilled from the earlier training, the borrowing suites' from the new one."""
+    _write(tmp_path / "toy", "teacher", {"suite": "toy", "run": "teacher", "role": "teacher", "method": "teacher",
+                                         "seed": 1, "test": {"main": 0.80},
+                                         "previous_training": {"test": {"main": 0.82}, "note": "..."}})
+    _write(tmp_path / "toy", "kd-seed1", _student("kd", 1, 0.70))
+    _write(tmp_path / "toy", "none-seed1", _student("none", 1, 0.50, kd=False))
+    rows = _rows(report)
+    assert set(rows) == {"teacher", "teacher, earlier training", "kd (earlier teacher)", "none"}
+
+
+def test_a_suite_borrowing_a_retrained_teacher_shows_the_training_its_students_had(tmp_path, report, monkeypatch):
+    from types import SimpleNamespace
+
+    borrower = SimpleNamespace(routes=None, ensemble=None, teacher_from="toy", metric="f1", compare=None,
+                               title="borrows toy's teacher")
+    monkeypatch.setattr(report, "SUITES", {"borrower": borrower})
+    _write(tmp_path / "toy", "teacher", {"suite": "toy", "run": "teacher", "role": "teacher", "method": "teacher",
+                                         "seed": 1, "test": {"main": 0.80},
+                                         "previous_training": {"test": {"main": 0.82}, "note": "..."}})
+    _write(tmp_path / "borrower", "kd-seed1", {**_student("kd", 1, 0.70), "suite": "borrower"})
+    runs = report.load()
+    assert [r["run"] for r in runs["borrower"] + report.borrowed_teacher("borrower", runs)] == [
+        "kd", "teacher (of toy)"]  # made after the retraining, for this suite: the earlier training is not its
