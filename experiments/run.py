@@ -130,7 +130,8 @@ class SuiteRunner:
                             **_facts(model, _best(base), kind, corpus), "config": {
                                 "corpus": self.suite.corpus, "model": self.suite.teacher,
                                 "trainer": self.suite.teacher_trainer}, "command": self.command(),
-                            "flair_test_score": out["test_score"]})
+                            "flair_test_score": out["test_score"], "epochs": out["epochs"],
+                            "best_dev_epoch": out["best_dev_epoch"], "dev_score_history": out["dev_score_history"]})
         return model
 
     @staticmethod

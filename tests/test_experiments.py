@@ -72,6 +72,8 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     again = json.loads((tmp_path / "results" / "smoke" / "teacher.json").read_text())
     assert again["previous_training"]["test"] == first["test"]
     assert again["previous_training"]["fingerprint"] == first["fingerprint"] and first["previous_training"] is None
+    # how long the teacher took to converge is part of its record, like a student's
+    assert first["epochs"] == 2 and len(first["dev_score_history"]) == 2 and first["best_dev_epoch"] in (1, 2)
 
     from experiments import teacher_confidence
 
