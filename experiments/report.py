@@ -68,7 +68,8 @@ def _made_by_earlier_teacher(run: dict, name: str, teachers: Dict[str, dict]) ->
     suite = SUITES.get(name)
     owners = (list((suite.routes or {}).values()) or list(suite.ensemble or []) or [suite.teacher_from or name]
               if suite is not None else [name])
-    return any(teachers.get(owner, {}).get("fingerprint")
+    # (a teacher reproduced to the last digit of its record, `reproduced`, is the training they had)
+    return any((teachers.get(owner, {}).get("fingerprint") and not teachers.get(owner, {}).get("reproduced"))
                or (owner == name and teachers.get(owner, {}).get("previous_training")) for owner in owners)
 
 

@@ -14,12 +14,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import logging
+import shutil
 import sys
+import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import flair
 
+from skd_flair.models.frozen_embeddings import frozen_dropout_as_before
 from skd_flair.training.annotate import annotate
 from skd_flair.training.cache import fingerprint_model
 from skd_flair.training.corpora import load_corpus, part_of
@@ -72,9 +76,14 @@ def _facts(model, model_file: Path, kind: str, corpus) -> Dict:
     return facts
 
 
+def _reproduces(scores: Dict, recorded: Dict) -> bool:
+    """Every test number of the record, to the last digit: the same predictions on every test sentence."""
+    return bool(recorded) and all(key in scores and scores[key] == value for key, value in recorded.items())
+
+
 class SuiteRunner:
-    def __init__(self, suite: Suite, seeds, only: Optional[List[str]] = None):
-        self.suite, self.seeds, self.only = suite, list(seeds), only
+    def __init__(self, suite: Suite, seeds, only: Optional[List[str]] = None, reproduce: bool = False):
+        self.suite, self.seeds, self.only, self.reproduce = suite, list(seeds), only, reproduce
         self.results = RESULTS / suite.name
         self.corpora: Dict[str, object] = {}
         self.overlaps: Dict[str, Dict] = {}
@@ -112,13 +121,18 @@ class SuiteRunner:
             return model
         if owner != self.suite.name:
             raise SystemExit(f"suite {self.suite.name} needs the teacher of suite {owner}: run that suite first")
+        if self.reproduce and not earlier:
+            raise SystemExit(f"[{owner}] teacher: --reproduce needs {record}, the record of the training to reproduce")
         corpus = self.corpus()
         flair.set_seed(1)
         model = build_model(self.suite.teacher, corpus)
         trainer = {**self.suite.teacher_trainer, "base_path": str(base)}
-        out = run_trainer(model, corpus, trainer, plugins=[], overwrite=True,
-                          run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
+        with frozen_dropout_as_before() if self.reproduce else nullcontext():
+            out = run_trainer(model, corpus, trainer, plugins=[], overwrite=True,
+                              run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
         scores = _scores(model, corpus, self.suite.metric)
+        if self.reproduce:
+            return self._adopt_reproduction(owner, model, earlier, scores, out, base, record)
         self.teachers[owner], self.fingerprints[owner] = model, fingerprint_model(model)
         # a teacher retrained (its model lost) keeps its predecessor's scores in view: students trained with the
         # earlier one are compared against the record of this one
@@ -132,6 +146,31 @@ class SuiteRunner:
                                 "trainer": self.suite.teacher_trainer}, "command": self.command(),
                             "flair_test_score": out["test_score"], "epochs": out["epochs"],
                             "best_dev_epoch": out["best_dev_epoch"], "dev_score_history": out["dev_score_history"]})
+        return model
+
+    def _adopt_reproduction(self, owner: str, model, earlier: Dict, scores: Dict, out: Dict, base: Path,
+                            record: Path):
+        """A lost teacher trained again as it was first trained is that teacher only if it scores every test number
+        of its record exactly; then its students' rows stay its rows (the record gains the weights' fingerprint).
+        Otherwise it is moved aside and the record is left alone: nothing is read against a teacher it did not have."""
+        if not _reproduces(scores, earlier["test"]):
+            aside = base.with_name(f"teacher_not_reproduced_{time.strftime('%Y-%m-%d')}")
+            shutil.rmtree(aside, ignore_errors=True)
+            base.rename(aside)
+            write_json(RESULTS / owner / "teacher_reproduction.json",
+                       {"reproduced": False, "test": scores, "recorded_test": earlier["test"], "model": str(aside),
+                        "train_seconds": out["train_seconds"], "command": self.command(" --teacher-only --reproduce")})
+            raise SystemExit(f"[{owner}] teacher: not reproduced (test {scores['main']:.4f} against the record's "
+                             f"{earlier['test']['main']:.4f}); model moved to {aside}, {record} unchanged; "
+                             f"'--teacher-only' alone trains a new teacher")
+        self.teachers[owner], self.fingerprints[owner] = model, fingerprint_model(model)
+        adopted = {**earlier, "fingerprint": self.fingerprints[owner], "reproduced": {
+            "train_seconds": out["train_seconds"], "command": self.command(" --teacher-only --reproduce"),
+            "date": time.strftime("%Y-%m-%d")}}
+        for key in ("epochs", "best_dev_epoch", "dev_score_history"):  # the same training: its facts are the record's
+            adopted.setdefault(key, out[key])
+        write_json(record, adopted)
+        log.info(f"[{owner}] teacher: reproduced to the last digit of every test score; its students stay its rows")
         return model
 
     @staticmethod
@@ -270,6 +309,9 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", help="only these student runs")
     parser.add_argument("--teacher-only", action="store_true",
                         help="train (or find) the suite's teacher and stop, even when every student has a record")
+    parser.add_argument("--reproduce", action="store_true",
+                        help="train a lost teacher again as it was first trained (frozen transformers' dropout on, "
+                             "as before 2026-12-04) and adopt it only if it scores its record's every test number")
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args(argv)
     if args.list or not args.suites:
@@ -277,7 +319,7 @@ def main(argv=None):
             print(f"{name:14s} {suite.title} ({len(suite.students)} students)")
         return
     for suite in suites_to_run(args.suites, SUITES):
-        runner = SuiteRunner(suite, args.seeds or suite.seeds, args.only)
+        runner = SuiteRunner(suite, args.seeds or suite.seeds, args.only, reproduce=args.reproduce)
         runner.teacher() if args.teacher_only else runner.run()
 
 

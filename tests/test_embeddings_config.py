@@ -363,22 +363,28 @@ def test_path_that_is_not_what_the_type_needs(artefacts):
         build_embeddings({"type": "fasttext", "embeddings": str(artefacts["bert"])})
 
 
-@pytest.mark.parametrize("fine_tune", [False, True], ids=["frozen", "fine-tuned"])
-def test_a_frozen_transformer_runs_without_dropout_while_its_model_trains(artefacts, corpus, fine_tune):
+@pytest.mark.parametrize("fine_tune,as_before", [(False, False), (True, False), (False, True)],
+                         ids=["frozen", "fine-tuned", "frozen-as-before"])
+def test_a_frozen_transformer_runs_without_dropout_while_its_model_trains(artefacts, corpus, fine_tune, as_before):
     """Flair's model.train() would switch a frozen transformer's dropout on (random training features, and a resumed
-    run that differs from the uninterrupted one); a fine-tuned one keeps it."""
+    run that differs from the uninterrupted one); a fine-tuned one keeps it, and so does a frozen one trained
+    `as before` (reproducing a model trained before the fix)."""
+    from contextlib import nullcontext
+
+    from skd_flair.models.frozen_embeddings import frozen_dropout_as_before
     from skd_flair.models.tagger import DistillableTagger
 
     emb = build_embeddings({"type": "transformer", "model": str(artefacts["bert"]), "fine_tune": fine_tune,
                             "layers": "-1"})
     model = DistillableTagger(emb, corpus.make_label_dictionary("ner"), "ner", hidden_size=8)
-    model.train()
+    with frozen_dropout_as_before() if as_before else nullcontext():
+        model.train()
     first, second = Sentence(WORDS[:6]), Sentence(WORDS[:6])
     with torch.no_grad():
         emb.embed(first)
         emb.embed(second)
     same = all(torch.equal(a.get_embedding(), b.get_embedding()) for a, b in zip(first, second))
-    assert same is (not fine_tune) and model.training
+    assert same is (not fine_tune and not as_before) and model.training
 
 
 def test_every_model_class_keeps_frozen_embeddings_in_eval():

@@ -96,3 +96,17 @@ def test_a_suite_borrowing_a_retrained_teacher_shows_the_training_its_students_h
     runs = report.load()
     assert [r["run"] for r in runs["borrower"] + report.borrowed_teacher("borrower", runs)] == [
         "kd", "teacher (of toy)"]  # made after the retraining, for this suite: the earlier training is not its
+
+
+def test_a_teacher_reproduced_to_its_record_keeps_its_earlier_students(tmp_path, report):
+    """`--reproduce`: the lost teacher trained again exactly as before scored its record's every test number, so the
+    students recorded before teachers had fingerprints are its students; one of another fingerprint is not."""
+    folder = tmp_path / "toy"
+    _write(folder, "teacher", {"suite": "toy", "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
+                               "test": {"main": 0.80}, "fingerprint": "same", "reproduced": {"date": "2026-12-04"}})
+    _write(folder, "kd-seed1", _student("kd", 1, 0.70))
+    _write(folder, "kd-seed2", _student("kd", 2, 0.72, fingerprints={"toy": "same"}))
+    _write(folder, "kd-seed3", _student("kd", 3, 0.50, fingerprints={"toy": "other"}))
+    rows = _rows(report)
+    assert rows["kd"][5] == "2" and rows["kd"][-1] == "71.00 ± 1.41"
+    assert rows["kd (earlier teacher)"][-1] == "50.00"

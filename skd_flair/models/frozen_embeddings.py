@@ -9,13 +9,29 @@ uninterrupted one. Every model class of this package derives from ``FrozenEmbedd
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator
 
 import torch
 from flair.embeddings import StackedEmbeddings
 from flair.embeddings.transformer import TransformerEmbeddings
 
-__all__ = ["FrozenEmbeddingsStayEval", "frozen_transformers"]
+__all__ = ["FrozenEmbeddingsStayEval", "frozen_transformers", "frozen_dropout_as_before"]
+
+_DROPOUT_AS_BEFORE = False
+
+
+@contextmanager
+def frozen_dropout_as_before():
+    """Models trained inside this block run a frozen transformer's dropout in training, as every model did before
+    ``FrozenEmbeddingsStayEval`` existed. Only for training a lost model again exactly as it was first trained
+    (``python -m experiments.run SUITE --teacher-only --reproduce``), never as a recipe."""
+    global _DROPOUT_AS_BEFORE
+    before, _DROPOUT_AS_BEFORE = _DROPOUT_AS_BEFORE, True
+    try:
+        yield
+    finally:
+        _DROPOUT_AS_BEFORE = before
 
 
 def frozen_transformers(embeddings) -> Iterator[torch.nn.Module]:
@@ -30,6 +46,8 @@ class FrozenEmbeddingsStayEval:
 
     def train(self, mode: bool = True):
         super().train(mode)
+        if _DROPOUT_AS_BEFORE:
+            return self
         for member in frozen_transformers(getattr(self, "embeddings", None)):
             member.eval()
         return self

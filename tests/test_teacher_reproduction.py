@@ -1,0 +1,58 @@
+"""`python -m experiments.run SUITE --teacher-only --reproduce`: a lost teacher trained again is adopted as the
+training its students had only when it scores every test number of its record; otherwise it is moved aside."""
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    from experiments import common, run
+
+    monkeypatch.setattr(run, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(run, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(run, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(common, "require_shared", lambda: None)
+    return run
+
+
+def _lose_the_model(tmp_path):
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs" / "smoke" / "teacher")
+
+
+def test_a_reproduced_teacher_keeps_its_record_and_gains_a_fingerprint(tmp_path, runner):
+    record = tmp_path / "results" / "smoke" / "teacher.json"
+    with pytest.raises(SystemExit, match="needs .*teacher.json"):
+        runner.main(["smoke", "--teacher-only", "--reproduce"])  # nothing to reproduce yet
+    runner.main(["smoke", "--teacher-only"])
+    first = json.loads(record.read_text())
+    del first["fingerprint"]  # as a record from before fingerprints
+    record.write_text(json.dumps(first))
+    _lose_the_model(tmp_path)
+    runner.main(["smoke", "--teacher-only", "--reproduce"])
+    again = json.loads(record.read_text())
+    assert again["test"] == first["test"] and again["train_seconds"] == first["train_seconds"]
+    assert again["reproduced"]["command"].endswith("--teacher-only --reproduce") and again["fingerprint"]
+    assert again.get("previous_training") is None
+    assert (tmp_path / "runs" / "smoke" / "teacher" / "best-model.pt").exists() or \
+        (tmp_path / "runs" / "smoke" / "teacher" / "final-model.pt").exists()
+
+
+def test_a_teacher_that_does_not_reproduce_is_moved_aside_and_the_record_kept(tmp_path, runner):
+    record = tmp_path / "results" / "smoke" / "teacher.json"
+    runner.main(["smoke", "--teacher-only"])
+    first = json.loads(record.read_text())
+    first["test"]["main"] += 1e-12  # the training its students had scored differently
+    record.write_text(json.dumps(first))
+    _lose_the_model(tmp_path)
+    with pytest.raises(SystemExit, match="not reproduced"):
+        runner.main(["smoke", "--teacher-only", "--reproduce"])
+    assert json.loads(record.read_text()) == first
+    assert not (tmp_path / "runs" / "smoke" / "teacher").exists()
+    attempt = json.loads((tmp_path / "results" / "smoke" / "teacher_reproduction.json").read_text())
+    assert attempt["reproduced"] is False and attempt["test"]["main"] == pytest.approx(first["test"]["main"])
+    assert any(p.name.startswith("teacher_not_reproduced_") for p in (tmp_path / "runs" / "smoke").iterdir())
