@@ -241,6 +241,34 @@ def confidence_table() -> List[str]:
             "|---|---|---|---|---|---|---|", *rows, ""]
 
 
+def arc_marginals_table(results=None) -> List[str]:
+    """A parsing teacher's exact tree marginals against the local softmax of its arc scores (arc_marginals.py)."""
+    rows = []
+    for path in sorted((results or RESULTS).glob("*/arc_marginals.json")):
+        data = json.loads(path.read_text())
+        for split in ("dev", "unlabelled"):
+            m = data.get(split)
+            if not m:
+                continue
+            gold = (f"{100 * m['gold_mass_tree']:.1f} / {100 * m['gold_mass_local']:.1f} | "
+                    f"{100 * m['argmax_is_gold_tree']:.1f} / {100 * m['argmax_is_gold_local']:.1f}"
+                    if "gold_mass_tree" in m else "- | -")
+            rows.append(f"| {data['suite']} | {split} | {m['words']} | {m['entropy_tree']:.3f} / "
+                        f"{m['entropy_local']:.3f} | {m['total_variation']:.3f} | {100 * m['argmax_differs']:.1f} | "
+                        f"{gold} |")
+    if not rows:
+        return []
+    return ["## Parsing teachers: exact tree marginals against the local softmax", "",
+            "`python -m experiments.arc_marginals <suite> --sentences 500`: per word, the entropy (nats) of the "
+            "teacher's head distribution from exact tree marginals and from the reference's per-word softmax of "
+            "its arc scores (a second-order teacher's sibling scores dropped), their total variation distance, how "
+            "often their most likely heads differ, the mass each puts on the gold head and how often its most "
+            "likely head is the gold one.", "",
+            "| teacher | split | words | entropy, tree / local | total variation | most likely head differs (%) | "
+            "gold-head mass, tree / local (%) | most likely head is gold, tree / local (%) |",
+            "|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
 def zeroshot_table() -> List[str]:
     """Students scored on another language's test set (experiments/zeroshot.py)."""
     rows = []
@@ -473,6 +501,7 @@ def main():
                       + " with the same method, kind and data, seeds in brackets):", ""] + routed + [""]
     lines += ["## Speed and size", ""] + speed_table(all_runs) + [""]
     lines += confidence_table()
+    lines += arc_marginals_table()
     lines += zeroshot_table()
     lines += resources_section()
     made = plots(all_runs)
