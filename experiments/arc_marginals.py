@@ -12,7 +12,6 @@ on the gold head and how often its most likely head is the gold one. Writes
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from typing import Dict, List, Optional
@@ -21,9 +20,9 @@ import torch
 
 from skd_flair.training.corpora import load_corpus
 
-from .common import RESULTS, RUNS, suites_to_run, write_json
-from .run import MODEL_CLASSES, _best, _trained
+from .common import RESULTS, RUNS
 from .suites import SUITES
+from .teacher_measure import cli, finished_teacher, measure_splits
 
 log = logging.getLogger("skd_flair.experiments")
 KINDS = ("tree", "local")
@@ -72,39 +71,26 @@ def compare(teacher, sentences: List, gold: bool, batch: int = 16) -> Dict[str, 
     return out
 
 
-def measure(name: str, sentences: Optional[int]) -> Dict:
+def measure(name: str, sentences: Optional[int] = None) -> Dict:
     suite = SUITES[name]
     if suite.teacher_type != "parser":
         raise SystemExit(f"suite {name} has no parsing teacher")
-    owner = suite.teacher_from or suite.name
-    base = RUNS / owner / "teacher"
-    if not _trained(base):
-        raise SystemExit(f"no finished teacher for {owner} at {_best(base)}: python -m experiments.run {owner} "
-                         f"--teacher-only")
-    teacher = MODEL_CLASSES[suite.teacher_type].load(str(_best(base)))
-    teacher.eval()
+    owner, model_file, teacher = finished_teacher(suite, RUNS)
     corpus = load_corpus(suite.corpus)
     text = next((s.unlabelled for s in suite.students if s.unlabelled), None)
     splits = {"dev": (list(corpus.dev), True)}
     if text is not None:
         splits["unlabelled"] = (list(load_corpus(text).train), False)
-    out = {"suite": owner, "teacher": f"{owner}/teacher/{_best(base).name}", "temperature": 1.0,
+    out = {"suite": owner, "teacher": f"{owner}/teacher/{model_file.name}", "temperature": 1.0,
            "command": f"python -m experiments.arc_marginals {name}"
                       + (f" --sentences {sentences}" if sentences else "")}
-    for split, (items, gold) in splits.items():
-        out[split] = compare(teacher, items[:sentences] if sentences else items, gold)
-        log.info(f"[{owner}] {split}: {out[split]}")
-    write_json(RESULTS / owner / "arc_marginals.json", out)
-    return out
+    return measure_splits(out, {split: (lambda items=items, gold=gold: compare(
+        teacher, items[:sentences] if sentences else items, gold)) for split, (items, gold) in splits.items()},
+        RESULTS / owner / "arc_marginals.json")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("suites", nargs="+")
-    parser.add_argument("--sentences", type=int, default=None, help="the first N sentences of each split")
-    args = parser.parse_args(argv)
-    for suite in suites_to_run(args.suites, SUITES):
-        measure(suite.name, args.sentences)
+    cli(__doc__, measure, argv, sentences="the first N sentences of each split")
 
 
 if __name__ == "__main__":

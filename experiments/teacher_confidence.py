@@ -10,7 +10,6 @@ token accuracy of its best labels and its mean marginal of the gold label, and w
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from typing import Dict, List
@@ -20,9 +19,9 @@ import torch
 from skd_flair.distill.temperature import temper
 from skd_flair.training.corpora import load_corpus
 
-from .common import RESULTS, RUNS, suites_to_run, write_json
-from .run import MODEL_CLASSES, _best, _trained
+from .common import RESULTS, RUNS
 from .suites import SUITES
+from .teacher_measure import cli, finished_teacher, measure_splits
 
 log = logging.getLogger("skd_flair.experiments")
 
@@ -59,27 +58,16 @@ def _split_confidence(teacher, sentences: List, batch: int = 32) -> Dict[str, fl
 
 def measure(name: str) -> Dict:
     suite = SUITES[name]
-    owner = suite.teacher_from or suite.name
-    model_file = _best(RUNS / owner / "teacher")
-    if not _trained(RUNS / owner / "teacher"):
-        raise SystemExit(f"no finished teacher for {owner} at {model_file}: python -m experiments.run {owner} --teacher-only")
-    teacher = MODEL_CLASSES[suite.teacher_type].load(str(model_file))
+    owner, model_file, teacher = finished_teacher(suite, RUNS)
     corpus = load_corpus(suite.corpus)
     out = {"suite": owner, "teacher": f"{owner}/teacher/{model_file.name}",
            "command": f"python -m experiments.teacher_confidence {name}"}
-    for split in ("train", "dev", "test"):
-        out[split] = _split_confidence(teacher, list(getattr(corpus, split)))
-        log.info(f"[{owner}] {split}: {out[split]}")
-    write_json(RESULTS / owner / "teacher_confidence.json", out)
-    return out
+    return measure_splits(out, {split: (lambda split=split: _split_confidence(teacher, list(getattr(corpus, split))))
+                                for split in ("train", "dev", "test")}, RESULTS / owner / "teacher_confidence.json")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("suites", nargs="+")
-    args = parser.parse_args(argv)
-    for suite in suites_to_run(args.suites, SUITES):
-        measure(suite.name)
+    cli(__doc__, measure, argv)
 
 
 if __name__ == "__main__":
