@@ -174,10 +174,12 @@ def _ratio(history: List[dict], row: int):
 
 def recipe_table(runs: List[dict]) -> List[str]:
     """What the KD-recipe suites are for: besides test F1, when each student stopped improving on dev (best dev
-    epoch of the epochs run, per seed) and how the KD term's gradient compares with the gold term's (norm ratio
-    on one fixed batch at the first and the last epoch, seed means)."""
-    lines = ["| student | method | seeds | test F1 | dev F1 | best dev epoch / epochs run (per seed) | "
-             "grad norm KD / gold, first -> last epoch |", "|---|---|---|---|---|---|---|"]
+    epoch of the epochs run, per seed), what the weights training ended with score on test (Flair tests the best
+    dev epoch's), and how the KD term's gradient compares with the gold term's (norm ratio on one fixed batch at
+    the first and the last epoch, seed means)."""
+    lines = ["| student | method | seeds | test F1 | test F1, last epoch's weights (seeds) | dev F1 | "
+             "best dev epoch / epochs run (per seed) | grad norm KD / gold, first -> last epoch |",
+             "|---|---|---|---|---|---|---|---|"]
     for (role, run_name), group in sorted(_group(runs).items(), key=_order):
         if role != "student":
             continue
@@ -187,8 +189,10 @@ def recipe_table(runs: List[dict]) -> List[str]:
         first = [v for v in (_ratio(h, 0) for h in history) if v is not None]
         last = [v for v in (_ratio(h, -1) for h in history) if v is not None]
         ratio = f"{statistics.mean(first):.2f} -> {statistics.mean(last):.2f}" if first and last else "-"
+        final = [r["test_final"]["main"] for r in group if r.get("test_final")]  # recorded since 2026-12-04
         lines.append(f"| {run_name} | {METHOD_NAMES.get(group[0]['method'], group[0]['method'])} | {len(group)} | "
-                     f"{_fmt([r['test']['main'] for r in group])} | {_fmt(dev)} | {stops} | {ratio} |")
+                     f"{_fmt([r['test']['main'] for r in group])} | "
+                     f"{_fmt(final) + f' ({len(final)})' if final else '-'} | {_fmt(dev)} | {stops} | {ratio} |")
     return lines
 
 

@@ -34,6 +34,7 @@ from skd_flair.training.plugin import DistillationPlugin
 from skd_flair.training.resume import RUN_FILE, config_hash
 
 from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, suites_to_run, write_json
+from .final_scores import FinalModelScores
 from .leaks import refuse_leaks
 from .suites import SUITES, Student, Suite
 
@@ -272,13 +273,15 @@ class SuiteRunner:
         base = self.run_dir(student, seed)
         plugins = [DistillationPlugin(targets, mix=student.mix, probe_gradients=student.probe_gradients)
                    ] if targets is not None else []
+        final = FinalModelScores(lambda trained: _scores(trained, corpus, self.suite.metric))
         trainer = {**self.suite.student_trainer, **student.trainer, "base_path": str(base)}
         # a run killed part-way resumes from its last epoch; a finished one is skipped above (its record exists)
-        out = run_trainer(model, train_corpus, trainer, plugins=plugins, overwrite=True,
+        out = run_trainer(model, train_corpus, trainer, plugins=[*plugins, final], overwrite=True,
                           run_hash=config_hash([student.model, student.objective, student.mix, student.corpus,
                                                 student.corpus_spec, student.unlabelled, trainer, seed]))
         record = {"suite": self.suite.name, "run": student.name, "role": "student", "method": student.method,
                   "case": student.case, "seed": seed, "test": _scores(model, corpus, self.suite.metric),
+                  "test_final": final.scores,  # the last epoch's weights (None when the run was already finished)
                   **({"test_parts": _part_scores(model, corpus, self.suite.metric, self.suite.routes)}
                      if self.suite.routes else {}),
                   "train_seconds": out["train_seconds"], "sizes": self.sizes(corpus, unlabelled),

@@ -54,6 +54,7 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     record = json.loads((tmp_path / "results" / "smoke" / "crf_structural-seed1.json").read_text())
     assert record["kd"]["history"] and record["sentences_per_second"] > 0 and "--only crf_structural" in record["command"]
     assert record["epochs"] == 1 == record["best_dev_epoch"] and len(record["dev_score_history"]) == 1
+    assert record["test_final"] == record["test"]  # one epoch: the last weights are the best epoch's
     stamp = (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime
     run.main(["smoke"])  # everything done: nothing is retrained
     assert (tmp_path / "results" / "smoke" / "teacher.json").stat().st_mtime == stamp
@@ -96,6 +97,8 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     # the probed student's row of the recipe table: one epoch run, best on it, both gradient norms measured
     probed = [line for line in text.splitlines() if line.startswith("| crf_structural |") and "->" in line]
     assert len(probed) == 1 and "| 1/1 |" in probed[0]
+    final = 100 * record["test_final"]["main"]
+    assert f"| {final:.2f} | {final:.2f} (1) |" in probed[0]  # test F1 and the last weights' (one epoch: the same)
     assert "| smoke | dev |" in text  # the teacher-confidence table
 
 
