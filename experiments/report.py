@@ -438,6 +438,7 @@ def curve_plots(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
         teacher = [100 * r["test"]["main"] for r in runs + borrowed_teacher(name, all_runs)
                    if r["role"] == "teacher" and not r.get("earlier_teacher")]
         fig, ax = plt.subplots(figsize=(7, 4.2))
+        drawn = [m for m in sorted(points) if m != "crf_none"]
         for method, by_u in sorted(points.items()):
             us = sorted(by_u)
             means = [statistics.mean(by_u[u]) for u in us]
@@ -445,11 +446,13 @@ def curve_plots(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
             if method == "crf_none":  # gold only: one value, drawn across
                 ax.axhline(means[0], color="#999999", linestyle=":", label="CRF, no KD (gold only)")
                 continue
-            ax.errorbar(us, means, yerr=sds, marker="o", capsize=3, label=method.replace("_", " "))
+            # methods side by side at each U (2% of the range apart) so that error bars at one U do not hide each other
+            shift = (drawn.index(method) - (len(drawn) - 1) / 2) * 0.02 * max(CURVE_U)
+            ax.errorbar([u + shift for u in us], means, yerr=sds, marker="o", capsize=3, label=method.replace("_", " "))
         if teacher:
             ax.axhline(teacher[0], color="black", linestyle="--", label="teacher")
         # the whole planned range, so a curve with only its first points run still reads as a curve's start
-        ax.set_xlim(-0.04 * max(CURVE_U), 1.04 * max(CURVE_U))
+        ax.set_xlim(-0.1 * max(CURVE_U), 1.1 * max(CURVE_U))
         ax.set_xlabel("unlabelled sentences U (besides the 2,000 gold ones)")
         ax.set_ylabel("test F1 (mean ± sd over seeds)")
         ax.set_title(textwrap.fill(SUITES[name].title if name in SUITES else name, 70), fontsize=9)
