@@ -12,7 +12,6 @@ on the gold head and how often its most likely head is the gold one. Writes
 """
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Dict, List, Optional
 
@@ -24,7 +23,6 @@ from .common import RESULTS, RUNS
 from .suites import SUITES
 from .teacher_measure import cli, finished_teacher, measure_splits
 
-log = logging.getLogger("skd_flair.experiments")
 KINDS = ("tree", "local")
 
 

@@ -281,7 +281,7 @@ class SuiteRunner:
                                                 student.corpus_spec, student.unlabelled, trainer, seed]))
         record = {"suite": self.suite.name, "run": student.name, "role": "student", "method": student.method,
                   "case": student.case, "seed": seed, "test": _scores(model, corpus, self.suite.metric),
-                  "test_final": final.scores,  # the last epoch's weights (None when the run was already finished)
+                  "test_final": final.scores,  # the weights training ended with; "test" is the best dev epoch's
                   **({"test_parts": _part_scores(model, corpus, self.suite.metric, self.suite.routes)}
                      if self.suite.routes else {}),
                   "train_seconds": out["train_seconds"], "sizes": self.sizes(corpus, unlabelled),

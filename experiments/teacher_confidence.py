@@ -10,7 +10,6 @@ token accuracy of its best labels and its mean marginal of the gold label, and w
 """
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Dict, List
 
@@ -23,7 +22,6 @@ from .common import RESULTS, RUNS
 from .suites import SUITES
 from .teacher_measure import cli, finished_teacher, measure_splits
 
-log = logging.getLogger("skd_flair.experiments")
 
 
 def _split_confidence(teacher, sentences: List, batch: int = 32) -> Dict[str, float]:

@@ -18,12 +18,13 @@ def finished_teacher(suite, runs: Path) -> Tuple[str, Path, object]:
     """(owner suite, model file, the teacher in eval mode); exits with the command to train it if it is not done."""
     owner = suite.teacher_from or suite.name
     base = runs / owner / "teacher"
+    model_file = _best(base)
     if not _trained(base):
-        raise SystemExit(f"no finished teacher for {owner} at {_best(base)}: python -m experiments.run {owner} "
+        raise SystemExit(f"no finished teacher for {owner} at {model_file}: python -m experiments.run {owner} "
                          f"--teacher-only")
-    teacher = MODEL_CLASSES[suite.teacher_type].load(str(_best(base)))
+    teacher = MODEL_CLASSES[suite.teacher_type].load(str(model_file))
     teacher.eval()
-    return owner, _best(base), teacher
+    return owner, model_file, teacher
 
 
 def measure_splits(out: Dict, splits: Dict[str, Callable[[], Dict]], path: Path) -> Dict:

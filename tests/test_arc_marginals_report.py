@@ -13,7 +13,6 @@ class _Teacher:
 
     def __init__(self, arcs, heads):
         self.arcs, self.heads = arcs, heads
-        self.calls = 0
 
     def _index(self, sentence):
         return int(sentence[0].text)
