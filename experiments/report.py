@@ -196,6 +196,32 @@ def recipe_table(runs: List[dict]) -> List[str]:
     return lines
 
 
+def selection_table(all_runs: Dict[str, List[dict]]) -> List[str]:
+    """Which weights to keep: for every student run that scored both (``test_final``, recorded since
+    2026-12-04), test F1 of the best dev epoch's weights (what Flair keeps and tests) against the weights training
+    ended with, paired per run, and how the difference falls across runs."""
+    pairs = [(name, r) for name, group in all_runs.items() for r in group
+             if r.get("role") == "student" and r.get("test_final")]
+    if not pairs:
+        return []
+    lines = ["## Best dev epoch or last weights", "",
+             "Test F1 of the two models one training gives: the best dev epoch's weights (every table above) and the "
+             "weights it ended with, once the learning rate annealed below its floor.", "",
+             "| suite | student | seed | best dev epoch / epochs run | test F1, best dev epoch | "
+             "test F1, last weights | last - best |", "|---|---|---|---|---|---|---|"]
+    diffs = []
+    for name, r in sorted(pairs, key=lambda p: (p[0], p[1]["run"], p[1].get("seed", 0))):
+        best, last = 100 * r["test"]["main"], 100 * r["test_final"]["main"]
+        diffs.append(last - best)
+        lines.append(f"| {name} | {r['run']} | {r.get('seed', '?')} | {r.get('best_dev_epoch', '?')}/"
+                     f"{r.get('epochs', '?')} | {best:.2f} | {last:.2f} | {last - best:+.2f} |")
+    ahead, behind = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    spread = f" (sd {statistics.stdev(diffs):.2f})" if len(diffs) > 1 else ""
+    lines += ["", f"{len(diffs)} runs: the last weights score higher in {ahead}, lower in {behind}; mean difference "
+                  f"{statistics.mean(diffs):+.2f} F1{spread}.", ""]
+    return lines
+
+
 def routed_table(name: str, all_runs: Dict[str, List[dict]]) -> List[str]:
     """A student of several languages against the monolingual students of each (the same method and student
     kind, all gold data, no unlabelled text, from the suite ``compare`` names): test F1 per language, and the
@@ -506,6 +532,7 @@ def main():
             lines += ["Per language (test F1; the monolingual column: the students of "
                       + " and ".join(f"`{c}`" for c in SUITES[name].compare.values())
                       + " with the same method, kind and data, seeds in brackets):", ""] + routed + [""]
+    lines += selection_table(all_runs)
     lines += ["## Speed and size", ""] + speed_table(all_runs) + [""]
     lines += confidence_table()
     lines += arc_marginals_table()

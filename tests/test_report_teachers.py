@@ -110,3 +110,16 @@ def test_a_teacher_reproduced_to_its_record_keeps_its_earlier_students(tmp_path,
     rows = _rows(report)
     assert rows["kd"][5] == "2" and rows["kd"][-1] == "71.00 ± 1.41"
     assert rows["kd (earlier teacher)"][-1] == "50.00"
+
+
+def test_selection_table_pairs_each_runs_two_models_and_counts_the_differences(tmp_path, report):
+    folder = tmp_path / "toy"
+    _write(folder, "a-seed1", _student("a", 1, 0.80, test_final={"main": 0.83}, best_dev_epoch=5, epochs=20))
+    _write(folder, "a-seed2", _student("a", 2, 0.85, test_final={"main": 0.84}, best_dev_epoch=18, epochs=20))
+    _write(folder, "b-seed1", _student("b", 1, 0.70, kd=False))  # no last-weights score: not a pair
+    lines = report.selection_table(report.load())
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| toy")]
+    assert rows == [["toy", "a", "1", "5/20", "80.00", "83.00", "+3.00"],
+                    ["toy", "a", "2", "18/20", "85.00", "84.00", "-1.00"]]
+    assert "2 runs: the last weights score higher in 1, lower in 1; mean difference +1.00 F1 (sd 2.83)." in lines
+    assert report.selection_table({"toy": [_student("b", 1, 0.70, kd=False)]}) == []
