@@ -206,7 +206,8 @@ def selection_table(all_runs: Dict[str, List[dict]]) -> List[str]:
         return []
     lines = ["## Best dev epoch or last weights", "",
              "Test F1 of the two models one training gives: the best dev epoch's weights (every table above) and the "
-             "weights it ended with, once the learning rate annealed below its floor.", "",
+             "weights it ended with (in suites trained to convergence, once annealing took the learning rate below its "
+             "floor), paired per run.", "",
              "| suite | student | seed | best dev epoch / epochs run | test F1, best dev epoch | "
              "test F1, last weights | last - best |", "|---|---|---|---|---|---|---|"]
     diffs = []
