@@ -26,6 +26,8 @@ METHOD_NAMES = {"teacher": "teacher", "none": "student, no KD", "token": "token-
                 "structural, T=1": "structural KD, T=1", "structural, global T": "structural KD, global T=2"}
 
 
+# a best dev epoch before this share of the epochs run counts as early (the "stopped improving" symptom)
+EARLY_BEST = 0.6
 EARLIER_TEACHER = " (earlier teacher)"
 EARLIER_TRAINING = "teacher, earlier training"
 
@@ -210,17 +212,24 @@ def selection_table(all_runs: Dict[str, List[dict]]) -> List[str]:
              "floor), paired per run.", "",
              "| suite | student | seed | best dev epoch / epochs run | test F1, best dev epoch | "
              "test F1, last weights | last - best |", "|---|---|---|---|---|---|---|"]
-    diffs = []
+    diffs, early = [], []
     for name, r in sorted(pairs, key=lambda p: (p[0], p[1]["run"], p[1].get("seed", 0))):
         best, last = 100 * r["test"]["main"], 100 * r["test_final"]["main"]
         diffs.append(last - best)
+        early.append(bool(r.get("best_dev_epoch") and r.get("epochs"))
+                     and r["best_dev_epoch"] < EARLY_BEST * r["epochs"])
         lines.append(f"| {name} | {r['run']} | {r.get('seed', '?')} | {r.get('best_dev_epoch', '?')}/"
                      f"{r.get('epochs', '?')} | {best:.2f} | {last:.2f} | {last - best:+.2f} |")
     ahead, behind = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
     spread = f" (sd {statistics.stdev(diffs):.2f})" if len(diffs) > 1 else ""
     lines += ["", f"{len(diffs)} runs: the last weights score higher in {ahead}, lower in {behind}; mean difference "
-                  f"{statistics.mean(diffs):+.2f} F1{spread}.", ""]
-    return lines
+                  f"{statistics.mean(diffs):+.2f} F1{spread}."]
+    for label, group in ((f"before {EARLY_BEST:.0%} of the epochs run", [d for d, e in zip(diffs, early) if e]),
+                         ("later", [d for d, e in zip(diffs, early) if not e])):
+        if group:
+            lines.append(f"Best dev epoch {label}: {len(group)} runs, the last weights higher in "
+                         f"{sum(d > 0 for d in group)}, mean difference {statistics.mean(group):+.2f} F1.")
+    return lines + [""]
 
 
 def routed_table(name: str, all_runs: Dict[str, List[dict]]) -> List[str]:

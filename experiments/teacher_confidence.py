@@ -23,7 +23,6 @@ from .suites import SUITES
 from .teacher_measure import cli, finished_teacher, measure_splits
 
 
-
 def _split_confidence(teacher, sentences: List, batch: int = 32) -> Dict[str, float]:
     sums = {"entropy_t1": 0.0, "entropy_t2_local": 0.0, "correct": 0.0, "gold_prob": 0.0}
     tokens = 0

@@ -122,4 +122,7 @@ def test_selection_table_pairs_each_runs_two_models_and_counts_the_differences(t
     assert rows == [["toy", "a", "1", "5/20", "80.00", "83.00", "+3.00"],
                     ["toy", "a", "2", "18/20", "85.00", "84.00", "-1.00"]]
     assert "2 runs: the last weights score higher in 1, lower in 1; mean difference +1.00 F1 (sd 2.83)." in lines
+    assert "Best dev epoch before 60% of the epochs run: 1 runs, the last weights higher in 1, mean difference " \
+           "+3.00 F1." in lines
+    assert "Best dev epoch later: 1 runs, the last weights higher in 0, mean difference -1.00 F1." in lines
     assert report.selection_table({"toy": [_student("b", 1, 0.70, kd=False)]}) == []
