@@ -35,6 +35,7 @@ from skd_flair.training.resume import RUN_FILE, config_hash
 
 from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, suites_to_run, write_json
 from .final_scores import FinalModelScores
+from .gold_targets import gold_targets
 from .leaks import refuse_leaks
 from .suites import SUITES, Student, Suite
 
@@ -200,6 +201,8 @@ class SuiteRunner:
 
     def targets(self, teacher, student: Student, model, train_corpus):
         sentences = list(train_corpus.train)
+        if student.gold_targets:
+            return gold_targets(sentences, model, student.objective)
         if self.suite.ensemble:  # every teacher on every sentence, weighted equally
             return TeacherMixture([(annotate(self.teacher(owner), sentences, model, student.objective,
                                              cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False), 1.0)
@@ -233,16 +236,18 @@ class SuiteRunner:
                                               "unlabelled": overlap.unlabelled}
         # students without KD that take their labels from the corpus never need the teacher (it may not exist yet)
         needs_teacher = self.suite.transfer is not None or any(
-            s.objective is not None or s.model.get("tag_dictionary") == "teacher" for s, _ in todo)
+            (s.objective is not None and not s.gold_targets) or s.model.get("tag_dictionary") == "teacher"
+            for s, _ in todo)
         teacher = self.teacher() if needs_teacher else None
         prepared = {}
         if teacher is not None:
             self.transfer(teacher)
-            for student, _ in todo:  # every annotation while the teacher's embeddings are on the sentences
-                if student.objective is not None and student.name not in prepared:
-                    corpus, unlabelled, train_corpus = self.data(student)
-                    stub = build_model(student.model, train_corpus, teacher=teacher)
-                    prepared[student.name] = self.targets(teacher, student, stub, train_corpus)
+        for student, _ in todo:  # every annotation while the teacher's embeddings are on the sentences
+            if student.objective is not None and student.name not in prepared:
+                corpus, unlabelled, train_corpus = self.data(student)
+                stub = build_model(student.model, train_corpus, teacher=teacher)
+                prepared[student.name] = self.targets(teacher, student, stub, train_corpus)
+        if teacher is not None:
             teacher.cpu()
         for student, seed in todo:
             if self.record_path(student, seed).exists():  # another runner process finished it meanwhile
@@ -289,7 +294,9 @@ class SuiteRunner:
                                                       "history": plugins[0].history},
                   "leak_check": self.overlaps.get(student.name),
                   # which teacher weights made the targets (a teacher retrained after its model was lost differs)
-                  "teacher_fingerprints": dict(self.fingerprints) if targets is not None else None,
+                  "teacher_fingerprints": dict(self.fingerprints) if targets is not None and not student.gold_targets
+                  else None,
+                  **({"targets": "gold labels (experiments/gold_targets.py)"} if student.gold_targets else {}),
                   "config": {"corpus": student.corpus_spec or {**self.suite.corpus, **student.corpus},
                              "unlabelled": student.unlabelled,
                              "model": student.model, "trainer": trainer},

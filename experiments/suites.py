@@ -32,6 +32,7 @@ class Student:
     method: str = "none"
     case: str = ""
     probe_gradients: bool = False  # log the KD and gold terms' gradient norms per epoch (kd_loss.tsv, history)
+    gold_targets: bool = False  # the KD targets are the gold labels themselves (experiments/gold_targets.py)
 
 
 @dataclass
@@ -459,6 +460,20 @@ for _owner in ("ner_de",):
                + [Student(name, model, objective, method=method, case=case, mix=dict(DEFAULT_MIX))
                   for name, model, objective, method, case in _recipe_methods(_emb)],
                student_trainer=CURVE_TRAINER))
+
+
+# A perfect, certain teacher: structural KD whose targets are the gold labels (one-hot marginals), with curve_en's
+# gold data, trainer and mix. Its KD term is then the gold loss (tests/test_gold_targets.py), so this student is
+# plain training through the KD code path: level with curve_en's crf_none, the KD machinery costs nothing and the
+# U=0 gap of structural KD in English is the teacher's targets; below it, the machinery.
+_add(Suite(name="goldkd_en", title="CoNLL-2003 English: structural KD on the gold labels as targets (a perfect "
+                                   "teacher), 2,000 gold sentences, trained to convergence",
+           metric="f1", corpus=SUITES["curve_en"].corpus, teacher=SUITES["ner_en"].teacher,
+           teacher_trainer=SUITES["ner_en"].teacher_trainer, teacher_from="ner_en",
+           students=[Student("u0_crf_gold", _tagger(EN_STUDENT, True), {"type": "structural"},
+                             method="structural (gold targets)", case="1a", mix=dict(DEFAULT_MIX),
+                             gold_targets=True)],
+           student_trainer=CURVE_TRAINER))
 
 
 # --------------------------------------------------------------------------------------------- KD recipe

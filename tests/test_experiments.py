@@ -227,3 +227,28 @@ def test_zeroshot_scores_only_the_test_sets_types():
     assert (kept["correct"], kept["predicted"], kept["gold"]) == (1, 2, 2) and kept["f1"] == 0.5
     every = span_f1(gold, spans([sentence], "pred"))
     assert every["predicted"] == 3 and abs(every["f1"] - 0.4) < 1e-9
+
+
+def test_gold_target_students_need_no_teacher_and_say_what_taught_them(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from experiments import common, run
+    from experiments.suites import Student
+
+    monkeypatch.setattr(run, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(run, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(run, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(common, "require_shared", lambda: None)
+    smoke = run.SUITES["smoke"]
+    student = Student("crf_gold", smoke.students[0].model, {"type": "structural"}, method="structural (gold)",
+                      case="1a", mix={"type": "constant", "weight": 0.5}, gold_targets=True)
+    monkeypatch.setitem(run.SUITES, "smoke_gold", replace(smoke, name="smoke_gold", teacher_from="smoke",
+                                                          students=[student]))
+    run.main(["smoke_gold"])  # the smoke teacher was never trained: gold targets do not ask for it
+    record = json.loads((tmp_path / "results" / "smoke_gold" / "crf_gold-seed1.json").read_text())
+    assert not (tmp_path / "runs" / "smoke").exists()
+    assert record["targets"].startswith("gold labels") and record["teacher_fingerprints"] is None
+    history = record["kd"]["history"]
+    # certain targets, and per token the KD term is the gold loss (every sentence is labelled, so the two agree)
+    assert history and history[0]["TEACHER_ENTROPY"] == 0.0
+    assert history[0]["KD_LOSS"] == pytest.approx(history[0]["GOLD_LOSS"], rel=1e-5)
