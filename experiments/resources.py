@@ -1,6 +1,6 @@
 """Offline teacher resources for the non-English experiments (German, Dutch, Spanish, Portuguese).
 
-    python -m experiments.resources [--langs de nl es pt] [--lm-minutes 6] [--lm-max-epochs N]
+    python -m experiments.resources [--langs de nl es pt] [--lm-max-epochs 6] [--lm-minutes M]
 
 No German, Dutch, Spanish or Portuguese fastText vectors or Flair character LMs can be downloaded on these
 machines, so this script makes small ones from the training portions of the corpora in ``../shared/data``, and
@@ -36,7 +36,10 @@ Choices the brief left open, recorded here: fastText ``bucket`` is 200,000 (gens
 make every file, and every saved model that holds these embeddings, 800 MB, for corpora with fewer than 100,000
 distinct n-grams of in-vocabulary words); the LM is trained one epoch per ``LanguageModelTrainer.train`` call
 (``max_epochs`` = the next epoch, the model, best loss and learning rate carried over, as Flair's own checkpoint
-resume does), and stops after the epoch in which the time budget runs out; the learning-rate schedule (Flair's
+resume does), for ``--lm-max-epochs`` epochs (6): a fixed number of epochs, not a time budget, so the same
+command trains the same LM on another machine or under another load (the Dutch teacher of 2026-12-02 was lost
+to a budget: its LMs ran 6 epochs on a busy machine, 16-17 on an idle one, and could not be trained again as they
+were); ``--lm-minutes`` adds a budget that stops after the epoch in which it runs out. The learning-rate schedule (Flair's
 defaults: SGD at 20, quartered after 10 validations without improvement) is kept across those calls by one
 ``ReduceLROnPlateau`` outside the trainer.
 """
@@ -76,7 +79,8 @@ LM_TRAIN = {"sequence_length": 100, "mini_batch_size": 64, "learning_rate": 20.0
             "patience": 10, "clip": 0.25}
 LM_HELD_OUT_EVERY = 20  # one line in 20 (5%) held out; alternately valid.txt and test.txt
 LM_SPLIT_CHARS = 250_000  # characters per training split file (validation and best-model check after each)
-LM_MINUTES = 6.0
+LM_MINUTES: Optional[float] = None  # no time budget: the epoch count alone says how long an LM trains
+LM_EPOCHS = 6
 KINDS = ("fasttext", "fasttext300", "lm-forward", "lm-backward", "text", "wikiann")
 
 
@@ -412,9 +416,10 @@ def _trainer_class():
     return RecordingTrainer
 
 
-def train_lm(corpus_folder: Path, out: Path, forward: bool, minutes: float, max_epochs: int = 1000) -> Dict:
-    """Train one character LM with Flair's ``LanguageModelTrainer``, one epoch per ``train`` call, until the
-    epoch in which `minutes` run out ends (or `max_epochs`). Writes ``out/best-lm.pt``, ``loss.txt``,
+def train_lm(corpus_folder: Path, out: Path, forward: bool, minutes: Optional[float], max_epochs: int = LM_EPOCHS
+             ) -> Dict:
+    """Train one character LM with Flair's ``LanguageModelTrainer``, one epoch per ``train`` call, for
+    `max_epochs` epochs, or until the epoch in which `minutes` (None: no budget) run out ends. Writes ``out/best-lm.pt``, ``loss.txt``,
     ``training.log``; returns figures."""
     import flair
     import torch
@@ -433,7 +438,7 @@ def train_lm(corpus_folder: Path, out: Path, forward: bool, minutes: float, max_
     lr_holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LM_TRAIN["learning_rate"])
     schedule = ReduceLROnPlateau(lr_holder, factor=LM_TRAIN["anneal_factor"], patience=LM_TRAIN["patience"])
     best, epoch, start = 10_000.0, 0, time.perf_counter()
-    deadline = start + minutes * 60
+    deadline = None if minutes is None else start + minutes * 60
     valid_history: List[float] = []
     while epoch < max_epochs:
         trainer = Trainer(model, corpus, epoch=epoch, loss=best)
@@ -452,7 +457,7 @@ def train_lm(corpus_folder: Path, out: Path, forward: bool, minutes: float, max_
         elapsed = time.perf_counter() - start
         _say(f"  {out.name}: epoch {epoch} valid ppl {math.exp(min(valid)):.3f} (best {math.exp(best):.3f}), "
              f"{elapsed:.0f}s")
-        if time.perf_counter() >= deadline:
+        if deadline is not None and time.perf_counter() >= deadline:
             break
     seconds = time.perf_counter() - start
     for checkpoint in out.glob("epoch_*.pt"):
@@ -466,7 +471,7 @@ def train_lm(corpus_folder: Path, out: Path, forward: bool, minutes: float, max_
             "final_learning_rate": lr_holder.param_groups[0]["lr"], "char_vocabulary": len(dictionary)}
 
 
-def build_lm(lang: str, direction: str, minutes: float = LM_MINUTES, max_epochs: int = 1000) -> Dict:
+def build_lm(lang: str, direction: str, minutes: Optional[float] = LM_MINUTES, max_epochs: int = LM_EPOCHS) -> Dict:
     import torch
     from flair.data import Sentence as FlairSentence
     from flair.embeddings import FlairEmbeddings
@@ -485,7 +490,8 @@ def build_lm(lang: str, direction: str, minutes: float = LM_MINUTES, max_epochs:
     lm_root = root() / "lm"
     corpus_folder = lm_root / f"{lang}-corpus"
     layout = make_lm_corpus(_text_lines(lang), corpus_folder)
-    _say(f"{kind} {lang}: {layout}; training for {minutes:g} minutes ...")
+    _say(f"{kind} {lang}: {layout}; training for {max_epochs} epochs"
+         + (f" or {minutes:g} minutes, whichever ends first ..." if minutes is not None else " ..."))
     out = lm_root / f"{lang}-{direction}"
     figures = train_lm(corpus_folder, out, forward=direction == "forward", minutes=minutes, max_epochs=max_epochs)
     from skd_flair.training import atomic_path
@@ -498,7 +504,8 @@ def build_lm(lang: str, direction: str, minutes: float = LM_MINUTES, max_epochs:
     if sentence[0].get_embedding().shape[0] != embedding.embedding_length:
         raise RuntimeError(f"{target} did not embed a sentence")
     figures = {**figures, "train_chars": layout["train_chars"], "train_splits": layout["splits"],
-               "embedding_length": embedding.embedding_length, "budget_minutes": minutes}
+               "embedding_length": embedding.embedding_length, "budget_minutes": minutes,
+               "max_epochs": max_epochs}
     _say(f"{kind} {lang}: {figures}")
     return _finish(lang, kind, settings, figures)
 
@@ -506,7 +513,7 @@ def build_lm(lang: str, direction: str, minutes: float = LM_MINUTES, max_epochs:
 # --------------------------------------------------------------------------------------------------- main
 
 
-def build_all(langs: Sequence[str], lm_minutes: float = LM_MINUTES, lm_max_epochs: int = 1000,
+def build_all(langs: Sequence[str], lm_minutes: Optional[float] = LM_MINUTES, lm_max_epochs: int = LM_EPOCHS,
               steps: Sequence[str] = ("data", "text", "fasttext", "lm")) -> Dict:
     for lang in langs:
         text_source(lang)  # unknown language: fail before any work
@@ -531,8 +538,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--langs", nargs="+", default=list(LANGS), choices=LANGS)
     parser.add_argument("--lm-minutes", type=float, default=LM_MINUTES,
-                        help="time budget per character LM; training stops after the epoch in which it runs out")
-    parser.add_argument("--lm-max-epochs", type=int, default=1000)
+                        help="a time budget per character LM on top of the epochs: training stops after the epoch "
+                             "in which it runs out (the LM then depends on the machine's speed)")
+    parser.add_argument("--lm-max-epochs", type=int, default=LM_EPOCHS, help="epochs per character LM")
     parser.add_argument("--steps", nargs="+", default=["data", "text", "fasttext", "lm"],
                         choices=["data", "text", "fasttext", "lm"])
     args = parser.parse_args(argv)

@@ -179,6 +179,24 @@ def test_lm_epochs_and_time_box(fake):
     assert "epoch   2" in (out / "loss.txt").read_text()
 
 
+def test_an_lm_without_a_time_budget_is_the_same_lm_when_trained_again(fake):
+    """No budget (the default): the epoch count alone decides, so a lost LM can be trained again exactly."""
+    import torch
+
+    resources.build_text("es")
+    lines = Path(resources.resource_path("es", "text")).read_text(encoding="utf-8").splitlines()
+    folder = fake["tmp"] / "lm" / "corpus"
+    resources.make_lm_corpus(lines, folder)
+    weights = []
+    for name in ("a", "b"):
+        figures = resources.train_lm(folder, fake["tmp"] / "lm" / name, forward=True, minutes=None, max_epochs=1)
+        assert figures["epochs"] == 1
+        weights.append(torch.load(fake["tmp"] / "lm" / name / "best-lm.pt", map_location="cpu",
+                                  weights_only=False)["state_dict"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 @pytest.mark.data
 @pytest.mark.skipif(not (SHARED / "ner" / "wikiann" / "pt" / "all.txt").is_file(),
                     reason="../shared/data/ner/wikiann/pt/all.txt is absent (the real WikiANN Portuguese file)")
