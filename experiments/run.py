@@ -35,7 +35,7 @@ from skd_flair.training.resume import RUN_FILE, config_hash
 
 from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, suites_to_run, write_json
 from .final_scores import FinalModelScores
-from .gold_targets import gold_targets
+from .gold_targets import gold_targets, teacher_path_targets
 from .leaks import refuse_leaks
 from .suites import SUITES, Student, Suite
 
@@ -76,6 +76,10 @@ def _facts(model, model_file: Path, kind: str, corpus) -> Dict:
     facts = model_facts(model_file, MODEL_CLASSES[kind].load)
     facts["sentences_per_second"] = measure_speed(model, test, batch_size=32)
     return facts
+
+
+HARD_TARGETS = {"gold": "gold labels, one-hot (experiments/gold_targets.py)",
+                "teacher": "the teacher's best path, one-hot (experiments/gold_targets.py)"}
 
 
 def _reproduces(scores: Dict, recorded: Dict) -> bool:
@@ -201,8 +205,12 @@ class SuiteRunner:
 
     def targets(self, teacher, student: Student, model, train_corpus):
         sentences = list(train_corpus.train)
-        if student.gold_targets:
+        if student.hard_targets == "gold":
             return gold_targets(sentences, model, student.objective)
+        if student.hard_targets == "teacher":
+            return teacher_path_targets(teacher, sentences, model, student.objective)
+        if student.hard_targets is not None:
+            raise SystemExit(f"{student.name}: hard_targets is 'gold' or 'teacher', not {student.hard_targets!r}")
         if self.suite.ensemble:  # every teacher on every sentence, weighted equally
             return TeacherMixture([(annotate(self.teacher(owner), sentences, model, student.objective,
                                              cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False), 1.0)
@@ -236,7 +244,7 @@ class SuiteRunner:
                                               "unlabelled": overlap.unlabelled}
         # students without KD that take their labels from the corpus never need the teacher (it may not exist yet)
         needs_teacher = self.suite.transfer is not None or any(
-            (s.objective is not None and not s.gold_targets) or s.model.get("tag_dictionary") == "teacher"
+            (s.objective is not None and s.hard_targets != "gold") or s.model.get("tag_dictionary") == "teacher"
             for s, _ in todo)
         teacher = self.teacher() if needs_teacher else None
         prepared = {}
@@ -294,9 +302,9 @@ class SuiteRunner:
                                                       "history": plugins[0].history},
                   "leak_check": self.overlaps.get(student.name),
                   # which teacher weights made the targets (a teacher retrained after its model was lost differs)
-                  "teacher_fingerprints": dict(self.fingerprints) if targets is not None and not student.gold_targets
-                  else None,
-                  **({"targets": "gold labels (experiments/gold_targets.py)"} if student.gold_targets else {}),
+                  "teacher_fingerprints": dict(self.fingerprints)
+                  if targets is not None and student.hard_targets != "gold" else None,
+                  **({"targets": HARD_TARGETS[student.hard_targets]} if student.hard_targets else {}),
                   "config": {"corpus": student.corpus_spec or {**self.suite.corpus, **student.corpus},
                              "unlabelled": student.unlabelled,
                              "model": student.model, "trainer": trainer},

@@ -32,7 +32,8 @@ class Student:
     method: str = "none"
     case: str = ""
     probe_gradients: bool = False  # log the KD and gold terms' gradient norms per epoch (kd_loss.tsv, history)
-    gold_targets: bool = False  # the KD targets are the gold labels themselves (experiments/gold_targets.py)
+    # one-hot KD targets (experiments/gold_targets.py): "gold", the gold labels; "teacher", the teacher's best path
+    hard_targets: Optional[str] = None
 
 
 @dataclass
@@ -462,17 +463,20 @@ for _owner in ("ner_de",):
                student_trainer=CURVE_TRAINER))
 
 
-# A perfect, certain teacher: structural KD whose targets are the gold labels (one-hot marginals), with curve_en's
-# gold data, trainer and mix. Its KD term is then the gold loss (tests/test_gold_targets.py), so this student is
-# plain training through the KD code path: level with curve_en's crf_none, the KD machinery costs nothing and the
-# U=0 gap of structural KD in English is the teacher's targets; below it, the machinery.
-_add(Suite(name="goldkd_en", title="CoNLL-2003 English: structural KD on the gold labels as targets (a perfect "
-                                   "teacher), 2,000 gold sentences, trained to convergence",
+# One-hot targets, on curve_en's gold data, trainer and mix, to split the U=0 gap of structural KD in English:
+# the gold labels as targets make the KD term the gold loss (tests/test_gold_targets.py), so that student is plain
+# training through the KD code path (level with curve_en's crf_none: the machinery costs nothing); the teacher's
+# best path as targets is the teacher's hard decisions without its uncertainty (against the gold one: the cost of
+# its errors; against curve_en's u0_crf_structural: the cost of the mass it spreads).
+_add(Suite(name="onehot_en", title="CoNLL-2003 English: structural KD on one-hot targets (the gold labels; the "
+                                   "teacher's best path), 2,000 gold sentences, trained to convergence",
            metric="f1", corpus=SUITES["curve_en"].corpus, teacher=SUITES["ner_en"].teacher,
            teacher_trainer=SUITES["ner_en"].teacher_trainer, teacher_from="ner_en",
-           students=[Student("u0_crf_gold", _tagger(EN_STUDENT, True), {"type": "structural"},
-                             method="structural (gold targets)", case="1a", mix=dict(DEFAULT_MIX),
-                             gold_targets=True)],
+           students=[Student(f"u0_crf_{name}", _tagger(EN_STUDENT, True), {"type": "structural"}, method=method,
+                             case="1a", mix=dict(DEFAULT_MIX), hard_targets=kind)
+                     for name, kind, method in (("gold", "gold", "structural (gold labels as targets)"),
+                                                ("teacher_path", "teacher",
+                                                 "structural (the teacher's best path as targets)"))],
            student_trainer=CURVE_TRAINER))
 
 

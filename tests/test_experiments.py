@@ -241,10 +241,11 @@ def test_gold_target_students_need_no_teacher_and_say_what_taught_them(tmp_path,
     monkeypatch.setattr(common, "require_shared", lambda: None)
     smoke = run.SUITES["smoke"]
     student = Student("crf_gold", smoke.students[0].model, {"type": "structural"}, method="structural (gold)",
-                      case="1a", mix={"type": "constant", "weight": 0.5}, gold_targets=True)
+                      case="1a", mix={"type": "constant", "weight": 0.5}, hard_targets="gold")
+    path = replace(student, name="crf_path", hard_targets="teacher")
     monkeypatch.setitem(run.SUITES, "smoke_gold", replace(smoke, name="smoke_gold", teacher_from="smoke",
-                                                          students=[student]))
-    run.main(["smoke_gold"])  # the smoke teacher was never trained: gold targets do not ask for it
+                                                          students=[student, path]))
+    run.main(["smoke_gold", "--only", "crf_gold"])  # the smoke teacher was never trained: gold targets need none
     record = json.loads((tmp_path / "results" / "smoke_gold" / "crf_gold-seed1.json").read_text())
     assert not (tmp_path / "runs" / "smoke").exists()
     assert record["targets"].startswith("gold labels") and record["teacher_fingerprints"] is None
@@ -252,3 +253,12 @@ def test_gold_target_students_need_no_teacher_and_say_what_taught_them(tmp_path,
     # certain targets, and per token the KD term is the gold loss (every sentence is labelled, so the two agree)
     assert history and history[0]["TEACHER_ENTROPY"] == 0.0
     assert history[0]["KD_LOSS"] == pytest.approx(history[0]["GOLD_LOSS"], rel=1e-5)
+    with pytest.raises(SystemExit, match="needs the teacher of suite smoke"):  # the teacher's path does need one
+        run.main(["smoke_gold", "--only", "crf_path"])
+    run.main(["smoke", "--teacher-only"])
+    run.main(["smoke_gold", "--only", "crf_path"])
+    taught = json.loads((tmp_path / "results" / "smoke_gold" / "crf_path-seed1.json").read_text())
+    teacher = json.loads((tmp_path / "results" / "smoke" / "teacher.json").read_text())
+    assert taught["targets"].startswith("the teacher's best path")
+    assert taught["teacher_fingerprints"] == {"smoke": teacher["fingerprint"]}
+    assert taught["kd"]["history"][0]["TEACHER_ENTROPY"] == 0.0

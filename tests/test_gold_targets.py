@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from experiments.gold_targets import gold_targets
+from experiments.gold_targets import gold_targets, teacher_path_targets
 from skd_flair.models import KD_TARGETS, UNLABELLED
 from tests import toy
 
@@ -49,3 +49,20 @@ def test_only_labelled_sentences_and_crf_students(corpus):
     batch[0].add_metadata(UNLABELLED, True)
     with pytest.raises(ValueError, match="unlabelled"):
         gold_targets(batch, toy.tagger(corpus, use_crf=True), {"type": "structural"})
+
+
+@pytest.mark.parametrize("use_crf", [True, False])
+def test_teacher_path_targets_are_the_teachers_best_path(corpus, use_crf):
+    teacher = toy.tagger(corpus, use_crf=use_crf, seed=1).eval()
+    if use_crf:
+        with torch.no_grad():
+            teacher.crf.transitions.normal_()
+    student = toy.tagger(corpus, use_crf=True, seed=2)
+    batch = toy.sentences(12, seed=6)
+    targets = teacher_path_targets(teacher, batch, student, {"type": "structural"})
+    teacher.predict(batch, label_name="path", force_token_predictions=True)
+    for s in batch:
+        unary = targets.piece(s)["unary"]
+        unary = unary.to_dense() if unary.is_sparse else unary
+        predicted = [student.label_names[i] for i in unary.argmax(-1).tolist()]
+        assert predicted == [t.get_label("path").value for t in s] and torch.all(unary.max(-1).values == 1)
