@@ -121,7 +121,7 @@ def _order(key_runs):
 
 # suites whose students repeat another suite's architectures and were timed while the machine was shared
 # (their speeds say nothing new): left out of the speed table and plot
-UNTIMED = {name for name in SUITES if name.startswith(("recipe_", "converge_", "curve_"))}
+UNTIMED = {name for name in SUITES if name.startswith(("recipe_", "converge_", "curve_", "onehot_"))}
 
 PARSING_COLUMNS = [("UAS", "uas"), ("LAS", "las"), ("UAS no punct", "uas_nopunct"), ("LAS no punct", "las_nopunct")]
 
@@ -229,6 +229,48 @@ def selection_table(all_runs: Dict[str, List[dict]]) -> List[str]:
         if group:
             lines.append(f"Best dev epoch {label}: {len(group)} runs, the last weights higher in "
                          f"{sum(d > 0 for d in group)}, mean difference {statistics.mean(group):+.2f} F1.")
+    return lines + [""]
+
+
+# The English gold-data-only students by seed: plain training, KD on one-hot targets (the gold labels; the teacher's
+# best path) and KD on the teacher's marginals, on the same data and trainer (suites curve_en and onehot_en)
+PAIRED = (("curve_en", "crf_none", "no KD"), ("onehot_en", "u0_crf_gold", "KD on the gold labels"),
+          ("onehot_en", "u0_crf_teacher_path", "KD on the teacher's best path"),
+          ("curve_en", "u0_crf_structural", "KD on the teacher's marginals"))
+
+
+def paired_seeds_table(all_runs: Dict[str, List[dict]], paired=PAIRED) -> List[str]:
+    """Test F1 (best dev F1) of each student per seed, and per student against the first one over the seeds both
+    have: mean difference and on how many seeds it is lower, on test and on dev."""
+    found = {(suite, run): {r["seed"]: r for r in all_runs.get(suite, [])
+                            if r.get("run") == run and r.get("role") == "student"} for suite, run, _ in paired}
+    columns = [(key, label) for (*key, label) in paired if found[tuple(key)]]
+    if len(columns) < 2:
+        return []
+    columns = [(tuple(k), label) for k, label in columns]
+    seeds = sorted({seed for key, _ in columns for seed in found[key]})
+    lines = ["## Gold data only, by seed: where KD's cost comes from", "",
+             "CoNLL-03 English, 2,000 gold sentences, trained to convergence: test F1 (best dev F1 in brackets) per "
+             "seed; the last rows compare each student with the first over the seeds both have.", "",
+             "| seed | " + " | ".join(f"{label} (`{run}`)" for (_, run), label in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for seed in seeds:
+        cells = []
+        for key, _ in columns:
+            r = found[key].get(seed)
+            cells.append(f"{100 * r['test']['main']:.2f} ({100 * max(r['dev_score_history']):.2f})"
+                         if r and r.get("dev_score_history") else "-")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    base = found[columns[0][0]]
+    for what, value in (("test", lambda r: 100 * r["test"]["main"]),
+                        ("best dev", lambda r: 100 * max(r["dev_score_history"]))):
+        cells = ["-"]
+        for key, _ in columns[1:]:
+            common = [seed for seed in found[key] if seed in base]
+            diffs = [value(found[key][seed]) - value(base[seed]) for seed in common]
+            cells.append(f"{statistics.mean(diffs):+.2f} on {len(diffs)} seeds, lower on {sum(d < 0 for d in diffs)}"
+                         if diffs else "-")
+        lines.append(f"| {what}: against {columns[0][1]} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -535,13 +577,14 @@ def main():
                       "and annealed on dev scores computed with epoch-1 character vectors "
                       "(`skd_flair/training/fresh_embeddings.py`); their test scores were computed afresh.", ""]
         lines += suite_table(name, all_runs[name] + borrowed_teacher(name, all_runs)) + [""]
-        if name.startswith(("recipe_", "converge_", "curve_")) or any(_ratio(((r.get("kd") or {}).get("history")), 0) for r in all_runs[name]):
+        if name.startswith(("recipe_", "converge_", "curve_", "onehot_")) or any(_ratio(((r.get("kd") or {}).get("history")), 0) for r in all_runs[name]):
             lines += recipe_table(all_runs[name]) + [""]
         routed = routed_table(name, all_runs)
         if routed:
             lines += ["Per language (test F1; the monolingual column: the students of "
                       + " and ".join(f"`{c}`" for c in SUITES[name].compare.values())
                       + " with the same method, kind and data, seeds in brackets):", ""] + routed + [""]
+    lines += paired_seeds_table(all_runs)
     lines += selection_table(all_runs)
     lines += ["## Speed and size", ""] + speed_table(all_runs) + [""]
     lines += confidence_table()

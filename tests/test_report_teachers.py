@@ -126,3 +126,19 @@ def test_selection_table_pairs_each_runs_two_models_and_counts_the_differences(t
            "+3.00 F1." in lines
     assert "Best dev epoch later: 1 runs, the last weights higher in 0, mean difference -1.00 F1." in lines
     assert report.selection_table({"toy": [_student("b", 1, 0.70, kd=False)]}) == []
+
+
+def test_paired_seeds_table_compares_students_over_the_seeds_both_have():
+    from experiments.report import paired_seeds_table
+
+    def run(name, seed, test, dev):
+        return {"run": name, "role": "student", "seed": seed, "test": {"main": test}, "dev_score_history": [0.5, dev]}
+
+    runs = {"a": [run("plain", 1, 0.80, 0.90), run("plain", 2, 0.82, 0.92), run("plain", 3, 0.81, 0.91)],
+            "b": [run("kd", 1, 0.79, 0.91), run("kd", 2, 0.80, 0.90), run("kd", 4, 0.99, 0.99)]}
+    lines = paired_seeds_table(runs, (("a", "plain", "no KD"), ("b", "kd", "KD"), ("b", "absent", "none")))
+    table = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
+    assert "| 3 | 81.00 (91.00) | - |" in lines and "| 4 | - | 99.00 (99.00) |" in lines  # the absent run has no column
+    assert table["| test: against no KD"].endswith("| -1.50 on 2 seeds, lower on 2 |")  # seeds 1 and 2 only
+    assert table["| best dev: against no KD"].endswith("| -0.50 on 2 seeds, lower on 1 |")
+    assert paired_seeds_table({"a": runs["a"]}, (("a", "plain", "no KD"), ("b", "kd", "KD"))) == []
