@@ -77,6 +77,8 @@ def main():
             _write(folder / "teacher.yaml", f"{suite.title}: the teacher. skd-flair train {folder.relative_to(REPO)}"
                    "/teacher.yaml", teacher_config(suite))
         for student in suite.students:
+            if student.hard_targets:  # one-hot diagnostic targets (gold_targets.py) are not a skd-flair option
+                continue
             command = "distill" if student.objective is not None else "train"
             _write(folder / f"{student.name}.yaml", f"{suite.title}: student {student.name}. skd-flair {command} "
                    f"{folder.relative_to(REPO)}/{student.name}.yaml", student_config(suite, student))
