@@ -3,7 +3,8 @@
 A teacher that memorised its training split hands a KD student near-one-hot targets there: with all gold data,
 KD on the training split then says little more than the gold labels. This measures, per split, the teacher's
 mean token entropy of its exact CRF marginals (nats, at T=1 and at T=2 as the reference tempers them), the
-token accuracy of its best labels and its mean marginal of the gold label, and writes
+token accuracy of its best labels, its mean marginal of the gold label and how its best spans meet the gold spans
+(exact, another type, other boundaries, missed, spurious), and writes
 ``experiments/results/<suite>/teacher_confidence.json``.
 
     python -m experiments.teacher_confidence ner_de ner_en
@@ -53,14 +54,48 @@ def _split_confidence(teacher, sentences: List, batch: int = 32) -> Dict[str, fl
     return {"tokens": tokens, **{k: v / max(tokens, 1) for k, v in sums.items()}}
 
 
+def _span_agreement(teacher, sentences: List, batch: int = 32) -> Dict[str, int]:
+    """The teacher's best spans (Viterbi) against the gold spans: every gold span is found exactly, found with
+    another type, overlapped with other boundaries, or missed; a predicted span that overlaps no gold span is
+    spurious."""
+    name = "skd_teacher_best"
+    teacher.predict(sentences, mini_batch_size=batch, label_name=name)
+    counts = {"gold": 0, "predicted": 0, "exact": 0, "wrong_type": 0, "wrong_boundary": 0, "missed": 0,
+              "spurious": 0}
+
+    def bounds(sentence, label_type):  # a span holding both kinds of label: span.tag would read the first
+        return {(span.tokens[0].idx, span.tokens[-1].idx): span.get_label(label_type).value
+                for span in sentence.get_spans(label_type)}
+
+    for sentence in sentences:
+        gold, predicted = bounds(sentence, teacher.label_type), bounds(sentence, name)
+        sentence.remove_labels(name)
+        sentence.clear_embeddings()
+        counts["gold"] += len(gold)
+        counts["predicted"] += len(predicted)
+        for (a, b), tag in gold.items():
+            if (a, b) in predicted:
+                counts["exact" if predicted[(a, b)] == tag else "wrong_type"] += 1
+            elif any(c <= b and a <= d for c, d in predicted):
+                counts["wrong_boundary"] += 1
+            else:
+                counts["missed"] += 1
+        counts["spurious"] += sum(not any(a <= d and c <= b for a, b in gold) for c, d in predicted)
+    return counts
+
+
 def measure(name: str) -> Dict:
     suite = SUITES[name]
     owner, model_file, teacher = finished_teacher(suite, RUNS)
     corpus = load_corpus(suite.corpus)
     out = {"suite": owner, "teacher": f"{owner}/teacher/{model_file.name}",
            "command": f"python -m experiments.teacher_confidence {name}"}
-    return measure_splits(out, {split: (lambda split=split: _split_confidence(teacher, list(getattr(corpus, split))))
-                                for split in ("train", "dev", "test")}, RESULTS / owner / "teacher_confidence.json")
+    def both(split):
+        sentences = list(getattr(corpus, split))
+        return {**_split_confidence(teacher, sentences), "spans": _span_agreement(teacher, sentences)}
+
+    return measure_splits(out, {split: (lambda split=split: both(split)) for split in ("train", "dev", "test")},
+                          RESULTS / owner / "teacher_confidence.json")
 
 
 def main(argv=None):

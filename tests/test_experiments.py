@@ -87,6 +87,10 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     for split in ("train", "dev", "test"):  # local tempering at T=2 flattens every position's distribution
         assert confidence[split]["entropy_t2_local"] > confidence[split]["entropy_t1"] > 0
         assert 0 < confidence[split]["gold_prob"] < 1
+        spans = confidence[split]["spans"]
+        gold = sum(len(s.get_spans("ner")) for s in getattr(run.load_corpus(run.SUITES["smoke"].corpus), split))
+        assert spans["gold"] == gold == spans["exact"] + spans["wrong_type"] + spans["wrong_boundary"] + spans["missed"]
+        assert spans["predicted"] >= spans["exact"] + spans["wrong_type"] + spans["spurious"]
 
     monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(report, "OUT", tmp_path / "RESULTS.md")
