@@ -67,7 +67,6 @@ def teacher_path_targets(teacher, sentences: Sequence[Sentence], student, object
     by name (the teacher must know every label it predicts under the same name)."""
     config = _check(student, objective)
     index = {name: i for i, name in enumerate(student.label_names)}
-    unknown = [name for name in teacher.label_names if name not in index]
     sentences = [s for s in sentences if len(s)]
     paths: List[torch.Tensor] = []
     with eval_mode(teacher):
@@ -77,7 +76,7 @@ def teacher_path_targets(teacher, sentences: Sequence[Sentence], student, object
             best = scores.crf().argmax if scores.is_crf else scores.emissions.argmax(-1)
             for b, sentence in enumerate(batch):
                 names = [teacher.label_names[j] for j in best[b, :len(sentence)].tolist()]
-                missing = sorted({n for n in names if n in unknown})
+                missing = sorted({n for n in names if n not in index})
                 if missing:
                     raise ValueError(f"the teacher predicts labels the student does not have: {missing}")
                 paths.append(torch.tensor([index[n] for n in names]))

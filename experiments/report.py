@@ -244,10 +244,9 @@ def paired_seeds_table(all_runs: Dict[str, List[dict]], paired=PAIRED) -> List[s
     have: mean difference and on how many seeds it is lower, on test and on dev."""
     found = {(suite, run): {r["seed"]: r for r in all_runs.get(suite, [])
                             if r.get("run") == run and r.get("role") == "student"} for suite, run, _ in paired}
-    columns = [(key, label) for (*key, label) in paired if found[tuple(key)]]
+    columns = [((suite, run), label) for suite, run, label in paired if found[(suite, run)]]
     if len(columns) < 2:
         return []
-    columns = [(tuple(k), label) for k, label in columns]
     seeds = sorted({seed for key, _ in columns for seed in found[key]})
     lines = ["## Gold data only, by seed: where KD's cost comes from", "",
              "CoNLL-03 English, 2,000 gold sentences, trained to convergence: test F1 (best dev F1 in brackets) per "

@@ -37,7 +37,7 @@ from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, suites_
 from .final_scores import FinalModelScores
 from .gold_targets import gold_targets, teacher_path_targets
 from .leaks import refuse_leaks
-from .suites import SUITES, Student, Suite
+from .suites import HARD_TARGETS, SUITES, Student, Suite
 
 log = logging.getLogger("skd_flair")
 SPEED_SENTENCES = 200
@@ -76,10 +76,6 @@ def _facts(model, model_file: Path, kind: str, corpus) -> Dict:
     facts = model_facts(model_file, MODEL_CLASSES[kind].load)
     facts["sentences_per_second"] = measure_speed(model, test, batch_size=32)
     return facts
-
-
-HARD_TARGETS = {"gold": "gold labels, one-hot (experiments/gold_targets.py)",
-                "teacher": "the teacher's best path, one-hot (experiments/gold_targets.py)"}
 
 
 def _reproduces(scores: Dict, recorded: Dict) -> bool:
@@ -209,8 +205,6 @@ class SuiteRunner:
             return gold_targets(sentences, model, student.objective)
         if student.hard_targets == "teacher":
             return teacher_path_targets(teacher, sentences, model, student.objective)
-        if student.hard_targets is not None:
-            raise SystemExit(f"{student.name}: hard_targets is 'gold' or 'teacher', not {student.hard_targets!r}")
         if self.suite.ensemble:  # every teacher on every sentence, weighted equally
             return TeacherMixture([(annotate(self.teacher(owner), sentences, model, student.objective,
                                              cache_dir=CACHE / "experiments" / "targets", clear_embeddings=False), 1.0)

@@ -19,6 +19,11 @@ from .resources import resource_path
 SEEDS = (1, 2, 3)
 
 
+# what each kind of one-hot diagnostic target is, as a student's record names it
+HARD_TARGETS = {"gold": "gold labels, one-hot (experiments/gold_targets.py)",
+                "teacher": "the teacher's best path, one-hot (experiments/gold_targets.py)"}
+
+
 @dataclass
 class Student:
     name: str
@@ -34,6 +39,11 @@ class Student:
     probe_gradients: bool = False  # log the KD and gold terms' gradient norms per epoch (kd_loss.tsv, history)
     # one-hot KD targets (experiments/gold_targets.py): "gold", the gold labels; "teacher", the teacher's best path
     hard_targets: Optional[str] = None
+
+    def __post_init__(self):
+        if self.hard_targets not in (None, *HARD_TARGETS):
+            raise ValueError(f"student {self.name}: hard_targets is one of {sorted(HARD_TARGETS)}, not "
+                             f"{self.hard_targets!r}")
 
 
 @dataclass

@@ -66,3 +66,10 @@ def test_teacher_path_targets_are_the_teachers_best_path(corpus, use_crf):
         unary = unary.to_dense() if unary.is_sparse else unary
         predicted = [student.label_names[i] for i in unary.argmax(-1).tolist()]
         assert predicted == [t.get_label("path").value for t in s] and torch.all(unary.max(-1).values == 1)
+
+
+def test_an_unknown_kind_of_one_hot_target_is_refused_where_the_student_is_defined():
+    from experiments.suites import Student
+
+    with pytest.raises(ValueError, match="hard_targets is one of \\['gold', 'teacher'\\], not 'silver'"):
+        Student("x", {}, {"type": "structural"}, hard_targets="silver")
