@@ -407,6 +407,7 @@ _add(Suite(
 # most 100 epochs; every record says how many epochs ran.
 CURVE_U = (2000, 6000, 12000)
 CURVE_TRAINER = {**TAGGER_TRAINER, "max_epochs": 100, "min_learning_rate": 1e-3}
+TEXT_ONLY_MIX = {"type": "constant", "weight": 0.0}  # gold sentences: gold loss only; unlabelled: KD only
 
 
 def _recipe_methods(embeddings):
@@ -435,6 +436,14 @@ def _curve_students(embeddings, text_file: str, light: bool = False) -> List[Stu
         out += [Student(f"u{u}_{name}", model, objective, unlabelled=_curve_text(text_file, u), method=method,
                         case=case, mix=dict(DEFAULT_MIX))
                 for name, model, objective, method, case in _recipe_methods(embeddings)]
+    # The teacher only where gold is missing: gold sentences learn from their gold labels alone (mix weight 0),
+    # unlabelled ones from the teacher alone. At U=0 that is plain training by construction (onehot_en: the
+    # teacher's targets on its own training sentences cost about 0.6 F1 against their gold labels), so only U > 0
+    # is run: does the unlabelled text's gain hold without the teacher on the gold sentences?
+    out += [Student(f"u{u}_{name}_kd_on_text", model, objective, unlabelled=_curve_text(text_file, u),
+                    method=f"{method}, teacher on unlabelled text only", case=case, mix=dict(TEXT_ONLY_MIX))
+            for u in CURVE_U for name, model, objective, method, case in _recipe_methods(embeddings)
+            if name in ("crf_structural", "crf_posterior")]
     if light:  # the light student without KD, and with structural KD along the curve
         small = _tagger(embeddings, True, hidden=LIGHT_HIDDEN)
         out.append(Student(f"crf_none_h{LIGHT_HIDDEN}", small, None, method="none", case="1a"))

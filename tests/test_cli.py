@@ -248,6 +248,12 @@ def test_every_ready_configuration_is_valid():
     with pytest.raises(ConfigError, match="embeddings\\[1\\]"):
         check_config({"model": {"type": "tagger", "tag_type": "ner", "embeddings": [{"type": "glove"},
                                                                                        {"type": "char", "dim": 2}]}})
+    text_only = {"corpus": {"type": "column", "data_folder": "x", "column_format": {0: "text", 1: "ner"}},
+                 "teacher": {"path": "t.pt"},
+                 "kd": {"mix": {"type": "constant", "weight": 0.0}}}
+    with pytest.raises(ConfigError, match="the teacher would teach nothing"):
+        check_config(text_only, files=False)
+    check_config({**text_only, "unlabelled": {"type": "text", "train_file": "raw.txt"}}, files=False)
 
 
 def test_zero_shot_student_learns_from_unlabelled_text_alone(data, teacher, tmp_path):

@@ -158,6 +158,12 @@ def check_config(config, files: bool = True) -> Dict[str, Any]:
         _check_component(OBJECTIVES, kd["objective"], "kd.objective")
     if kd.get("mix"):
         _check_component(MIX_SCHEDULES, kd["mix"], "kd.mix")
+        mix = kd["mix"]
+        if isinstance(mix, Mapping) and mix.get("type") == "constant" and mix.get("weight") == 0 \
+                and "corpus" in config and not config.get("unlabelled"):
+            raise ConfigError("kd.mix: weight 0 trains the gold sentences on their gold labels alone and there is "
+                              "no unlabelled section, so the teacher would teach nothing (add unlabelled text, or "
+                              "train without KD: skd-flair train)")
     if config.get("kd") is not None and not config.get("teacher"):
         raise ConfigError("kd: a distillation needs a teacher section (teacher: {path: ...})")
     if config.get("teacher") is not None:
