@@ -239,7 +239,23 @@ PAIRED = (("curve_en", "crf_none", "no KD"), ("onehot_en", "u0_crf_gold", "KD on
           ("curve_en", "u0_crf_structural", "KD on the teacher's marginals"))
 
 
-def paired_seeds_table(all_runs: Dict[str, List[dict]], paired=PAIRED) -> List[str]:
+# With unlabelled text: the teacher on every sentence (KD and gold 0.5 each on the gold ones) against the teacher on
+# the unlabelled text only (gold sentences learn from gold alone), beside plain training
+TEXT_ONLY_U = 2000
+TEXT_ONLY = (("curve_en", "crf_none", "no KD"),
+             ("curve_en", f"u{TEXT_ONLY_U}_crf_structural", "structural KD, every sentence"),
+             ("curve_en", f"u{TEXT_ONLY_U}_crf_structural_kd_on_text", "structural KD, unlabelled text only"),
+             ("curve_en", f"u{TEXT_ONLY_U}_crf_posterior", "posterior KD, every sentence"),
+             ("curve_en", f"u{TEXT_ONLY_U}_crf_posterior_kd_on_text", "posterior KD, unlabelled text only"))
+TEXT_ONLY_HEAD = ("## The teacher on every sentence or on unlabelled text only",
+                  f"CoNLL-03 English, 2,000 gold sentences + {TEXT_ONLY_U:,} unlabelled, trained to convergence: test "
+                  "F1 (best dev F1 in brackets) per seed. \"every sentence\": the gold sentences learn from KD and gold "
+                  "0.5 each, the unlabelled ones from the teacher; \"unlabelled text only\": the gold sentences learn "
+                  "from their gold labels alone (`kd.mix: {type: constant, weight: 0}`). The last rows compare each "
+                  "student with the first over the seeds both have.")
+
+
+def paired_seeds_table(all_runs: Dict[str, List[dict]], paired=PAIRED, head=None) -> List[str]:
     """Test F1 (best dev F1) of each student per seed, and per student against the first one over the seeds both
     have: mean difference and on how many seeds it is lower, on test and on dev."""
     found = {(suite, run): {r["seed"]: r for r in all_runs.get(suite, [])
@@ -248,9 +264,11 @@ def paired_seeds_table(all_runs: Dict[str, List[dict]], paired=PAIRED) -> List[s
     if len(columns) < 2:
         return []
     seeds = sorted({seed for key, _ in columns for seed in found[key]})
-    lines = ["## Gold data only, by seed: where KD's cost comes from", "",
-             "CoNLL-03 English, 2,000 gold sentences, trained to convergence: test F1 (best dev F1 in brackets) per "
-             "seed; the last rows compare each student with the first over the seeds both have.", "",
+    title, intro = head or ("## Gold data only, by seed: where KD's cost comes from",
+                            "CoNLL-03 English, 2,000 gold sentences, trained to convergence: test F1 (best dev F1 in "
+                            "brackets) per seed; the last rows compare each student with the first over the seeds both "
+                            "have.")
+    lines = [title, "", intro, "",
              "| seed | " + " | ".join(f"{label} (`{run}`)" for (_, run), label in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for seed in seeds:
@@ -584,6 +602,8 @@ def main():
                       + " and ".join(f"`{c}`" for c in SUITES[name].compare.values())
                       + " with the same method, kind and data, seeds in brackets):", ""] + routed + [""]
     lines += paired_seeds_table(all_runs)
+    if any(r.get("run", "").endswith("_kd_on_text") for r in all_runs.get("curve_en", [])):
+        lines += paired_seeds_table(all_runs, TEXT_ONLY, TEXT_ONLY_HEAD)
     lines += selection_table(all_runs)
     lines += ["## Speed and size", ""] + speed_table(all_runs) + [""]
     lines += confidence_table()

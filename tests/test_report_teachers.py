@@ -142,3 +142,5 @@ def test_paired_seeds_table_compares_students_over_the_seeds_both_have():
     assert table["| test: against no KD"].endswith("| -1.50 on 2 seeds, lower on 2 |")  # seeds 1 and 2 only
     assert table["| best dev: against no KD"].endswith("| -0.50 on 2 seeds, lower on 1 |")
     assert paired_seeds_table({"a": runs["a"]}, (("a", "plain", "no KD"), ("b", "kd", "KD"))) == []
+    titled = paired_seeds_table(runs, (("a", "plain", "no KD"), ("b", "kd", "KD")), ("## Title", "Intro."))
+    assert titled[:3] == ["## Title", "", "Intro."] and titled[4:] == lines[4:]
