@@ -63,6 +63,7 @@ def _made_by_earlier_teacher(run: dict, name: str, teachers: Dict[str, dict]) ->
     recorded = run.get("teacher_fingerprints")
     if recorded is not None:
         return any(teachers.get(owner, {}).get("fingerprint") not in (None, fingerprint)
+                   and fingerprint not in teachers.get(owner, {}).get("same_training_fingerprints", [])
                    for owner, fingerprint in recorded.items())
     # made before records named their teacher's weights: once a retrained teacher has a fingerprint, every student
     # of it names it; the two retrainings before fingerprints (ner_nl, ner_de, 2026-12-02) were made for other

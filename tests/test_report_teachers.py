@@ -110,6 +110,14 @@ def test_a_teacher_reproduced_to_its_record_keeps_its_earlier_students(tmp_path,
     rows = _rows(report)
     assert rows["kd"][5] == "2" and rows["kd"][-1] == "71.00 ± 1.41"
     assert rows["kd (earlier teacher)"][-1] == "50.00"
+    # reproduced again on another machine: the same predictions, weights that differ in their last bits
+    _write(folder, "teacher", {"suite": "toy", "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
+                               "test": {"main": 0.80}, "fingerprint": "again", "same_training_fingerprints": ["same"],
+                               "reproduced": {"date": "2026-12-05"}})
+    _write(folder, "kd-seed4", _student("kd", 4, 0.74, fingerprints={"toy": "again"}))
+    rows = _rows(report)
+    assert rows["kd"][5] == "3" and rows["kd"][-1] == "72.00 ± 2.00"
+    assert rows["kd (earlier teacher)"][-1] == "50.00"
 
 
 def test_selection_table_pairs_each_runs_two_models_and_counts_the_differences(tmp_path, report):

@@ -35,6 +35,7 @@ def test_a_reproduced_teacher_keeps_its_record_and_gains_a_fingerprint(tmp_path,
     _lose_the_model(tmp_path)
     runner.main(["smoke", "--teacher-only", "--reproduce"])
     again = json.loads(record.read_text())
+    assert again["same_training_fingerprints"] == [] and again["earlier_reproductions"] == []
     assert again["test"] == first["test"] and again["train_seconds"] == first["train_seconds"]
     assert again["reproduced"]["command"].endswith("--teacher-only --reproduce") and again["fingerprint"]
     assert again.get("previous_training") is None
@@ -56,3 +57,14 @@ def test_a_teacher_that_does_not_reproduce_is_moved_aside_and_the_record_kept(tm
     attempt = json.loads((tmp_path / "results" / "smoke" / "teacher_reproduction.json").read_text())
     assert attempt["reproduced"] is False and attempt["test"]["main"] == pytest.approx(first["test"]["main"])
     assert any(p.name.startswith("teacher_not_reproduced_") for p in (tmp_path / "runs" / "smoke").iterdir())
+
+
+def test_the_loss_may_differ_in_its_last_digits_the_predictions_may_not():
+    from experiments.run import LOSS_RTOL, _reproduces
+
+    recorded = {"main": 0.8832294771064753, "accuracy": 0.8415, "loss": 0.10290716588497162}
+    assert _reproduces({**recorded, "loss": 0.1029064729809761}, recorded)  # ner_en's two trainings, 2026-12-04
+    assert not _reproduces({**recorded, "loss": recorded["loss"] * (1 + 3 * LOSS_RTOL)}, recorded)
+    assert not _reproduces({**recorded, "main": recorded["main"] + 1e-12}, recorded)
+    assert not _reproduces({k: v for k, v in recorded.items() if k != "accuracy"}, recorded)
+    assert not _reproduces(recorded, {})
