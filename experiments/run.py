@@ -93,6 +93,16 @@ def _reproduces(scores: Dict, recorded: Dict) -> bool:
     return bool(recorded) and all(same(key, value) for key, value in recorded.items())
 
 
+def _dropout_as_before(record: Dict) -> bool:
+    """Whether the training a record describes ran a frozen transformer's dropout (every training before
+    2026-12-03 23:12, when frozen transformers started to stay in eval mode). Records say so since 2026-12-04;
+    before, a record without a weights fingerprint (fingerprints came 44 minutes before the fix, and no teacher was
+    trained in between) or one reproduced as before is of a training with it."""
+    if "frozen_transformer_dropout" in record:
+        return bool(record["frozen_transformer_dropout"])
+    return not record.get("fingerprint") or bool(record.get("reproduced"))
+
+
 class SuiteRunner:
     def __init__(self, suite: Suite, seeds, only: Optional[List[str]] = None, reproduce: bool = False):
         self.suite, self.seeds, self.only, self.reproduce = suite, list(seeds), only, reproduce
@@ -139,12 +149,13 @@ class SuiteRunner:
         flair.set_seed(1)
         model = build_model(self.suite.teacher, corpus)
         trainer = {**self.suite.teacher_trainer, "base_path": str(base)}
-        with frozen_dropout_as_before() if self.reproduce else nullcontext():
+        as_before = self.reproduce and _dropout_as_before(earlier)
+        with frozen_dropout_as_before() if as_before else nullcontext():
             out = run_trainer(model, corpus, trainer, plugins=[], overwrite=True,
                               run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
         scores = _scores(model, corpus, self.suite.metric)
         if self.reproduce:
-            return self._adopt_reproduction(owner, model, earlier, scores, out, base, record)
+            return self._adopt_reproduction(owner, model, earlier, scores, out, base, record, as_before)
         self.teachers[owner], self.fingerprints[owner] = model, fingerprint_model(model)
         # a teacher retrained (its model lost) keeps its predecessor's scores in view: students trained with the
         # earlier one are compared against the record of this one
@@ -152,6 +163,7 @@ class SuiteRunner:
                     "train_seconds": earlier.get("train_seconds")} if earlier else None
         write_json(record, {"suite": owner, "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
                             "fingerprint": self.fingerprints[owner], "previous_training": previous,
+                            "frozen_transformer_dropout": False,
                             "test": scores, "train_seconds": out["train_seconds"], "sizes": self.sizes(corpus),
                             **_facts(model, _best(base), kind, corpus), "config": {
                                 "corpus": self.suite.corpus, "model": self.suite.teacher,
@@ -161,7 +173,7 @@ class SuiteRunner:
         return model
 
     def _adopt_reproduction(self, owner: str, model, earlier: Dict, scores: Dict, out: Dict, base: Path,
-                            record: Path):
+                            record: Path, as_before: bool = True):
         """A lost teacher trained again as it was first trained is that teacher only if it scores every test number
         of its record exactly; then its students' rows stay its rows (the record gains the weights' fingerprint).
         Otherwise it is moved aside and the record is left alone: nothing is read against a teacher it did not have."""
@@ -179,7 +191,7 @@ class SuiteRunner:
         # the weights of an earlier reproduction of the same training: its students stay this teacher's rows too
         same = sorted({*earlier.get("same_training_fingerprints", []), earlier.get("fingerprint")} - {None})
         adopted = {**earlier, "fingerprint": self.fingerprints[owner], "same_training_fingerprints": same,
-                   "test_reproduced": scores,
+                   "test_reproduced": scores, "frozen_transformer_dropout": as_before,
                    "earlier_reproductions": earlier.get("earlier_reproductions", []) + (
                        [{**earlier["reproduced"], "fingerprint": earlier.get("fingerprint")}]
                        if earlier.get("reproduced") else []),

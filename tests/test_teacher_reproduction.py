@@ -68,3 +68,35 @@ def test_the_loss_may_differ_in_its_last_digits_the_predictions_may_not():
     assert not _reproduces({**recorded, "main": recorded["main"] + 1e-12}, recorded)
     assert not _reproduces({k: v for k, v in recorded.items() if k != "accuracy"}, recorded)
     assert not _reproduces(recorded, {})
+
+
+def test_a_teacher_is_reproduced_with_the_dropout_its_training_had(tmp_path, runner, monkeypatch):
+    from contextlib import contextmanager
+
+    from experiments.run import _dropout_as_before
+
+    assert _dropout_as_before({"test": {}})  # no fingerprint: trained before frozen transformers stayed in eval
+    assert _dropout_as_before({"fingerprint": "f", "reproduced": {"date": "2026-12-04"}})  # reproduced as before
+    assert not _dropout_as_before({"fingerprint": "f"})  # fingerprinted: trained after the fix
+    assert _dropout_as_before({"fingerprint": "f", "frozen_transformer_dropout": True})  # said outright
+    entered = []
+
+    @contextmanager
+    def as_before():
+        entered.append(True)
+        yield
+
+    monkeypatch.setattr(runner, "frozen_dropout_as_before", as_before)
+    record = tmp_path / "results" / "smoke" / "teacher.json"
+    runner.main(["smoke", "--teacher-only"])
+    assert json.loads(record.read_text())["frozen_transformer_dropout"] is False and not entered
+    _lose_the_model(tmp_path)
+    runner.main(["smoke", "--teacher-only", "--reproduce"])  # a training after the fix: trained again without it
+    assert not entered and json.loads(record.read_text())["frozen_transformer_dropout"] is False
+    first = json.loads(record.read_text())
+    first.pop("frozen_transformer_dropout")
+    first.pop("fingerprint")  # as a record from before fingerprints
+    record.write_text(json.dumps(first))
+    _lose_the_model(tmp_path)
+    runner.main(["smoke", "--teacher-only", "--reproduce"])
+    assert entered == [True] and json.loads(record.read_text())["frozen_transformer_dropout"] is True
