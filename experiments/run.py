@@ -173,9 +173,10 @@ class SuiteRunner:
         return model
 
     def _adopt_reproduction(self, owner: str, model, earlier: Dict, scores: Dict, out: Dict, base: Path,
-                            record: Path, as_before: bool = True):
-        """A lost teacher trained again as it was first trained is that teacher only if it scores every test number
-        of its record exactly; then its students' rows stay its rows (the record gains the weights' fingerprint).
+                            record: Path, as_before: bool):
+        """A lost teacher trained again as it was first trained (``as_before``: with a frozen transformer's dropout)
+        is that teacher only if it reproduces its record's test scores (``_reproduces``); then its students' rows stay
+        its rows (the record gains the weights' fingerprint).
         Otherwise it is moved aside and the record is left alone: nothing is read against a teacher it did not have."""
         if not _reproduces(scores, earlier["test"]):
             aside = base.with_name(f"teacher_not_reproduced_{time.strftime('%Y-%m-%d')}")
