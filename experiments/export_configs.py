@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from .common import REPO, SHARED
-from .suites import SUITES, Student, Suite
+from .suites import KEEP_BEST_DEV_EPOCH, SUITES, Student, Suite
 
 OUT = REPO / "resources" / "configs" / "shared"
 
@@ -37,7 +37,8 @@ def _relative(value):
 
 def teacher_config(suite: Suite) -> dict:
     return _relative({"seed": 1, "corpus": suite.corpus, "model": suite.teacher,
-                      "trainer": {**suite.teacher_trainer, "base_path": f"runs/shared/{suite.name}/teacher"}})
+                      "trainer": {**suite.teacher_trainer, **KEEP_BEST_DEV_EPOCH,
+                                  "base_path": f"runs/shared/{suite.name}/teacher"}})
 
 
 def student_config(suite: Suite, student: Student) -> dict:
@@ -57,7 +58,7 @@ def student_config(suite: Suite, student: Student) -> dict:
     config["model"] = student.model
     if student.objective is not None:
         config["kd"] = {"objective": student.objective, "mix": student.mix}
-    config["trainer"] = {**suite.student_trainer, **student.trainer,
+    config["trainer"] = {**suite.student_trainer, **student.trainer, **KEEP_BEST_DEV_EPOCH,
                          "base_path": f"runs/shared/{suite.name}/{student.name}"}
     return _relative(config)
 

@@ -37,7 +37,7 @@ from .common import CACHE, RESULTS, RUNS, claim, model_facts, read_json, suites_
 from .final_scores import FinalModelScores
 from .gold_targets import gold_targets, teacher_path_targets
 from .leaks import refuse_leaks
-from .suites import HARD_TARGETS, SUITES, Student, Suite
+from .suites import HARD_TARGETS, KEEP_BEST_DEV_EPOCH, SUITES, Student, Suite
 
 log = logging.getLogger("skd_flair")
 SPEED_SENTENCES = 200
@@ -151,7 +151,7 @@ class SuiteRunner:
         trainer = {**self.suite.teacher_trainer, "base_path": str(base)}
         as_before = self.reproduce and _dropout_as_before(earlier)
         with frozen_dropout_as_before() if as_before else nullcontext():
-            out = run_trainer(model, corpus, trainer, plugins=[], overwrite=True,
+            out = run_trainer(model, corpus, {**trainer, **KEEP_BEST_DEV_EPOCH}, plugins=[], overwrite=True,
                               run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
         scores = _scores(model, corpus, self.suite.metric)
         if self.reproduce:
@@ -314,7 +314,8 @@ class SuiteRunner:
         final = FinalModelScores(lambda trained: _scores(trained, corpus, self.suite.metric))
         trainer = {**self.suite.student_trainer, **student.trainer, "base_path": str(base)}
         # a run killed part-way resumes from its last epoch; a finished one is skipped above (its record exists)
-        out = run_trainer(model, train_corpus, trainer, plugins=[*plugins, final], overwrite=True,
+        out = run_trainer(model, train_corpus, {**trainer, **KEEP_BEST_DEV_EPOCH}, plugins=[*plugins, final],
+                          overwrite=True,
                           run_hash=config_hash([student.model, student.objective, student.mix, student.corpus,
                                                 student.corpus_spec, student.unlabelled, trainer, seed]))
         record = {"suite": self.suite.name, "run": student.name, "role": "student", "method": student.method,

@@ -17,6 +17,11 @@ from .plain_text import text_path, write_plain_text
 from .resources import resource_path
 
 SEEDS = (1, 2, 3)
+# every committed record's "test" is the best dev epoch's score (its "test_final", since 2026-12-04, the last
+# weights', which the library keeps by default since 2026-12-05): the runner and the exported configurations keep
+# selecting that way so rows stay comparable; the runner adds it outside the run hash and the recorded trainer,
+# so runs of the same configuration still resume and match
+KEEP_BEST_DEV_EPOCH = {"use_final_model_for_eval": False}
 
 
 # what each kind of one-hot diagnostic target is, as a student's record names it

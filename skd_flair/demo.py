@@ -33,9 +33,11 @@ ROWS = (("teacher (MiniLM-L6 + GloVe)", "teacher", "400", "-"), ("student, no KD
         ("student, structural KD", "student_kd_low", "100", "300"))
 
 
-def _best(base: Path) -> Path:
-    best = base / "best-model.pt"
-    return best if best.exists() else base / "final-model.pt"
+def _kept(base: Path) -> Path:
+    """The model a finished step kept: ``final-model.pt`` (the default keeps the last weights), or
+    ``best-model.pt`` for a configuration that keeps the best dev epoch's."""
+    final = base / "final-model.pt"
+    return final if final.exists() else base / "best-model.pt"
 
 
 def _step(name: str, file: str, kind: str, teacher: str, out: Path, fresh: bool) -> Dict:
@@ -43,12 +45,15 @@ def _step(name: str, file: str, kind: str, teacher: str, out: Path, fresh: bool)
 
     overrides = [f"trainer.base_path={out / name}"]
     if kind == "distill":
-        overrides.append(f"teacher.path={_best(out / teacher)}")
+        overrides.append(f"teacher.path={_kept(out / teacher)}")
     config = pipeline.load_config(CONFIGS / file, overrides)
     done = out / name / "results.json"
-    if not fresh and done.exists() and _best(out / name).exists():
+    if not fresh and done.exists() and _kept(out / name).exists():
         previous = json.loads(done.read_text())
-        if previous.get("config") == json.loads(json.dumps(config, default=str)):
+        weights = "last epoch" if pipeline.keeps_last_weights(config["trainer"]) else "best dev epoch"
+        # a run from before the last weights became the default tested other weights with the same configuration
+        same = previous.get("config") == json.loads(json.dumps(config, default=str))
+        if same and previous.get("weights") == weights:
             log.info(f"demo: {name} already trained with this configuration, reusing {done}")
             return previous
     log.info(f"demo: training {name} ({file})")
@@ -71,7 +76,7 @@ def run_demo(out="runs/demo", fresh: bool = False) -> Dict:
     speed = {}
     for name in ("teacher", "student_kd"):
         log.info(f"demo: timing {name} on {len(test)} test sentences (1 thread, batch 32)")
-        speed[name] = measure_speed(load_model(str(_best(out / name))), test, batch_size=32)
+        speed[name] = measure_speed(load_model(str(_kept(out / name))), test, batch_size=32)
     for name, *_ in STEPS[1:]:  # every teacher, and every student, has the same architecture
         speed.setdefault(name, speed["teacher" if name.startswith("teacher") else "student_kd"])
     summary = {"test_f1": {name: results[name]["test_score"] for name, *_ in STEPS}, "sentences_per_second": speed,

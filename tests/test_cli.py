@@ -10,7 +10,7 @@ import yaml
 from skd_flair.cli import main
 from skd_flair.registry import ConfigError
 from skd_flair.training.cache import sentence_key
-from skd_flair.training.pipeline import distill, load_config, train_model
+from skd_flair.training.pipeline import check_config, distill, load_config, train_model
 from tests import toy
 from tests.toy import write_column
 
@@ -236,8 +236,6 @@ def test_parser_and_span_teachers_through_configurations(tmp_path, data):
 def test_every_ready_configuration_is_valid():
     from pathlib import Path
 
-    from skd_flair.training.pipeline import check_config
-
     root = Path(__file__).resolve().parents[1]
     files = sorted(root.glob("resources/configs/**/*.yaml")) + sorted(root.glob("experiments/configs/**/*.yaml"))
     assert len(files) >= 20
@@ -296,6 +294,9 @@ def test_distill_refuses_unlabelled_text_whose_labels_trained_the_teacher(data, 
     ({"corpus": {"data_folder": "/nonexistent/data"}}, "data_folder '/nonexistent/data' does not exist"),
     ({"teacher": {"path": "/nonexistent/teacher.pt"}}, "teacher: model file /nonexistent/teacher.pt does not exist"),
     ({"trainer": {"optimizer": "Adamax"}}, "trainer.optimizer must be one of SGD, Adam, AdamW, got 'Adamax'"),
+    ({"trainer": {"anneal_with_restarts": True}}, "trainer.anneal_with_restarts reloads best-model.pt, which a run"),
+    ({"trainer": {"save_final_model": False}}, "save_final_model: false with the last weights kept .* leaves the run "
+                                                "no model"),
 ])
 def test_check_rejects_wrong_types_ranges_and_missing_things(data, teacher, tmp_path, capsys, change, message):
     cfg = config(data, tmp_path / "s", teacher={"path": str(teacher)}, kd={"objective": "structural"})
@@ -313,6 +314,12 @@ def test_check_rejects_wrong_types_ranges_and_missing_things(data, teacher, tmp_
     assert main(["check", str(path)]) == 2
     err = error_of(capsys.readouterr().err)
     assert re.search(message, err), err
+
+
+def test_keeping_the_best_dev_epoch_allows_what_needs_best_model_pt(data, teacher, tmp_path):
+    cfg = config(data, tmp_path / "s", teacher={"path": str(teacher)}, kd={"objective": "structural"})
+    cfg["trainer"].update(use_final_model_for_eval=False, anneal_with_restarts=True, save_final_model=False)
+    check_config(cfg)
 
 
 def test_overrides_bad_yaml_and_missing_packages_are_one_line(data, teacher, tmp_path, capsys, monkeypatch):
@@ -506,7 +513,8 @@ def test_train_prints_only_json_and_a_run_folder_names_its_model(data, tmp_path,
     capsys.readouterr()
     assert main(["train", str(cfg)]) == 0
     result = json.loads(capsys.readouterr().out)  # Flair's logs went to stderr
-    assert Path(result["model"]).parent == tmp_path / "t"
+    assert result["model"] == str(tmp_path / "t" / "final-model.pt") and result["weights"] == "last epoch"
+    assert not (tmp_path / "t" / "best-model.pt").exists()  # the default keeps one model, the last weights
     student = config(data, tmp_path / "s", teacher={"path": str(tmp_path / "t")}, kd={"objective": "structural"})
     assert distill(student)["kd"]["annotation"]["sentences"] > 0  # the folder's kept model taught
     empty = tmp_path / "empty"
@@ -555,3 +563,17 @@ def test_multi_gpu_without_gpus_or_processes_is_one_line(data, teacher, tmp_path
     cfg.write_text(yaml.safe_dump(spec))
     assert main(["train", str(cfg)]) == 2
     assert "give --nproc N" in error_of(capsys.readouterr().err)
+
+
+def test_a_run_folder_resolves_to_the_model_its_results_name(tmp_path):
+    from skd_flair.training.models import _kept_model
+
+    for name in ("best-model.pt", "final-model.pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert _kept_model(tmp_path, "teacher").name == "best-model.pt"  # no results.json: as before the default moved
+    for name in ("final-model.pt", "best-model.pt"):
+        (tmp_path / "results.json").write_text(json.dumps({"model": f"/elsewhere/run/{name}"}))  # folder moved since
+        assert _kept_model(tmp_path, "teacher") == tmp_path / name
+    (tmp_path / "final-model.pt").unlink()
+    (tmp_path / "results.json").write_text(json.dumps({"model": "final-model.pt"}))  # named but gone
+    assert _kept_model(tmp_path, "teacher") == tmp_path / "best-model.pt"

@@ -1,5 +1,5 @@
-"""trainer.max_minutes: a run stops cleanly at its time budget (the clock is faked), keeps its best model and
-says so in results.json."""
+"""trainer.max_minutes: a run stops cleanly at its time budget (the clock is faked), keeps its model (the last
+weights, or the best dev epoch's) and says so in results.json."""
 import json
 
 import pytest
@@ -24,28 +24,33 @@ class FakeClock:
         return self.now
 
 
-def test_training_stops_at_the_time_budget_and_keeps_the_best_model(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("keep", ["best dev epoch", "last epoch"])
+def test_training_stops_at_the_time_budget_and_keeps_its_model(data, tmp_path, monkeypatch, keep):
     clock = FakeClock(step=6.0)  # 0.1 minute a reading: setup, then one before each epoch and one per batch
     monkeypatch.setattr(budget, "_now", clock)
     cfg = config(data, tmp_path / "run")
     # 40 sentences / 8 = 5 batches: 6 readings (0.6 min) an epoch; 2.8 min run out in epoch 5, after batch 3
     cfg["trainer"].update(max_epochs=20, learning_rate=0.5, max_minutes=2.8)
+    if keep == "best dev epoch":
+        cfg["trainer"]["use_final_model_for_eval"] = False
     result = train_model(cfg)
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["stopped_early"] == "time budget" == result["stopped_early"]
     assert saved["epochs"] == 4 and len(saved["dev_score_history"]) == 4
-    assert isinstance(saved["test_score"], float) and saved["test_score"] > 0
-    assert max(saved["dev_score_history"]) > 0 and (tmp_path / "run" / "best-model.pt").exists()
-    assert not (tmp_path / "run" / "final-model.pt").exists() and result["model"].endswith("best-model.pt")
+    assert isinstance(saved["test_score"], float)  # the kept model's score: checked below
+    kept, other = ("best-model.pt", "final-model.pt") if keep == "best dev epoch" else ("final-model.pt",
+                                                                                        "best-model.pt")
+    assert max(saved["dev_score_history"]) > 0 and (tmp_path / "run" / kept).exists()
+    assert not (tmp_path / "run" / other).exists() and result["model"].endswith(kept) and saved["weights"] == keep
     assert json.loads((tmp_path / "run" / "run.json").read_text())["finished"] is True
     log = (tmp_path / "run" / "training.log").read_text()
     assert "time budget of 2.8 minutes spent" in log and "epoch 5, after batch 3/5" in log
-    # the test score is the best dev epoch's model, as when Flair itself ends a run early
+    # the test score is the kept model's, as when Flair itself ends a run early
     from skd_flair.models import DistillableTagger
     from skd_flair.training.corpora import load_corpus
 
-    best = DistillableTagger.load(tmp_path / "run" / "best-model.pt")
-    score = best.evaluate(load_corpus(cfg["corpus"]).test, gold_label_type="ner").main_score
+    model = DistillableTagger.load(tmp_path / "run" / kept)
+    score = model.evaluate(load_corpus(cfg["corpus"]).test, gold_label_type="ner").main_score
     assert score == pytest.approx(saved["test_score"])
 
 

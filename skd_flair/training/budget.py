@@ -26,7 +26,8 @@ class TimeBudgetPlugin(TrainerPlugin):
     The clock is read after every training batch and before every epoch. When the budget is spent the plugin
     raises Flair's ``TrainingInterrupt``, the same way Flair's own annealing plugin stops a run whose learning
     rate fell below ``min_learning_rate``: the trainer saves ``final-model.pt`` (the current weights) and then
-    evaluates the test split with ``best-model.pt``, the best dev epoch so far, when there is one. The epoch
+    evaluates the test split with them, or with ``best-model.pt``, the best dev epoch so far, when the run keeps
+    that one (``use_final_model_for_eval: false``). The epoch
     that was running is not evaluated. ``stopped`` says whether the budget ended the run."""
 
     def __init__(self, max_minutes: float, clock: Optional[Callable[[], float]] = None):

@@ -1,6 +1,7 @@
 """Models from configuration: ``{"type": "tagger", ...}`` builds a new model, ``teacher: {path: ...}`` loads one."""
 from __future__ import annotations
 
+import json
 import pickle
 import typing
 import zipfile
@@ -157,6 +158,20 @@ def build_model(spec: Mapping[str, Any], corpus: Corpus, teacher=None):
     return MODELS.build(spec, where="model", corpus=corpus, teacher=teacher)
 
 
+def _kept_model(folder: Path, where: str) -> Path:
+    """The model a run folder kept: the one its ``results.json`` names (the last weights by default, the best dev
+    epoch's with ``use_final_model_for_eval: false``), else ``best-model.pt``, else ``final-model.pt``."""
+    try:
+        named = folder / Path(json.loads((folder / "results.json").read_text())["model"]).name
+    except (OSError, ValueError, KeyError, TypeError):
+        named = None
+    kept = [name for name in (named, folder / "best-model.pt", folder / "final-model.pt")
+            if name is not None and name.is_file()]
+    if not kept:
+        raise ConfigError(f"{where}: folder {folder} holds no best-model.pt or final-model.pt")
+    return kept[0]
+
+
 def load_model(spec: Union[str, Mapping[str, Any]], where: str = "teacher"):
     """Load a saved model: ``{"path": <local file or hub id>, "type": "tagger"}`` or just the path string."""
     if isinstance(spec, (str, Path)):
@@ -170,11 +185,8 @@ def load_model(spec: Union[str, Mapping[str, Any]], where: str = "teacher"):
     if kind not in MODEL_CLASSES:
         raise ConfigError(f"{where}: unknown model type {kind!r}; known: {', '.join(sorted(MODEL_CLASSES))}")
     path = str(spec["path"])
-    if Path(path).is_dir():  # a run folder: the model it kept (best dev epoch's, else the last)
-        kept = [Path(path) / name for name in ("best-model.pt", "final-model.pt") if (Path(path) / name).is_file()]
-        if not kept:
-            raise ConfigError(f"{where}: folder {path} holds no best-model.pt or final-model.pt")
-        path = str(kept[0])
+    if Path(path).is_dir():
+        path = str(_kept_model(Path(path), where))
     if path.endswith(".pt") and not Path(path).exists():  # anything else may be a hub id
         raise ConfigError(f"{where}: model file {path} does not exist")
     try:
