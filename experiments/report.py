@@ -210,7 +210,9 @@ def selection_table(all_runs: Dict[str, List[dict]]) -> List[str]:
     lines = ["## Best dev epoch or last weights", "",
              "Test F1 of the two models one training gives: the best dev epoch's weights (every table above) and the "
              "weights it ended with (in suites trained to convergence, once annealing took the learning rate below its "
-             "floor), paired per run.", "",
+             "floor), paired per run. Since 2026-12-05 `skd-flair train` and `distill` keep the last weights by "
+             "default; the experiment runner keeps the best dev epoch's, so that every \"test\" above is the same kind "
+             "of number.", "",
              "| suite | student | seed | best dev epoch / epochs run | test F1, best dev epoch | "
              "test F1, last weights | last - best |", "|---|---|---|---|---|---|---|"]
     diffs, early = [], []
