@@ -3,7 +3,7 @@ teacher, then GloVe + character BiLSTM-CRF students without KD and with structur
 sentences and once with 100 gold sentences. The low-resource KD student also reads the other 300 as unlabelled
 text, through a teacher of the same stack trained on the 100 gold sentences only: a user with 100 labelled
 sentences has no teacher that saw more, and ``distill`` refuses a teacher that trained on the unlabelled text.
-Every student trains with three seeds (a few seconds each; on 100 test sentences one seed's F1 moves by a point or
+Every student trains with three seeds (under a minute each; on 100 test sentences one seed's F1 moves by a point or
 two with the seed or the epoch kept); the teachers once. Prints test F1 (the students' mean and standard deviation)
 and prediction speed. A finished step is reused when its configuration has not changed."""
 from __future__ import annotations

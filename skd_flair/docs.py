@@ -451,6 +451,7 @@ def trainer_rows() -> List[Row]:
     custom = inspect.signature(ModelTrainer.train_custom).parameters
     hints = {**_hints(ModelTrainer.train_custom), **_hints(ModelTrainer.fine_tune), **_hints(ModelTrainer.train)}
     names = list(dict.fromkeys([*methods["train"], *methods["fine_tune"], *custom]))
+    own_defaults = _own_defaults()
     for name in names:
         if name in ("self", "kwargs", "plugins", "base_path") or name in own:
             continue
@@ -465,8 +466,8 @@ def trainer_rows() -> List[Row]:
         hint = TYPE_OVERRIDES.get(("trainer", name)) or type_text(_TRAINER_RANGES.get(name, hints.get(name)))
         train, fine = (default_text(d) if d is not _ABSENT else "-" for d in defaults)
         default = train if train == fine else f"{train} (train), {fine} (fine_tune)"
-        if name in OWN_DEFAULTS:  # run_trainer fills it in when a configuration leaves it unset
-            default = f"{default_text(OWN_DEFAULTS[name])} (skd_flair's; Flair's: {default})"
+        if name in own_defaults:  # run_trainer fills it in when a configuration leaves it unset
+            default = f"{default_text(own_defaults[name])} (skd_flair's; Flair's: {default})"
         if train == "-":
             default = f"{fine} (fine_tune only)"
         elif fine == "-":
@@ -477,8 +478,12 @@ def trainer_rows() -> List[Row]:
 
 
 _ABSENT = object()
-# Flair arguments whose default skd_flair changes (pipeline.keeps_last_weights)
-OWN_DEFAULTS = {"use_final_model_for_eval": True}
+
+def _own_defaults() -> Dict[str, Any]:
+    """Flair arguments whose default skd_flair changes, as the code applies them."""
+    from .training.pipeline import keeps_last_weights
+
+    return {"use_final_model_for_eval": keeps_last_weights({})}
 
 
 def _table(rows: Sequence[Row]) -> List[str]:
