@@ -479,6 +479,7 @@ def trainer_rows() -> List[Row]:
 
 _ABSENT = object()
 
+
 def _own_defaults() -> Dict[str, Any]:
     """Flair arguments whose default skd_flair changes, as the code applies them."""
     from .training.pipeline import keeps_last_weights
