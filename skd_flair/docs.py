@@ -229,7 +229,8 @@ MEANINGS: Dict[str, Dict[str, str]] = {
         "use_final_model_for_eval": "unset or `true` (the default since 2026-12-05): the run keeps and tests the "
                                     "weights training ended with, `final-model.pt`; `false` (Flair's own default for "
                                     "`train`): the best dev epoch's, `best-model.pt`. The last weights scored higher "
-                                    "on 41 of 53 paired runs (+0.43 F1; `experiments/RESULTS.md`)",
+                                    "on 41 of 53 paired runs when the default was switched (+0.43 F1; `experiments/RESULTS.md` "
+                                    "keeps the count)",
         "save_final_model": "with `use_final_model_for_eval: false` and unset, a run keeps one model, `best-model.pt` "
                             "when a dev split chose one, else `final-model.pt`; `true` keeps the last epoch's as "
                             "well, `false` never writes it",
