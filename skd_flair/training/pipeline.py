@@ -331,6 +331,9 @@ def run_trainer(model, corpus: Corpus, spec: Mapping[str, Any], plugins: List, r
         plugins = [resume, *plugins]
         if checkpoint is not None:
             spec["epoch"] = int(checkpoint["epoch"])
+            if spec["use_final_model_for_eval"] and is_main_process():
+                # left by a process that kept the best dev epoch (before the default moved): Flair would test it
+                (base_path / "best-model.pt").unlink(missing_ok=True)
     plugins += trainer_plugins(logger_names, base_path)  # after prepare_run, which may refuse the folder
     with warnings.catch_warnings():  # raised inside Flair's trainer on every run; nothing a user can change
         warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", category=FutureWarning)
