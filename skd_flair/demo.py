@@ -36,13 +36,6 @@ ROWS = (("teacher (MiniLM-L6 + GloVe)", "teacher", "400", "-"), ("student, no KD
         ("student, structural KD", "student_kd_low", "100", "300"))
 
 
-def _kept(base: Path) -> Path:
-    """The model a finished step kept: ``final-model.pt`` (the default keeps the last weights), or
-    ``best-model.pt`` for a configuration that keeps the best dev epoch's."""
-    final = base / "final-model.pt"
-    return final if final.exists() else base / "best-model.pt"
-
-
 STUDENT_SEEDS = (1, 2, 3)
 
 
@@ -52,14 +45,15 @@ def _folder(name: str, seed: int) -> str:
 
 def _step(name: str, file: str, kind: str, teacher: str, out: Path, fresh: bool, seed: int = 1) -> Dict:
     from .training import pipeline
+    from .training.models import kept_model
 
     folder = _folder(name, seed)
     overrides = [f"trainer.base_path={out / folder}", f"seed={seed}"]
     if kind == "distill":
-        overrides.append(f"teacher.path={_kept(out / teacher)}")
+        overrides.append(f"teacher.path={kept_model(out / teacher)}")
     config = pipeline.load_config(CONFIGS / file, overrides)
     done = out / folder / "results.json"
-    if not fresh and done.exists() and _kept(out / folder).exists():
+    if not fresh and done.exists() and kept_model(out / folder) is not None:
         previous = json.loads(done.read_text())
         weights = "last epoch" if pipeline.keeps_last_weights(config["trainer"]) else "best dev epoch"
         # a run from before the last weights became the default tested other weights with the same configuration
@@ -91,7 +85,7 @@ def run_demo(out="runs/demo", fresh: bool = False) -> Dict:
     speed = {}
     for name in ("teacher", "student_kd"):
         log.info(f"demo: timing {name} on {len(test)} test sentences (1 thread, batch 32)")
-        speed[name] = measure_speed(load_model(str(_kept(out / _folder(name, 1)))), test, batch_size=32)
+        speed[name] = measure_speed(load_model(str(out / _folder(name, 1))), test, batch_size=32)  # its kept model
     for name, *_ in STEPS[1:]:  # every teacher, and every student, has the same architecture
         speed.setdefault(name, speed["teacher" if name.startswith("teacher") else "student_kd"])
     summary = {"test_f1": {name: statistics.mean(values) for name, values in scores.items()},

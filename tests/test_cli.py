@@ -569,14 +569,14 @@ def test_multi_gpu_without_gpus_or_processes_is_one_line(data, teacher, tmp_path
 
 
 def test_a_run_folder_resolves_to_the_model_its_results_name(tmp_path):
-    from skd_flair.training.models import _kept_model
+    from skd_flair.training.models import kept_model
 
     for name in ("best-model.pt", "final-model.pt"):
         (tmp_path / name).write_bytes(b"")
-    assert _kept_model(tmp_path, "teacher").name == "best-model.pt"  # no results.json: as before the default moved
+    assert kept_model(tmp_path).name == "best-model.pt"  # no results.json: as before the default moved
     for name in ("final-model.pt", "best-model.pt"):
         (tmp_path / "results.json").write_text(json.dumps({"model": f"/elsewhere/run/{name}"}))  # folder moved since
-        assert _kept_model(tmp_path, "teacher") == tmp_path / name
+        assert kept_model(tmp_path) == tmp_path / name
     (tmp_path / "final-model.pt").unlink()
     (tmp_path / "results.json").write_text(json.dumps({"model": "final-model.pt"}))  # named but gone
-    assert _kept_model(tmp_path, "teacher") == tmp_path / "best-model.pt"
+    assert kept_model(tmp_path) == tmp_path / "best-model.pt"

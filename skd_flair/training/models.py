@@ -158,18 +158,16 @@ def build_model(spec: Mapping[str, Any], corpus: Corpus, teacher=None):
     return MODELS.build(spec, where="model", corpus=corpus, teacher=teacher)
 
 
-def _kept_model(folder: Path, where: str) -> Path:
+def kept_model(folder: Path) -> Optional[Path]:
     """The model a run folder kept: the one its ``results.json`` names (the last weights by default, the best dev
-    epoch's with ``use_final_model_for_eval: false``), else ``best-model.pt``, else ``final-model.pt``."""
+    epoch's with ``use_final_model_for_eval: false``), else ``best-model.pt``, else ``final-model.pt``; None when it
+    holds none of them."""
     try:
         named = folder / Path(json.loads((folder / "results.json").read_text())["model"]).name
     except (OSError, ValueError, KeyError, TypeError):
         named = None
-    kept = [name for name in (named, folder / "best-model.pt", folder / "final-model.pt")
-            if name is not None and name.is_file()]
-    if not kept:
-        raise ConfigError(f"{where}: folder {folder} holds no best-model.pt or final-model.pt")
-    return kept[0]
+    return next((name for name in (named, folder / "best-model.pt", folder / "final-model.pt")
+                 if name is not None and name.is_file()), None)
 
 
 def load_model(spec: Union[str, Mapping[str, Any]], where: str = "teacher"):
@@ -186,7 +184,10 @@ def load_model(spec: Union[str, Mapping[str, Any]], where: str = "teacher"):
         raise ConfigError(f"{where}: unknown model type {kind!r}; known: {', '.join(sorted(MODEL_CLASSES))}")
     path = str(spec["path"])
     if Path(path).is_dir():
-        path = str(_kept_model(Path(path), where))
+        kept = kept_model(Path(path))
+        if kept is None:
+            raise ConfigError(f"{where}: folder {path} holds no best-model.pt or final-model.pt")
+        path = str(kept)
     if path.endswith(".pt") and not Path(path).exists():  # anything else may be a hub id
         raise ConfigError(f"{where}: model file {path} does not exist")
     try:
