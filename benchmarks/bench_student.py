@@ -46,8 +46,9 @@ TASKS = {
 
 
 def _kept(folder: Path) -> Path:
-    best = folder / "best-model.pt"
-    return best if best.exists() else folder / "final-model.pt"
+    from skd_flair.training.models import kept_model
+
+    return kept_model(folder) or folder / "final-model.pt"  # (missing: the caller's error names the path)
 
 
 def _score(path: Path, test, kind: str, label: str) -> float:

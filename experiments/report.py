@@ -44,36 +44,64 @@ def load() -> Dict[str, List[dict]]:
 def separate_teacher_trainings(runs: Dict[str, List[dict]]) -> Dict[str, List[dict]]:
     """A lost teacher retrained is another teacher: KD students whose targets an earlier training made become rows
     of their own (``run (earlier teacher)``), beside the earlier training's teacher row, so that no mean mixes
-    seeds of two teachers and no student is read against a teacher it never had."""
+    seeds of two teachers and no student is read against a teacher it never had. A teacher retrained more than once
+    keeps every training it replaced (``previous_training`` nested, newest first): the k-th earlier one (k > 1) and
+    its students are numbered (``teacher, earlier training 2``, ``run (earlier teacher 2)``)."""
     teachers = {name: r for name, group in runs.items() for r in group
                 if r["role"] == "teacher" and r["run"] == "teacher"}
     for name, group in runs.items():
-        previous = (teachers.get(name) or {}).get("previous_training")
-        if previous:
-            group.append({"suite": name, "run": EARLIER_TRAINING, "role": "teacher", "method": "teacher",
+        for k, previous in enumerate(earlier_trainings(teachers.get(name) or {}), 1):
+            group.append({"suite": name, "run": EARLIER_TRAINING + _nth(k), "role": "teacher", "method": "teacher",
                           "seed": teachers[name].get("seed"), "test": previous["test"],
                           "sizes": teachers[name].get("sizes", {}), "earlier_teacher": True})
         for r in group:
-            if r["role"] == "student" and r.get("kd") and _made_by_earlier_teacher(r, name, teachers):
-                r.update(run=r["run"] + EARLIER_TEACHER, earlier_teacher=True)
+            k = _earlier_training_of(r, name, teachers) if r["role"] == "student" and r.get("kd") else 0
+            if k:
+                r.update(run=r["run"] + EARLIER_TEACHER[:-1] + _nth(k) + ")", earlier_teacher=True)
     return runs
 
 
-def _made_by_earlier_teacher(run: dict, name: str, teachers: Dict[str, dict]) -> bool:
+def _nth(k: int) -> str:
+    return "" if k == 1 else f" {k}"
+
+
+def earlier_trainings(teacher: dict) -> List[dict]:
+    """The trainings a teacher record replaced, newest first."""
+    chain, previous = [], teacher.get("previous_training")
+    while previous:
+        chain.append(previous)
+        previous = previous.get("previous_training")
+    return chain
+
+
+def _earlier_training_of(run: dict, name: str, teachers: Dict[str, dict]) -> int:
+    """0 if the current teacher(s) made ``run``'s targets, else k: the k-th earlier training of its teacher."""
     recorded = run.get("teacher_fingerprints")
     if recorded is not None:
-        return any(teachers.get(owner, {}).get("fingerprint") not in (None, fingerprint)
-                   and fingerprint not in teachers.get(owner, {}).get("same_training_fingerprints", [])
-                   for owner, fingerprint in recorded.items())
+        for owner, fingerprint in recorded.items():
+            current = teachers.get(owner, {})
+            if current.get("fingerprint") in (None, fingerprint) or \
+                    fingerprint in current.get("same_training_fingerprints", []):
+                continue
+            chain = earlier_trainings(current)
+            # a fingerprint no earlier training names is still not the current teacher's: the newest earlier one
+            return next((k for k, t in enumerate(chain, 1) if t.get("fingerprint") == fingerprint), 1)
+        return 0
     # made before records named their teacher's weights: once a retrained teacher has a fingerprint, every student
     # of it names it; the two retrainings before fingerprints (ner_nl, ner_de, 2026-12-02) were made for other
     # suites, and their own suite's students came from the earlier training (their records' notes say so)
     suite = SUITES.get(name)
     owners = (list((suite.routes or {}).values()) or list(suite.ensemble or []) or [suite.teacher_from or name]
               if suite is not None else [name])
-    # (a teacher reproduced to the last digit of its record, `reproduced`, is the training they had)
-    return any((teachers.get(owner, {}).get("fingerprint") and not teachers.get(owner, {}).get("reproduced"))
-               or (owner == name and teachers.get(owner, {}).get("previous_training")) for owner in owners)
+    for owner in owners:
+        current = teachers.get(owner, {})
+        # (a teacher reproduced to the last digit of its record, `reproduced`, is the training they had)
+        if (current.get("fingerprint") and not current.get("reproduced")) or \
+                (owner == name and current.get("previous_training")):
+            chain = earlier_trainings(current)
+            # the newest training from before fingerprints made them
+            return next((k for k, t in enumerate(chain, 1) if not t.get("fingerprint")), max(len(chain), 1))
+    return 0
 
 
 def _student_kind(run: dict) -> str:

@@ -28,7 +28,7 @@ from skd_flair.training.annotate import annotate
 from skd_flair.training.cache import fingerprint_model
 from skd_flair.training.corpora import load_corpus, part_of
 from skd_flair.training.mixture import TeacherMixture
-from skd_flair.training.models import MODEL_CLASSES, build_model
+from skd_flair.training.models import MODEL_CLASSES, build_model, kept_model
 from skd_flair.training.pipeline import measure_speed, run_trainer, training_corpus
 from skd_flair.training.plugin import DistillationPlugin
 from skd_flair.training.resume import RUN_FILE, config_hash
@@ -47,8 +47,8 @@ DEV_EMBEDDINGS = "fresh"
 
 
 def _best(base: Path) -> Path:
-    best = base / "best-model.pt"
-    return best if best.exists() else base / "final-model.pt"
+    """The model a run folder kept (``kept_model``); its best-model.pt path, not yet written, when it holds none."""
+    return kept_model(base) or base / "best-model.pt"
 
 
 def _trained(base: Path) -> bool:
@@ -159,8 +159,10 @@ class SuiteRunner:
         self.teachers[owner], self.fingerprints[owner] = model, fingerprint_model(model)
         # a teacher retrained (its model lost) keeps its predecessor's scores in view: students trained with the
         # earlier one are compared against the record of this one
+        # (nested: the trainings it replaced in turn, so students of each stay read against their own)
         previous = {"test": earlier["test"], "fingerprint": earlier.get("fingerprint"),
-                    "train_seconds": earlier.get("train_seconds")} if earlier else None
+                    "train_seconds": earlier.get("train_seconds"),
+                    "previous_training": earlier.get("previous_training")} if earlier else None
         write_json(record, {"suite": owner, "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
                             "fingerprint": self.fingerprints[owner], "previous_training": previous,
                             "frozen_transformer_dropout": False,

@@ -73,6 +73,11 @@ def test_smoke_suite_runs_resumes_and_reports(tmp_path, monkeypatch):
     again = json.loads((tmp_path / "results" / "smoke" / "teacher.json").read_text())
     assert again["previous_training"]["test"] == first["test"]
     assert again["previous_training"]["fingerprint"] == first["fingerprint"] and first["previous_training"] is None
+    state.write_text(json.dumps({**json.loads(state.read_text()), "finished": False}))
+    run.main(["smoke", "--teacher-only"])  # lost again: the chain keeps both trainings it replaced
+    third = json.loads((tmp_path / "results" / "smoke" / "teacher.json").read_text())
+    assert third["previous_training"]["fingerprint"] == again["fingerprint"]
+    assert third["previous_training"]["previous_training"] == again["previous_training"]
     # how long the teacher took to converge is part of its record, like a student's
     assert first["epochs"] == 2 and len(first["dev_score_history"]) == 2 and first["best_dev_epoch"] in (1, 2)
 

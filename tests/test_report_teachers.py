@@ -71,6 +71,25 @@ def test_a_student_of_another_fingerprint_is_an_earlier_teachers(tmp_path, repor
     assert [r["test"]["main"] for r in runs if r["role"] == "teacher" and not r.get("earlier_teacher")] == [0.80]
 
 
+def test_a_teacher_retrained_twice_keeps_each_trainings_students_with_it(tmp_path, report):
+    """ner_nl: trained again (fingerprint "second"), then again ("third"); the first training's students, recorded
+    before fingerprints, stay read against the first training's score, not the second's."""
+    folder = tmp_path / "toy"
+    _write(folder, "teacher", {"suite": "toy", "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
+                               "test": {"main": 0.80}, "fingerprint": "third",
+                               "previous_training": {"test": {"main": 0.81}, "fingerprint": "second",
+                                                     "previous_training": {"test": {"main": 0.79},
+                                                                           "fingerprint": None}}})
+    _write(folder, "kd-seed1", _student("kd", 1, 0.60))  # before fingerprints: the first training's
+    _write(folder, "kd-seed2", _student("kd", 2, 0.70, fingerprints={"toy": "second"}))
+    _write(folder, "kd-seed3", _student("kd", 3, 0.72, fingerprints={"toy": "third"}))
+    _write(folder, "kd-seed4", _student("kd", 4, 0.74, fingerprints={"toy": "unknown"}))  # not in the chain
+    rows = _rows(report)
+    assert rows["teacher, earlier training"][-1] == "81.00" and rows["teacher, earlier training 2"][-1] == "79.00"
+    assert rows["kd"][-1] == "72.00" and rows["kd (earlier teacher 2)"][-1] == "60.00"
+    assert rows["kd (earlier teacher)"][5] == "2" and rows["kd (earlier teacher)"][-1] == "72.00 ± 2.83"
+
+
 def test_a_retraining_before_fingerprints_leaves_its_own_suites_students_with_the_earlier_training(tmp_path, report):
     """ner_nl / ner_de: retrained (model lost) for suites that borrow the teacher; the owner suite's KD rows
     were distilled from the earlier training, the borrowing suites' from the new one."""
