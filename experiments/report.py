@@ -99,8 +99,10 @@ def _earlier_training_of(run: dict, name: str, teachers: Dict[str, dict]) -> int
         if (current.get("fingerprint") and not current.get("reproduced")) or \
                 (owner == name and current.get("previous_training")):
             chain = earlier_trainings(current)
-            # the newest training from before fingerprints made them
-            return next((k for k, t in enumerate(chain, 1) if not t.get("fingerprint")), max(len(chain), 1))
+            # the owner suite's own rows: the training whose note says it made them; a borrowing suite's: the
+            # newest training from before fingerprints
+            noted = next((k for k, t in enumerate(chain, 1) if t.get("note")), None) if owner == name else None
+            return noted or next((k for k, t in enumerate(chain, 1) if not t.get("fingerprint")), max(len(chain), 1))
     return 0
 
 
@@ -563,8 +565,8 @@ def curve_plots(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
         if not name.startswith("curve_"):
             continue
         points = curve_points(runs)
-        teacher = [100 * r["test"]["main"] for r in runs + borrowed_teacher(name, all_runs)
-                   if r["role"] == "teacher" and not r.get("earlier_teacher")]
+        teachers = runs + borrowed_teacher(name, all_runs)
+        teacher = [100 * r["test"]["main"] for r in teachers if r["role"] == "teacher" and not r.get("earlier_teacher")]
         fig, ax = plt.subplots(figsize=(7, 4.2))
         drawn = [m for m in sorted(points) if m != "crf_none"]
         for method, by_u in sorted(points.items()):
@@ -576,9 +578,17 @@ def curve_plots(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
                 continue
             # methods side by side at each U (2% of the range apart) so that error bars at one U do not hide each other
             shift = (drawn.index(method) - (len(drawn) - 1) / 2) * 0.02 * max(CURVE_U)
-            ax.errorbar([u + shift for u in us], means, yerr=sds, marker="o", capsize=3, label=method.replace("_", " "))
+            # an earlier teacher's students: hollow and dashed, read against that teacher's own line
+            earlier = EARLIER_TEACHER[:-1] in method
+            ax.errorbar([u + shift for u in us], means, yerr=sds, marker="o", capsize=3, label=method.replace("_", " "),
+                        linestyle="--" if earlier else "-", mfc="white" if earlier else None, alpha=0.7 if earlier else 1)
         if teacher:
-            ax.axhline(teacher[0], color="black", linestyle="--", label="teacher")
+            ax.axhline(teacher[0], color="black", linestyle="--", label=f"teacher ({teacher[0]:.2f})")
+        for suffix in sorted({m[m.index(EARLIER_TEACHER[:-1]):] for m in drawn if EARLIER_TEACHER[:-1] in m}):
+            row = EARLIER_TRAINING + suffix[len(EARLIER_TEACHER) - 1:-1]  # " (earlier teacher 2)" -> "... training 2"
+            score = next((100 * r["test"]["main"] for r in teachers if r["run"].split(" (of ")[0] == row), None)
+            if score is not None:
+                ax.axhline(score, color="#777777", linestyle="-.", linewidth=0.8, label=f"{row} ({score:.2f})")
         # the whole planned range, so a curve with only its first points run still reads as a curve's start
         ax.set_xlim(-0.1 * max(CURVE_U), 1.1 * max(CURVE_U))
         ax.set_xlabel("unlabelled sentences U (besides the 2,000 gold ones)")

@@ -90,6 +90,30 @@ def test_a_teacher_retrained_twice_keeps_each_trainings_students_with_it(tmp_pat
     assert rows["kd (earlier teacher)"][5] == "2" and rows["kd (earlier teacher)"][-1] == "72.00 ± 2.83"
 
 
+def test_the_owner_suites_rows_stay_with_the_training_its_note_names_after_two_more_retrainings(tmp_path, report,
+                                                                                                  monkeypatch):
+    """ner_nl: 81.58 made its own rows; retrained for borrowing suites (80.37, no fingerprint), then twice more with
+    fingerprints. Its own pre-fingerprint rows keep 81.58, a borrower's pre-fingerprint rows 80.37."""
+    from types import SimpleNamespace
+
+    borrower = SimpleNamespace(routes=None, ensemble=None, teacher_from="toy", metric="f1", compare=None,
+                               title="borrows toy's teacher")
+    monkeypatch.setattr(report, "SUITES", {"borrower": borrower})
+    chain = {"test": {"main": 0.8060}, "fingerprint": "second",
+             "previous_training": {"test": {"main": 0.8037}, "fingerprint": None,
+                                   "previous_training": {"test": {"main": 0.8158}, "note": "made toy's rows"}}}
+    _write(tmp_path / "toy", "teacher", {"suite": "toy", "run": "teacher", "role": "teacher", "method": "teacher",
+                                         "seed": 1, "test": {"main": 0.7954}, "fingerprint": "third",
+                                         "previous_training": chain})
+    _write(tmp_path / "toy", "kd-seed1", _student("kd", 1, 0.57))
+    _write(tmp_path / "borrower", "kd-seed1", {**_student("kd", 1, 0.75), "suite": "borrower"})
+    runs = report.load()
+    assert [r["run"] for r in runs["toy"] if r["role"] == "student"] == ["kd (earlier teacher 3)"]
+    assert [r["run"] for r in runs["borrower"]] == ["kd (earlier teacher 2)"]
+    rows = _rows(report)
+    assert rows["teacher, earlier training 3"][-1] == "81.58" and rows["kd (earlier teacher 3)"][-1] == "57.00"
+
+
 def test_a_retraining_before_fingerprints_leaves_its_own_suites_students_with_the_earlier_training(tmp_path, report):
     """ner_nl / ner_de: retrained (model lost) for suites that borrow the teacher; the owner suite's KD rows
     were distilled from the earlier training, the borrowing suites' from the new one."""
