@@ -46,18 +46,22 @@ def separate_teacher_trainings(runs: Dict[str, List[dict]]) -> Dict[str, List[di
     of their own (``run (earlier teacher)``), beside the earlier training's teacher row, so that no mean mixes
     seeds of two teachers and no student is read against a teacher it never had. A teacher retrained more than once
     keeps every training it replaced (``previous_training`` nested, newest first): the k-th earlier one (k > 1) and
-    its students are numbered (``teacher, earlier training 2``, ``run (earlier teacher 2)``)."""
+    its students are numbered (``teacher, earlier training 2``, ``run (earlier teacher 2)``). Every KD student
+    gets ``teacher_trainings``: per teacher suite, which training taught it (0: the current one)."""
     teachers = {name: r for name, group in runs.items() for r in group
                 if r["role"] == "teacher" and r["run"] == "teacher"}
     for name, group in runs.items():
         for k, previous in enumerate(earlier_trainings(teachers.get(name) or {}), 1):
             group.append({"suite": name, "run": EARLIER_TRAINING + _nth(k), "role": "teacher", "method": "teacher",
                           "seed": teachers[name].get("seed"), "test": previous["test"],
-                          "sizes": teachers[name].get("sizes", {}), "earlier_teacher": True})
+                          "sizes": teachers[name].get("sizes", {}), "earlier_teacher": True,
+                          "teacher_trainings": {name: k}})
         for r in group:
-            k = _earlier_training_of(r, name, teachers) if r["role"] == "student" and r.get("kd") else 0
-            if k:
-                r.update(run=r["run"] + EARLIER_TEACHER[:-1] + _nth(k) + ")", earlier_teacher=True)
+            if r["role"] == "student" and r.get("kd"):
+                r["teacher_trainings"] = _trainings_of(r, name, teachers)
+                k = max(r["teacher_trainings"].values(), default=0)
+                if k:
+                    r.update(run=r["run"] + EARLIER_TEACHER[:-1] + _nth(k) + ")", earlier_teacher=True)
     return runs
 
 
@@ -74,27 +78,32 @@ def earlier_trainings(teacher: dict) -> List[dict]:
     return chain
 
 
-def _earlier_training_of(run: dict, name: str, teachers: Dict[str, dict]) -> int:
-    """0 if the current teacher(s) made ``run``'s targets, else k: the k-th earlier training of its teacher."""
+def _trainings_of(run: dict, name: str, teachers: Dict[str, dict]) -> Dict[str, int]:
+    """Per teacher suite of ``run`` (a KD student of suite ``name``): 0 if its current training made the student's
+    targets, else k, the k-th earlier training."""
     recorded = run.get("teacher_fingerprints")
     if recorded is not None:
+        out = {}
         for owner, fingerprint in recorded.items():
             current = teachers.get(owner, {})
             if current.get("fingerprint") in (None, fingerprint) or \
                     fingerprint in current.get("same_training_fingerprints", []):
+                out[owner] = 0
                 continue
             chain = earlier_trainings(current)
             # a fingerprint no earlier training names is still not the current teacher's: the newest earlier one
-            return next((k for k, t in enumerate(chain, 1) if t.get("fingerprint") == fingerprint), 1)
-        return 0
+            out[owner] = next((k for k, t in enumerate(chain, 1) if t.get("fingerprint") == fingerprint), 1)
+        return out
     # made before records named their teacher's weights: once a retrained teacher has a fingerprint, every student
     # of it names it; the two retrainings before fingerprints (ner_nl, ner_de, 2026-12-02) were made for other
     # suites, and their own suite's students came from the earlier training (their records' notes say so)
     suite = SUITES.get(name)
     owners = (list((suite.routes or {}).values()) or list(suite.ensemble or []) or [suite.teacher_from or name]
               if suite is not None else [name])
+    out = {}
     for owner in owners:
         current = teachers.get(owner, {})
+        out[owner] = 0
         # (a teacher reproduced to the last digit of its record, `reproduced`, is the training they had)
         if (current.get("fingerprint") and not current.get("reproduced")) or \
                 (owner == name and current.get("previous_training")):
@@ -102,8 +111,9 @@ def _earlier_training_of(run: dict, name: str, teachers: Dict[str, dict]) -> int
             # the owner suite's own rows: the training whose note says it made them; a borrowing suite's: the
             # newest training from before fingerprints
             noted = next((k for k, t in enumerate(chain, 1) if t.get("note")), None) if owner == name else None
-            return noted or next((k for k, t in enumerate(chain, 1) if not t.get("fingerprint")), max(len(chain), 1))
-    return 0
+            out[owner] = noted or next((k for k, t in enumerate(chain, 1) if not t.get("fingerprint")),
+                                       max(len(chain), 1))
+    return out
 
 
 def _student_kind(run: dict) -> str:
@@ -170,9 +180,11 @@ def borrowed_teacher(name: str, all_runs: Dict[str, List[dict]]) -> List[dict]:
     suite = SUITES.get(name)
     sources = (list((suite.routes or {}).values()) or list(suite.ensemble or []) or [suite.teacher_from]
                if suite is not None else [])
-    earlier = any(r.get("earlier_teacher") for r in all_runs.get(name, []))  # else no student of it to read against
+    # an earlier training's row only where a student of it is read against it here
+    taught = {(owner, k) for r in all_runs.get(name, []) for owner, k in (r.get("teacher_trainings") or {}).items()}
     return [{**r, "run": f"{r['run']} (of {source})"} for source in sources if source
-            for r in all_runs.get(source, []) if r["role"] == "teacher" and (earlier or not r.get("earlier_teacher"))]
+            for r in all_runs.get(source, []) if r["role"] == "teacher"
+            and (not r.get("earlier_teacher") or (source, r["teacher_trainings"][source]) in taught)]
 
 
 def suite_table(name: str, runs: List[dict]) -> List[str]:
@@ -332,7 +344,9 @@ def routed_table(name: str, all_runs: Dict[str, List[dict]]) -> List[str]:
     if suite is None or not suite.compare:
         return []
     parts = list(suite.compare)
+    zero_shot = any("test_zero_shot" in r for r in all_runs.get(name, []))  # a language none of them trained on
     header = ["student", "method", "seeds"] + [f"{p}: {what}" for p in parts for what in ("one student", "monolingual")]
+    header += ["zero-shot"] if zero_shot else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     mono_mb: Dict[str, float] = {}
     for (role, run_name), group in sorted(_group(all_runs.get(name, [])).items(), key=_order):
@@ -341,11 +355,16 @@ def routed_table(name: str, all_runs: Dict[str, List[dict]]) -> List[str]:
         row = [run_name, METHOD_NAMES.get(group[0]["method"], group[0]["method"]), str(len(group))]
         for part in parts:
             row.append(_fmt([r["test_parts"][part]["main"] for r in group if part in r.get("test_parts", {})]))
+            owner = (suite.routes or {}).get(part)  # the students of this part's teacher's same training only
+            trained = (group[0].get("teacher_trainings") or {}).get(owner, 0)
             mono = [r for r in all_runs.get(suite.compare[part], []) if r["role"] == "student"
                     and r["method"] == group[0]["method"] and _student_kind(r) == _student_kind(group[0])
-                    and not (r.get("sizes") or {}).get("unlabelled")]
+                    and not (r.get("sizes") or {}).get("unlabelled")
+                    and (r.get("teacher_trainings") or {}).get(owner, 0) == trained]
             row.append(_fmt([r["test"]["main"] for r in mono]) + (f" ({len(mono)})" if mono else ""))
             mono_mb.update({part: r["model_mb"] for r in mono if "model_mb" in r})
+        if zero_shot:
+            row.append(_fmt([r["test_zero_shot"]["main"] for r in group if "test_zero_shot" in r]))
         lines.append("| " + " | ".join(row) + " |")
     sizes = [r["model_mb"] for r in all_runs.get(name, []) if r["role"] == "student" and "model_mb" in r]
     if sizes and len(mono_mb) == len(parts):

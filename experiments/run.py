@@ -38,6 +38,7 @@ from .final_scores import FinalModelScores
 from .gold_targets import gold_targets, teacher_path_targets
 from .leaks import refuse_leaks
 from .suites import HARD_TARGETS, KEEP_BEST_DEV_EPOCH, SUITES, Student, Suite
+from .zeroshot import zero_shot_scores
 
 log = logging.getLogger("skd_flair")
 SPEED_SENTENCES = 200
@@ -323,8 +324,12 @@ class SuiteRunner:
         record = {"suite": self.suite.name, "run": student.name, "role": "student", "method": student.method,
                   "case": student.case, "seed": seed, "test": _scores(model, corpus, self.suite.metric),
                   "test_final": final.scores,  # the weights training ended with; "test" is the best dev epoch's
-                  **({"test_parts": _part_scores(model, corpus, self.suite.metric, self.suite.routes)}
-                     if self.suite.routes else {}),
+                  **({"test_parts": _part_scores(model, corpus, self.suite.metric, self.suite.compare
+                                                 or self.suite.routes)}
+                     if self.suite.routes or self.suite.compare else {}),
+                  # span F1 over the types the other language's test set annotates (experiments/zeroshot.py)
+                  **({"test_zero_shot": zero_shot_scores(model, list(self.corpus(spec=self.suite.zero_shot).test))}
+                     if self.suite.zero_shot else {}),
                   "train_seconds": out["train_seconds"], "sizes": self.sizes(corpus, unlabelled),
                   "kd": None if targets is None else {"objective": student.objective, "mix": student.mix,
                                                       "history": plugins[0].history},

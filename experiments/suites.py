@@ -69,6 +69,7 @@ class Suite:
     teacher_type: str = "tagger"
     seeds: tuple = SEEDS
     transfer: Optional[Dict] = None  # also evaluate the teacher on this corpus (zero-shot: the target language)
+    zero_shot: Optional[Dict] = None  # also test every student on this corpus (a language none of them trained on)
     prepare: Optional[Callable[[], None]] = None  # builds files the suite reads (plain text), before anything runs
 
 
@@ -474,7 +475,7 @@ for _lang, _owner in (("en", "ner_en"), ("nl", "ner_nl")):
 # The default recipe with all gold data, every method, trained to convergence (the learning curves' U=0 rows are
 # the same runs for CoNLL-2003 English and CoNLL-2002 Dutch): the issue's goal is structural KD level with plain
 # training and ahead of every other KD method here, on three seeds.
-for _owner in ("ner_de",):
+for _owner in ("ner_de", "ner_es"):
     _base = SUITES[_owner]
     _emb = _base.students[0].model["embeddings"]
     _add(Suite(name=f"converge_{_owner[4:]}", title=f"{_base.title.split(',')[0]}: the default KD recipe, every method, "
@@ -560,6 +561,39 @@ _add(Suite(
     teacher=SUITES["ner_en"].teacher, teacher_trainer=TEACHER_TRAINER, teacher_from="ner_en", routes=_MULTI_PARTS,
     compare={"en": "curve_en", "nl": "curve_nl"},
     students=_multi_students([GLOVE, *_lang_student("nl")]), student_trainer=CURVE_TRAINER))
+
+
+# The four per-language teachers into one student over the four 2,000-sentence training sets (CoNLL-03 en,
+# CoNLL-02 nl and es, WikiANN de), every word looked up in GloVe and the three fastText tables plus shared
+# characters; each language's test score compares with that language's monolingual students of the same trainer
+# (curve_en / curve_nl U=0, converge_de, converge_es), and every student is also tested zero-shot on Portuguese
+# WikiANN. `multi4_one` is the same student taught by a single teacher trained on all four training sets (the
+# multilingual transformer alone: the per-language character LMs do not serve one teacher of four languages).
+_MULTI4_PARTS = {"en": "ner_en", "nl": "ner_nl", "de": "ner_de", "es": "ner_es"}
+_MULTI4_CORPUS = {"type": "concat", "corpora": [{**SUITES[owner].corpus, "name": part}
+                                                for part, owner in _MULTI4_PARTS.items()]}
+_MULTI4_EMB = [GLOVE, *[_lang_student(lang)[0] for lang in ("nl", "de", "es")], CHAR]
+
+
+def _prepare_multi4():  # the student's tables and the Portuguese test set (the teachers' LMs are their suites')
+    from .resources import build_all
+
+    build_all(["de", "es", "nl"], steps=("data", "text", "fasttext"))
+
+
+_add(Suite(
+    name="multi4", title="One student, four languages: CoNLL-2003 en, CoNLL-2002 nl and es, WikiANN de (2,000 gold "
+                         "sentences each), each language's sentences taught by its own teacher",
+    metric="f1", corpus=_MULTI4_CORPUS, teacher=SUITES["ner_en"].teacher, teacher_trainer=TEACHER_TRAINER,
+    teacher_from="ner_en", routes=_MULTI4_PARTS,
+    compare={"en": "curve_en", "nl": "curve_nl", "de": "converge_de", "es": "converge_es"},
+    students=_multi_students(_MULTI4_EMB), student_trainer=CURVE_TRAINER, zero_shot=_PT, prepare=_prepare_multi4))
+_add(Suite(
+    name="multi4_one", title="One student, four languages, taught by one teacher trained on all four training sets",
+    metric="f1", corpus=_MULTI4_CORPUS, teacher=_tagger([E5, CHAR]), teacher_trainer=TEACHER_TRAINER,
+    compare=dict(SUITES["multi4"].compare),
+    students=[st for st in _multi_students(_MULTI4_EMB) if st.name == "crf_structural"],
+    student_trainer=CURVE_TRAINER, zero_shot=_PT, prepare=_prepare_multi4))
 
 
 # --------------------------------------------------------------------------------------------- student inputs

@@ -42,6 +42,22 @@ def spans(sentences, label_type: str, keep=None) -> Counter:
     return out
 
 
+def zero_shot_scores(model, sentences) -> dict:
+    """Span F1 of ``model`` on ``sentences`` over the types their gold labels use (``main``; ``test``: its counts),
+    and counting every predicted type (``all_types``; ``test_all_types``)."""
+    label_type = model.label_type
+    model.predict(sentences, label_name=PREDICTED, mini_batch_size=32)
+    gold = spans(sentences, label_type)
+    types = sorted({key[-1] for key in gold})
+    known = sorted({t.split("-")[-1] for t in model.label_dictionary.get_items() if t not in ("O", "<unk>")})
+    test = span_f1(gold, spans(sentences, PREDICTED, keep=set(types)))
+    every = span_f1(gold, spans(sentences, PREDICTED))
+    for sentence in sentences:
+        sentence.remove_labels(PREDICTED)
+    return {"main": test["f1"], "all_types": every["f1"], "test_types": types, "student_types": known,
+            "test": test, "test_all_types": every}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a saved student (.pt)")
@@ -56,20 +72,14 @@ def main(argv=None):
     corpus = load_corpus(suite.transfer or suite.corpus)
     sentences = list(corpus.test)
     model = load_model({"path": args.model})
-    label_type = model.label_type
-    model.predict(sentences, label_name=PREDICTED, mini_batch_size=32)
-    gold = spans(sentences, label_type)
-    types = sorted({key[-1] for key in gold})
-    known = sorted({t.split("-")[-1] for t in model.label_dictionary.get_items() if t not in ("O", "<unk>")})
-    record = {"model": args.model, "suite": args.suite, "test_sentences": len(sentences), "test_types": types,
-              "student_types": known,
-              "test": span_f1(gold, spans(sentences, PREDICTED, keep=set(types))),
-              "test_all_types": span_f1(gold, spans(sentences, PREDICTED)),
+    scores = zero_shot_scores(model, sentences)
+    record = {"model": args.model, "suite": args.suite, "test_sentences": len(sentences),
+              **{key: scores[key] for key in ("test_types", "student_types", "test", "test_all_types")},
               "command": "python -m experiments.zeroshot " + " ".join(argv or sys.argv[1:])}
     record["f1"], record["f1_all_types"] = record["test"]["f1"], record["test_all_types"]["f1"]
     out = RESULTS / args.out
     write_json(out, record)
-    print(f"{args.model}: zero-shot {args.suite} F1 {100 * record['f1']:.2f} over {types} "
+    print(f"{args.model}: zero-shot {args.suite} F1 {100 * record['f1']:.2f} over {record['test_types']} "
           f"({100 * record['f1_all_types']:.2f} counting its other types as errors) -> {out}")
 
 

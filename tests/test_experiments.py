@@ -149,7 +149,7 @@ def test_routed_and_ensemble_suites_mix_their_teachers(tmp_path, monkeypatch):
                                                                  students=[student] if part == "a" else []))
         run.main([f"smoke_{part}"] if part == "a" else [f"smoke_{part}", "--teacher-only"])
     routed = replace(smoke, name="smoke_routed", teacher_from="smoke_a", routes={"a": "smoke_a", "b": "smoke_b"},
-                     compare={"a": "smoke_a", "b": "smoke_b"},
+                     compare={"a": "smoke_a", "b": "smoke_b"}, zero_shot={**smoke.corpus, "sample_test": 7},
                      corpus={"type": "concat", "corpora": [{**spec, "name": p} for p, spec in parts.items()]},
                      students=[student])
     monkeypatch.setitem(run.SUITES, "smoke_routed", routed)
@@ -165,6 +165,14 @@ def test_routed_and_ensemble_suites_mix_their_teachers(tmp_path, monkeypatch):
     run.main(["smoke_routed"])
     record = json.loads((tmp_path / "results" / "smoke_routed" / "crf_structural-seed1.json").read_text())
     assert set(record["test_parts"]) == {"a", "b"} and record["kd"]["history"]
+    # every student is also tested on the zero-shot corpus (span F1 over its test types): its kept model scores the
+    # same there
+    from experiments.zeroshot import zero_shot_scores
+
+    kept = run.MODEL_CLASSES["tagger"].load(str(run._best(tmp_path / "runs" / "smoke_routed" / "crf_structural-seed1")))
+    alone = list(run.load_corpus(routed.zero_shot).test)
+    assert len(alone) == 7 and record["test_zero_shot"] == zero_shot_scores(kept, alone)
+    assert record["test_zero_shot"]["test"]["gold"] == sum(len(s.get_spans("ner")) for s in alone)
 
     from experiments import report
 
@@ -175,7 +183,8 @@ def test_routed_and_ensemble_suites_mix_their_teachers(tmp_path, monkeypatch):
     row = next(line for line in table if line.startswith("| crf_structural |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[3:] == [f"{100 * record['test_parts']['a']['main']:.2f}", f"{100 * mono['test']['main']:.2f} (1)",
-                         f"{100 * record['test_parts']['b']['main']:.2f}", "-"]
+                         f"{100 * record['test_parts']['b']['main']:.2f}", "-",
+                         f"{100 * record['test_zero_shot']['main']:.2f}"]
     assert [r["run"] for r in report.borrowed_teacher("smoke_routed", report.load())] == [
         "teacher (of smoke_a)", "teacher (of smoke_b)"]
 

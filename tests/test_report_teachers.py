@@ -114,6 +114,33 @@ def test_the_owner_suites_rows_stay_with_the_training_its_note_names_after_two_m
     assert rows["teacher, earlier training 3"][-1] == "81.58" and rows["kd (earlier teacher 3)"][-1] == "57.00"
 
 
+def test_a_routed_student_is_compared_with_monolingual_students_of_the_same_teacher_training(tmp_path, report,
+                                                                                             monkeypatch):
+    """multi_ennl: its Dutch part was taught by an earlier training of the Dutch teacher; the monolingual Dutch KD
+    column reads that training's students only, and only the trainings its students had get teacher rows."""
+    from types import SimpleNamespace
+
+    mono = SimpleNamespace(routes=None, ensemble=None, teacher_from="nl", metric="f1", compare=None, title="mono")
+    multi = SimpleNamespace(routes={"a": "nl"}, ensemble=None, teacher_from="nl", metric="f1", compare={"a": "mono"},
+                            title="multi")
+    monkeypatch.setattr(report, "SUITES", {"mono": mono, "multi": multi})
+    chain = {"test": {"main": 0.806}, "fingerprint": "second",
+             "previous_training": {"test": {"main": 0.804}, "fingerprint": None}}
+    _write(tmp_path / "nl", "teacher", {"suite": "nl", "run": "teacher", "role": "teacher", "method": "teacher",
+                                        "seed": 1, "test": {"main": 0.795}, "fingerprint": "third",
+                                        "previous_training": chain})
+    for seed, score, fingerprints in ((1, 0.61, None), (2, 0.62, {"nl": "second"}), (3, 0.63, {"nl": "third"})):
+        _write(tmp_path / "mono", f"kd-seed{seed}", {**_student("kd", seed, score, fingerprints=fingerprints),
+                                                     "suite": "mono", "sizes": {"train": 10}})
+    _write(tmp_path / "multi", "kd-seed1", {**_student("kd", 1, 0.80), "suite": "multi", "sizes": {"train": 20},
+                                            "test_parts": {"a": {"main": 0.76}}})
+    runs = report.load()
+    assert [r["run"] for r in report.borrowed_teacher("multi", runs)] == [
+        "teacher (of nl)", "teacher, earlier training 2 (of nl)"]  # not the 80.6 training: no student of it here
+    row = next(line for line in report.routed_table("multi", runs) if line.startswith("| kd"))
+    assert [c.strip() for c in row.strip("|").split("|")][3:] == ["76.00", "61.00 (1)"]  # seed 1's teacher only
+
+
 def test_a_retraining_before_fingerprints_leaves_its_own_suites_students_with_the_earlier_training(tmp_path, report):
     """ner_nl / ner_de: retrained (model lost) for suites that borrow the teacher; the owner suite's KD rows
     were distilled from the earlier training, the borrowing suites' from the new one."""
