@@ -300,6 +300,39 @@ TEXT_ONLY_HEAD = ("## The teacher on every sentence or on unlabelled text only",
                   "student with the first over the seeds both have.")
 
 
+# The stalling-students issue's goal, all gold data, the default recipe, trained to convergence: per language, plain
+# training against every KD method, and structural KD against each of the others over the seeds both have
+GOAL = (("CoNLL-03 en", "curve_en", "u0_"), ("CoNLL-02 nl", "curve_nl", "u0_"), ("WikiANN de", "converge_de", ""))
+GOAL_METHODS = (("crf_structural", "structural"), ("crf_posterior", "posterior"), ("crf_topk", "Top-K"),
+                ("maxent_structural", "MaxEnt structural"), ("maxent_token", "MaxEnt token-level"))
+
+
+def goal_table(all_runs: Dict[str, List[dict]], key: str = "test") -> List[str]:
+    """Test F1 (``key``: ``test``, the best dev epoch's weights, or ``test_final``, the last weights) of plain
+    training and every KD method per language (the current teacher's students only), and structural KD minus each
+    other row over the seeds both have: mean difference, on how many seeds structural KD is lower."""
+    header = ["language (suite)", "no KD"] + [label for _, label in GOAL_METHODS] + [
+        f"structural - {label}" for label in ["no KD"] + [label for _, label in GOAL_METHODS[1:]]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for language, suite, prefix in GOAL:
+        def per_seed(run):
+            return {r["seed"]: r[key]["main"] for r in all_runs.get(suite, []) if r.get("role") == "student"
+                    and r.get("run") == run and not r.get("earlier_teacher") and r.get(key)}
+        rows = {"none": per_seed("crf_none"), **{name: per_seed(prefix + name) for name, _ in GOAL_METHODS}}
+        if not rows["crf_structural"]:
+            continue
+        cells = [f"{language} (`{suite}`)"] + [
+            _fmt(list(rows[name].values())) + (f" ({len(rows[name])})" if rows[name] else "")
+            for name in ["none"] + [n for n, _ in GOAL_METHODS]]
+        for other in ["none"] + [n for n, _ in GOAL_METHODS[1:]]:
+            common = sorted(set(rows["crf_structural"]) & set(rows[other]))
+            diffs = [100 * (rows["crf_structural"][seed] - rows[other][seed]) for seed in common]
+            cells.append(f"{statistics.mean(diffs):+.2f} ({len(diffs)}; lower on {sum(d < 0 for d in diffs)})"
+                         if diffs else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
 def paired_seeds_table(all_runs: Dict[str, List[dict]], paired=PAIRED, head=None) -> List[str]:
     """Test F1 (best dev F1) of each student per seed, and per student against the first one over the seeds both
     have: mean difference and on how many seeds it is lower, on test and on dev."""
@@ -663,6 +696,14 @@ def main():
             lines += ["Per language (test F1; the monolingual column: the students of "
                       + " and ".join(f"`{c}`" for c in SUITES[name].compare.values())
                       + " with the same method, kind and data, seeds in brackets):", ""] + routed + [""]
+    goal = goal_table(all_runs)
+    if goal:
+        lines += ["## All gold data, the default recipe: structural KD against plain training and the other KD methods",
+                  "", "Test F1 per language, trained to convergence, mean ± sd (seeds); the last columns: structural "
+                  "KD minus each row over the seeds both have (mean difference; seeds; on how many it is lower). "
+                  "Best dev epoch's weights:", ""] + goal + [
+                  "", "The last weights (the library's default since 2026-12-05; runs recorded before it have none):",
+                  ""] + goal_table(all_runs, "test_final") + [""]
     lines += paired_seeds_table(all_runs)
     if any(r.get("run", "").endswith("_kd_on_text") for r in all_runs.get("curve_en", [])):
         lines += paired_seeds_table(all_runs, TEXT_ONLY, TEXT_ONLY_HEAD)

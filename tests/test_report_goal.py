@@ -1,0 +1,37 @@
+"""The all-gold goal table: every method per language, the current teacher's students only, and structural KD
+against each other row over the seeds both have."""
+import json
+
+
+def _student(run, seed, score, final=None, fingerprint="now"):
+    return {"suite": "toy", "run": run, "role": "student", "method": run, "seed": seed, "test": {"main": score},
+            "sizes": {"train": 10}, "kd": None if run == "crf_none" else {"history": []},
+            **({"teacher_fingerprints": {"toy": fingerprint}} if run != "crf_none" else {}),
+            **({"test_final": {"main": final}} if final is not None else {})}
+
+
+def test_goal_table_pairs_seeds_and_leaves_out_an_earlier_teachers_students(tmp_path, monkeypatch):
+    from experiments import report
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "GOAL", (("Toy", "toy", "u0_"),))
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    records = {"teacher": {"suite": "toy", "run": "teacher", "role": "teacher", "method": "teacher", "seed": 1,
+                           "test": {"main": 0.9}, "fingerprint": "now",
+                           "previous_training": {"test": {"main": 0.91}, "fingerprint": "before"}},
+               "crf_none-seed1": _student("crf_none", 1, 0.80, final=0.81),
+               "crf_none-seed2": _student("crf_none", 2, 0.82),
+               "crf_none-seed3": _student("crf_none", 3, 0.70),  # no structural seed 3: not paired
+               "u0_crf_structural-seed1": _student("u0_crf_structural", 1, 0.83, final=0.80),
+               "u0_crf_structural-seed2": _student("u0_crf_structural", 2, 0.81),
+               "u0_crf_structural-seed4": _student("u0_crf_structural", 4, 0.99, fingerprint="before"),
+               "u0_crf_posterior-seed2": _student("u0_crf_posterior", 2, 0.80)}
+    for name, record in records.items():
+        (folder / f"{name}.json").write_text(json.dumps(record))
+    runs = report.load()
+    row = [c.strip() for c in report.goal_table(runs)[2].strip("|").split("|")]
+    assert row[1:4] == ["77.33 ± 6.43 (3)", "82.00 ± 1.41 (2)", "80.00 (1)"]  # seed 4 is the earlier teacher's
+    assert row[7:9] == ["+1.00 (2; lower on 1)", "+1.00 (1; lower on 0)"]  # seeds 1-2; seed 2
+    last = [c.strip() for c in report.goal_table(runs, "test_final")[2].strip("|").split("|")]
+    assert last[1:3] == ["81.00 (1)", "80.00 (1)"] and last[7] == "-1.00 (1; lower on 1)"
