@@ -388,12 +388,15 @@ def routed_table(name: str, all_runs: Dict[str, List[dict]]) -> List[str]:
         row = [run_name, METHOD_NAMES.get(group[0]["method"], group[0]["method"]), str(len(group))]
         for part in parts:
             row.append(_fmt([r["test_parts"][part]["main"] for r in group if part in r.get("test_parts", {})]))
-            owner = (suite.routes or {}).get(part)  # the students of this part's teacher's same training only
+            # the students of the same training of this part's teacher only (a student of one teacher over every
+            # part: the monolingual students of the current teachers)
+            owner = (suite.routes or {}).get(part)
             trained = (group[0].get("teacher_trainings") or {}).get(owner, 0)
             mono = [r for r in all_runs.get(suite.compare[part], []) if r["role"] == "student"
                     and r["method"] == group[0]["method"] and _student_kind(r) == _student_kind(group[0])
                     and not (r.get("sizes") or {}).get("unlabelled")
-                    and (r.get("teacher_trainings") or {}).get(owner, 0) == trained]
+                    and ((r.get("teacher_trainings") or {}).get(owner, 0) == trained if owner
+                         else not r.get("earlier_teacher"))]
             row.append(_fmt([r["test"]["main"] for r in mono]) + (f" ({len(mono)})" if mono else ""))
             mono_mb.update({part: r["model_mb"] for r in mono if "model_mb" in r})
         if zero_shot:
@@ -676,8 +679,9 @@ def main():
              "command that reproduces it (`python -m experiments.run <suite> ...`). Sizes are cut to fit a 2-core "
              "CPU (see `experiments/README.md`); test scores are micro F1 (NER) or attachment scores (parsing), "
              "mean ± standard deviation over the seeds listed. A teacher whose model file was lost and retrained is "
-             "another teacher: `teacher, earlier training` is the training it replaced, and a KD student marked "
-             "`(earlier teacher)` was distilled from that one (its record names no fingerprint of the current "
+             "another teacher: `teacher, earlier training` is the training it replaced (`... training 2` the one "
+             "before that, and so on), and a KD student marked `(earlier teacher)` (`(earlier teacher 2)`, ...) was "
+             "distilled from that one (its record names no fingerprint of the current "
              "teacher's weights), so its seeds are never averaged with the current teacher's students.", ""]
     for name in [n for n in SUITES if n in all_runs] + [n for n in all_runs if n not in SUITES]:
         title = SUITES[name].title if name in SUITES else name

@@ -139,6 +139,14 @@ def test_a_routed_student_is_compared_with_monolingual_students_of_the_same_teac
         "teacher (of nl)", "teacher, earlier training 2 (of nl)"]  # not the 80.6 training: no student of it here
     row = next(line for line in report.routed_table("multi", runs) if line.startswith("| kd"))
     assert [c.strip() for c in row.strip("|").split("|")][3:] == ["76.00", "61.00 (1)"]  # seed 1's teacher only
+    # one teacher over every part (multi4_one): the monolingual students of the current teacher
+    one = SimpleNamespace(routes=None, ensemble=None, teacher_from=None, metric="f1", compare={"a": "mono"},
+                          title="one")
+    monkeypatch.setitem(report.SUITES, "one", one)
+    _write(tmp_path / "one", "kd-seed1", {**_student("kd", 1, 0.80, fingerprints={"one": "own"}), "suite": "one",
+                                          "sizes": {"train": 20}, "test_parts": {"a": {"main": 0.70}}})
+    row = next(line for line in report.routed_table("one", report.load()) if line.startswith("| kd"))
+    assert [c.strip() for c in row.strip("|").split("|")][3:] == ["70.00", "63.00 (1)"]
 
 
 def test_a_retraining_before_fingerprints_leaves_its_own_suites_students_with_the_earlier_training(tmp_path, report):
