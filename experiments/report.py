@@ -639,11 +639,12 @@ def curve_plots(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
                         linestyle="--" if earlier else "-", mfc="white" if earlier else None, alpha=0.7 if earlier else 1)
         if teacher:
             ax.axhline(teacher[0], color="black", linestyle="--", label=f"teacher ({teacher[0]:.2f})")
-        for suffix in sorted({m[m.index(EARLIER_TEACHER[:-1]):] for m in drawn if EARLIER_TEACHER[:-1] in m}):
-            row = EARLIER_TRAINING + suffix[len(EARLIER_TEACHER) - 1:-1]  # " (earlier teacher 2)" -> "... training 2"
-            score = next((100 * r["test"]["main"] for r in teachers if r["run"].split(" (of ")[0] == row), None)
-            if score is not None:
-                ax.axhline(score, color="#777777", linestyle="-.", linewidth=0.8, label=f"{row} ({score:.2f})")
+        # (borrowed_teacher gives only the earlier trainings some student here had)
+        for r in sorted((r for r in teachers if r["role"] == "teacher" and r.get("earlier_teacher")),
+                        key=lambda r: r["run"]):
+            score = 100 * r["test"]["main"]
+            ax.axhline(score, color="#777777", linestyle="-.", linewidth=0.8,
+                       label=f"{r['run'].split(' (of ')[0]} ({score:.2f})")
         # the whole planned range, so a curve with only its first points run still reads as a curve's start
         ax.set_xlim(-0.1 * max(CURVE_U), 1.1 * max(CURVE_U))
         ax.set_xlabel("unlabelled sentences U (besides the 2,000 gold ones)")
