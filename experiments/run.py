@@ -67,9 +67,11 @@ def _scores(model, corpus, metric: str, split=None) -> Dict:
 
 
 def _part_scores(model, corpus, metric: str, parts) -> Dict:
-    """Test scores of each `concat` part on its own (a multilingual student, per language)."""
+    """Test scores of each `concat` part on its own (a multilingual student, per language); a part without test
+    sentences (cross-fitting: a training half that brings no test split) has none."""
     test = list(corpus.test)
-    return {part: _scores(model, corpus, metric, [s for s in test if part_of(s) == part]) for part in parts}
+    shares = {part: [s for s in test if part_of(s) == part] for part in parts}
+    return {part: _scores(model, corpus, metric, share) for part, share in shares.items() if share}
 
 
 def _facts(model, model_file: Path, kind: str, corpus) -> Dict:

@@ -200,6 +200,22 @@ def test_routed_and_ensemble_suites_mix_their_teachers(tmp_path, monkeypatch):
     assert all(torch.allclose(mixed.piece(sentence)[k], (a[k] + b[k]) / 2, atol=1e-6) for k in a if k != "kind")
     assert not all(torch.equal(a[k], b[k]) for k in a if k != "kind")  # two different teachers
 
+    # cross-fitting: each half taught by the teacher of the other half; the half that brings no test split gets
+    # no part score (and costs the record nothing)
+    crossed = replace(routed, name="smoke_crossed", routes={"a": "smoke_b", "b": "smoke_a"}, compare=None,
+                      zero_shot=None, corpus={"type": "concat", "corpora": [
+                          {**parts["a"], "name": "a"}, {**parts["b"], "sample_dev": 0, "sample_test": 0, "name": "b"}]})
+    monkeypatch.setitem(run.SUITES, "smoke_crossed", crossed)
+    runner = run.SuiteRunner(crossed, [1])
+    _, _, train_x = runner.data(student)
+    crossing = runner.targets(runner.teacher(), student, stub, train_x)
+    half_a = [s for s in train_x.train if s.get_metadata(PART) == "a"]
+    by_b = run.annotate(runner.teacher("smoke_b"), half_a, stub, student.objective, cache_dir=False)
+    assert crossing.members[0].key == by_b.key != mixture.members[0].key
+    run.main(["smoke_crossed"])
+    record = json.loads((tmp_path / "results" / "smoke_crossed" / "crf_structural-seed1.json").read_text())
+    assert set(record["test_parts"]) == {"a"} and record["sizes"]["test"] == len(run.load_corpus(parts["a"]).test)
+
     lonely = replace(routed, routes={"a": "smoke_a", "b": "smoke_b", "c": "smoke_b"})  # a part the corpus lacks
     with pytest.raises(SystemExit, match="no training sentence of part 'c'"):
         run.SuiteRunner(lonely, [1]).targets(runner.teacher(), student, stub, train)
