@@ -281,7 +281,9 @@ def selection_table(all_runs: Dict[str, List[dict]]) -> List[str]:
 # best path) and KD on the teacher's marginals, on the same data and trainer (suites curve_en and onehot_en)
 PAIRED = (("curve_en", "crf_none", "no KD"), ("onehot_en", "u0_crf_gold", "KD on the gold labels"),
           ("onehot_en", "u0_crf_teacher_path", "KD on the teacher's best path"),
-          ("curve_en", "u0_crf_structural", "KD on the teacher's marginals"))
+          ("curve_en", "u0_crf_structural", "KD on the teacher's marginals"),
+          # each half's targets from a teacher trained on the other half only (crossfit_en)
+          ("crossfit_en", "u0_crf_structural", "KD on cross-fitted teachers' marginals"))
 
 
 # With unlabelled text: the teacher on every sentence (KD and gold 0.5 each on the gold ones) against the teacher on

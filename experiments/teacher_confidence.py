@@ -8,6 +8,8 @@ token accuracy of its best labels, its mean marginal of the gold label and how i
 ``experiments/results/<suite>/teacher_confidence.json``.
 
     python -m experiments.teacher_confidence ner_de ner_en
+
+A routed suite (``crossfit_en``) measures its training sentences only, each with the teacher that annotates it.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Dict, List
 import torch
 
 from skd_flair.distill.temperature import temper
-from skd_flair.training.corpora import load_corpus
+from skd_flair.training.corpora import load_corpus, part_of
 
 from .common import RESULTS, RUNS
 from .suites import SUITES
@@ -84,8 +86,38 @@ def _span_agreement(teacher, sentences: List, batch: int = 32) -> Dict[str, int]
     return counts
 
 
+def _pooled(parts: List[Dict]) -> Dict:
+    """Several measurements of disjoint sentences as one: rates weighted by tokens, span counts summed."""
+    tokens = sum(p["tokens"] for p in parts)
+    out = {"tokens": tokens, **{k: sum(p[k] * p["tokens"] for p in parts) / max(tokens, 1)
+                                for k in parts[0] if k not in ("tokens", "spans")}}
+    out["spans"] = {k: sum(p["spans"][k] for p in parts) for k in parts[0]["spans"]}
+    return out
+
+
+def measure_routed(name: str) -> Dict:
+    """A routed suite's KD targets on its training sentences: each part's sentences measured with the teacher that
+    annotates them (cross-fitting: the teacher of the other half), pooled, and per part."""
+    suite = SUITES[name]
+    train = list(load_corpus(suite.corpus).train)
+    out = {"suite": name, "teachers": dict(suite.routes),
+           "command": f"python -m experiments.teacher_confidence {name}"}
+
+    def routed():
+        per_part = {}
+        for part, owner in suite.routes.items():
+            _, _, teacher = finished_teacher(SUITES[owner], RUNS)
+            share = [s for s in train if part_of(s) == part]
+            per_part[part] = {**_split_confidence(teacher, share), "spans": _span_agreement(teacher, share)}
+        return {**_pooled(list(per_part.values())), "parts": per_part}
+
+    return measure_splits(out, {"train": routed}, RESULTS / name / "teacher_confidence.json")
+
+
 def measure(name: str) -> Dict:
     suite = SUITES[name]
+    if suite.routes:
+        return measure_routed(name)
     owner, model_file, teacher = finished_teacher(suite, RUNS)
     corpus = load_corpus(suite.corpus)
     out = {"suite": owner, "teacher": f"{owner}/teacher/{model_file.name}",

@@ -215,6 +215,20 @@ def test_routed_and_ensemble_suites_mix_their_teachers(tmp_path, monkeypatch):
     run.main(["smoke_crossed"])
     record = json.loads((tmp_path / "results" / "smoke_crossed" / "crf_structural-seed1.json").read_text())
     assert set(record["test_parts"]) == {"a"} and record["sizes"]["test"] == len(run.load_corpus(parts["a"]).test)
+    # what those targets are like: each half measured with the teacher that annotates it, pooled over both
+    from experiments import teacher_confidence
+
+    monkeypatch.setattr(teacher_confidence, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(teacher_confidence, "RUNS", tmp_path / "runs")
+    monkeypatch.setitem(teacher_confidence.SUITES, "smoke_crossed", crossed)
+    teacher_confidence.main(["smoke_crossed"])
+    measured = json.loads((tmp_path / "results" / "smoke_crossed" / "teacher_confidence.json").read_text())["train"]
+    by_b = teacher_confidence._split_confidence(runner.teacher("smoke_b"), half_a)
+    assert measured["parts"]["a"]["entropy_t1"] == pytest.approx(by_b["entropy_t1"])
+    tokens = [p["tokens"] for p in measured["parts"].values()]
+    assert measured["tokens"] == sum(len(s) for s in train_x.train) == sum(tokens)
+    assert measured["correct"] == pytest.approx(sum(p["correct"] * p["tokens"] for p in measured["parts"].values())
+                                                / measured["tokens"])
 
     lonely = replace(routed, routes={"a": "smoke_a", "b": "smoke_b", "c": "smoke_b"})  # a part the corpus lacks
     with pytest.raises(SystemExit, match="no training sentence of part 'c'"):
