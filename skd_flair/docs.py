@@ -201,6 +201,8 @@ MEANINGS: Dict[str, Dict[str, str]] = {
         "threshold": "teacher probabilities below this are not stored",
         "shard_every": "flush the annotation to disk every this many sentences (an interruption resumes there)",
         "allow_label_leak": "accept unlabelled text whose gold labels trained the teacher",
+        "cross_fit": "with a list of teachers: each training sentence is taught only by the teachers that never "
+                     "trained on it (teachers trained on different parts of the gold data; see README, cross-fitting)",
         "allow_missing_labels": "accept student tags the teacher never predicts (logs how many tokens carry them)",
         "probe_gradients": "log per epoch the gradient norms of the KD and the gold term on one fixed batch",
     },

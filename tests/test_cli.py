@@ -494,6 +494,38 @@ def test_multi_teacher_routing_sends_each_concat_part_to_its_teacher(data, teach
         _distillation_setup(check_config(config(data, tmp_path / "s", teacher=routed, kd=kd)), False)
 
 
+def test_cross_fit_teaches_each_gold_sentence_by_a_teacher_that_never_trained_on_it(data, teacher, tmp_path):
+    """Two teachers trained on the two halves of the gold data; under kd.cross_fit each half's targets are the
+    other half's teacher's, exactly as that teacher annotates them alone."""
+    from skd_flair.training.annotate import annotate
+    from skd_flair.training.models import load_model
+    from skd_flair.training.pipeline import _distillation_setup, check_config
+
+    base = config(data, tmp_path)["corpus"]
+    folds = [Path(train_model(config(data, tmp_path / f"fold{i}", corpus={**base, **half}))["model"])
+             for i, half in enumerate(({"sample_train": 20}, {"skip_train": 20}))]
+    kd = {"objective": "structural", "cache_dir": str(tmp_path / "cache"), "cross_fit": True}
+    cfg = config(data, tmp_path / "s", teacher=[{"path": str(f)} for f in folds], kd=kd)
+    train, student, mixture, _ = _distillation_setup(check_config(cfg), False)
+    sentences = list(train.train)
+    for half, other in ((sentences[:20], folds[1]), (sentences[20:], folds[0])):
+        alone = annotate(load_model(str(other), where="t"), half, student, "structural", cache_dir=False,
+                         progress=False)
+        for sentence in half:
+            piece, own = mixture.piece(sentence), alone.piece(sentence)
+            assert all(torch.equal(piece[k], own[k]) for k in piece if torch.is_tensor(piece[k]))
+    assert [len(m.entries) for m in mixture.members] == [20, 20]
+    assert not set(mixture.members[0].entries) & {sentence_key(s) for s in sentences[:20]}
+    # without cross_fit the same two teachers are an ensemble: every sentence meets its own teacher too
+    ensemble = _distillation_setup(check_config({**cfg, "kd": {**kd, "cross_fit": False}}), False)[2]
+    assert [len(m.entries) for m in ensemble.members] == [40, 40]
+    for teachers, message in (([{"path": str(folds[0])}], "kd.cross_fit: needs a list of teachers"),
+                              ([{"path": str(teacher)}, {"path": str(folds[0])}],
+                               "kd.cross_fit: 20 of the 40 training sentences were in every teacher's training data")):
+        with pytest.raises(ConfigError, match=message):
+            _distillation_setup(check_config({**cfg, "teacher": teachers}), False)
+
+
 @pytest.mark.slow
 def test_sharded_annotate_with_two_processes(data, teacher, tmp_path, capsys):
     cfg = tmp_path / "kd.yaml"

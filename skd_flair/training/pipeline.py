@@ -21,7 +21,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import flair
 import torch
@@ -36,6 +36,7 @@ from ..registry import ConfigError, check_value, check_values
 from ..types import Count, NonNegative, Positive, Probability
 from .annotate import annotate
 from .budget import TIME_BUDGET, TimeBudgetPlugin
+from .cache import sentence_key
 from .corpora import load_corpus, part_of
 from .distributed import is_distributed, is_main_process, launch, processes
 from .embeddings import check_embedding_packages
@@ -43,7 +44,7 @@ from .fresh_embeddings import FreshEvaluationEmbeddingsPlugin
 from .length_buckets import LengthBucketSampler
 from .models import build_model, load_model
 from .plugin import DistillationPlugin
-from .provenance import ProvenancePlugin, check_unlabelled
+from .provenance import ProvenancePlugin, check_unlabelled, cross_fit_shares, teacher_training_keys
 from .resume import ResumePlugin, config_hash, finish_run, prepare_run
 
 log = logging.getLogger("skd_flair")
@@ -61,6 +62,7 @@ def kd_section(objective: Union[str, Mapping[str, Any]] = "structural",
                threshold: Probability = 1e-7,
                shard_every: Count = 2000,
                allow_label_leak: bool = False,
+               cross_fit: bool = False,
                allow_missing_labels: bool = False,
                probe_gradients: bool = False) -> Dict[str, Any]:
     """The ``kd`` section with its defaults filled in: this signature is the section's schema (its keys, value
@@ -498,6 +500,17 @@ def _routed(specs, sentences) -> List:
     return shares
 
 
+def _cross_fit_keys(specs, sentences) -> List[Set[str]]:
+    """The keys of the training sentences each teacher annotates under ``kd.cross_fit`` (``cross_fit_shares``),
+    from each teacher's list of its own training sentences (every teacher loaded once more for it)."""
+    taught = []
+    for where, spec, _, _ in specs:
+        teacher = load_model(spec, where=where)
+        taught.append(teacher_training_keys(teacher))
+        del teacher
+    return [{sentence_key(s) for s in share} for share in cross_fit_shares(taught, sentences)]
+
+
 def _distillation_setup(config, needs_trainer: bool):
     """(training corpus, student, teacher targets) of a distillation configuration; with several teachers
     each annotates (and caches) on its own, one loaded at a time, and their targets are mixed."""
@@ -510,13 +523,20 @@ def _distillation_setup(config, needs_trainer: bool):
     student, members = None, []
     specs = _teacher_specs(config["teacher"])
     sentences = train_corpus.train  # a dataset: a lazily read one is not held whole (see annotate)
+    if kd["cross_fit"] and len(specs) < 2:
+        raise ConfigError("kd.cross_fit: needs a list of teachers trained on different parts of the gold data (each "
+                          "sentence is taught only by those that never trained on it)")
     shares = _routed(specs, sentences)
-    for (where, spec, weight, _), share in zip(specs, shares):
+    crossed = _cross_fit_keys(specs, sentences) if kd["cross_fit"] else None
+    for i, ((where, spec, weight, _), share) in enumerate(zip(specs, shares)):
         teacher = load_model(spec, where=where)
         if unlabelled is not None and unlabelled.train is not None:
             check_unlabelled(teacher, unlabelled.train, allow_leak=kd["allow_label_leak"])
         if student is None:  # vocabularies see the unlabelled text too; tag dictionaries the (first) teacher's
             student = build_model(config["model"], train_corpus, teacher=teacher)
+        if crossed is not None:
+            share = [s for s in share if sentence_key(s) in crossed[i]]
+            log.info(f"{where}: cross-fitting, annotates {len(share)} training sentences (those it never trained on)")
         members.append((annotate(teacher, share, student, kd["objective"],
                                  cache_dir=kd["cache_dir"], batch_size=kd["batch_size"], threshold=kd["threshold"],
                                  shard_every=kd["shard_every"], allow_missing_labels=kd["allow_missing_labels"]),

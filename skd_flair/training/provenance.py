@@ -25,7 +25,7 @@ TRAINING_SENTENCES = "skd_training_sentences"
 LEAK_SHARE = 0.10
 
 __all__ = ["TRAINING_SENTENCES", "LEAK_SHARE", "labelled_keys", "ProvenancePlugin",
-           "teacher_training_keys", "check_unlabelled"]
+           "teacher_training_keys", "check_unlabelled", "cross_fit_shares"]
 
 
 def labelled_keys(sentences) -> List[str]:
@@ -73,3 +73,28 @@ def check_unlabelled(teacher, sentences, allow_leak: bool = False) -> Optional[i
     if shared:
         log.info(f"{shared} of {len(text)} unlabelled sentences also occur in the teacher's training data")
     return shared
+
+
+
+def cross_fit_shares(taught: List[Optional[Set[str]]], sentences) -> List[list]:
+    """The sentences each teacher annotates when cross-fitting: those it was not trained on (``taught``: each
+    teacher's training-sentence keys, ``teacher_training_keys``), so a gold sentence's targets say what a teacher
+    knows rather than what it memorised. A sentence every teacher trained on (a repeat such as a short dateline,
+    up to ``LEAK_SHARE`` of them) is annotated by all; more than that means the teachers were not trained on
+    different parts of the data: ConfigError, as for a teacher that carries no list."""
+    for i, keys in enumerate(taught):
+        if keys is None:
+            raise ConfigError(f"teacher[{i}]: cross-fitting needs teachers that carry the list of their training "
+                              "sentences (trained with skd-flair train or ProvenancePlugin); this one carries none")
+    sentences = list(sentences)
+    keys = [sentence_key(s) for s in sentences]
+    everyone = set.intersection(*map(set, taught)) if taught else set()
+    untaught = sum(key in everyone for key in keys)
+    if untaught > LEAK_SHARE * len(keys):
+        raise ConfigError(f"kd.cross_fit: {untaught} of the {len(keys)} training sentences were in every teacher's "
+                          "training data; train the teachers on different parts of the gold data (e.g. one on each "
+                          "half)")
+    if untaught:
+        log.info(f"cross-fitting: {untaught} of {len(keys)} training sentences were in every teacher's training data "
+                 "(repeats); every teacher annotates those")
+    return [[s for s, key in zip(sentences, keys) if key not in own or key in everyone] for own in taught]
