@@ -660,26 +660,32 @@ _add(Suite(
 # on are its memory of their gold labels, not what it knows. Cross-fitting: two teachers of ner_en's stack, each
 # trained on one half of the 2,000 gold sentences, and each half's targets come from the teacher that never saw it
 # (routing: part "first" is taught by the second half's teacher). The student, data, trainer and seeds are
-# curve_en's crf_none and u0_crf_structural exactly (the same 2,000 sentences in the same order, the same dev/test).
+# curve_en's crf_none and u0_crf_structural exactly (the same 2,000 sentences in the same order, the same dev/test);
+# crossfit_nl is the same against curve_nl (ner_nl's stack, whose teacher is as sure of its training sentences).
+# The library's own path to the same targets is `kd.cross_fit` (by the teachers' training-sentence lists).
 _HALF = 1000
-_FOLDS = {"teacher_en_fold1": {**CONLL03, "sample_train": _HALF},
-          "teacher_en_fold2": {**CONLL03, "skip_train": _HALF, "sample_train": _HALF}}
-for _name, _corpus in _FOLDS.items():
-    _add(Suite(name=_name, title=f"CoNLL-2003 English: a cross-fitting teacher (ner_en's stack) on gold sentences "
-                                 f"{_corpus.get('skip_train', 0):,}..{_corpus.get('skip_train', 0) + _HALF:,}",
-               metric="f1", corpus=_corpus, teacher=SUITES["ner_en"].teacher, teacher_trainer=TEACHER_TRAINER,
-               students=[], student_trainer=CURVE_TRAINER))
-_CROSSFIT_PARTS = {"first": "teacher_en_fold2", "second": "teacher_en_fold1"}  # each half: the other half's teacher
-_add(Suite(
-    name="crossfit_en", title="CoNLL-2003 English: 2,000 gold sentences, each half's KD targets from a teacher "
-                              "trained on the other half (cross-fitted), trained to convergence",
-    metric="f1", corpus={"type": "concat", "corpora": [
-        {**_FOLDS["teacher_en_fold1"], "name": "first"},
-        {**_FOLDS["teacher_en_fold2"], "sample_dev": 0, "sample_test": 0, "name": "second"}]},
-    teacher=SUITES["ner_en"].teacher, teacher_trainer=TEACHER_TRAINER, teacher_from="teacher_en_fold1",
-    routes=_CROSSFIT_PARTS,
-    students=[Student(f"u0_{name}", model, objective, method=f"{method}, cross-fitted teachers", case=case,
-                      mix=dict(DEFAULT_MIX))
-              for name, model, objective, method, case in _recipe_methods(EN_STUDENT)
-              if name in ("crf_structural", "crf_posterior", "crf_topk")],
-    student_trainer=CURVE_TRAINER))
+_CROSSFIT_PARTS = {"first": "fold2", "second": "fold1"}  # each half taught by the other half's teacher
+for _lang, _owner in (("en", "ner_en"), ("nl", "ner_nl")):
+    _base = SUITES[_owner]
+    _folds = {"fold1": {**_base.corpus, "sample_train": _HALF},
+              "fold2": {**_base.corpus, "skip_train": _HALF, "sample_train": _HALF}}
+    for _fold, _corpus in _folds.items():
+        _add(Suite(name=f"teacher_{_lang}_{_fold}",
+                   title=f"{_base.title.split(',')[0]}: a cross-fitting teacher ({_owner}'s stack) on gold sentences "
+                         f"{_corpus.get('skip_train', 0):,}..{_corpus.get('skip_train', 0) + _HALF:,}",
+                   metric="f1", corpus=_corpus, teacher=_base.teacher, teacher_trainer=_base.teacher_trainer,
+                   students=[], student_trainer=CURVE_TRAINER))
+    _add(Suite(
+        name=f"crossfit_{_lang}", title=f"{_base.title.split(',')[0]}: 2,000 gold sentences, each half's KD targets "
+                                        "from a teacher trained on the other half (cross-fitted), trained to convergence",
+        metric="f1", corpus={"type": "concat", "corpora": [
+            {**_folds["fold1"], "name": "first"},
+            {**_folds["fold2"], "sample_dev": 0, "sample_test": 0, "name": "second"}]},
+        teacher=_base.teacher, teacher_trainer=_base.teacher_trainer, teacher_from=f"teacher_{_lang}_fold1",
+        routes={part: f"teacher_{_lang}_{fold}" for part, fold in _CROSSFIT_PARTS.items()},
+        students=[Student(f"u0_{name}", model, objective, method=f"{method}, cross-fitted teachers", case=case,
+                          mix=dict(DEFAULT_MIX))
+                  for name, model, objective, method, case in _recipe_methods(
+                      _lang_student(_lang) if _lang != "en" else EN_STUDENT)
+                  if name in ("crf_structural", "crf_posterior", "crf_topk")],
+        student_trainer=CURVE_TRAINER))
