@@ -318,21 +318,62 @@ def goal_table(all_runs: Dict[str, List[dict]], key: str = "test") -> List[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for language, suite, prefix in GOAL:
         def per_seed(run):
-            return {r["seed"]: r[key]["main"] for r in all_runs.get(suite, []) if r.get("role") == "student"
-                    and r.get("run") == run and not r.get("earlier_teacher") and r.get(key)}
+            return _per_seed(all_runs, suite, run, key)
         rows = {"none": per_seed("crf_none"), **{name: per_seed(prefix + name) for name, _ in GOAL_METHODS}}
         if not rows["crf_structural"]:
             continue
         cells = [f"{language} (`{suite}`)"] + [
             _fmt(list(rows[name].values())) + (f" ({len(rows[name])})" if rows[name] else "")
             for name in ["none"] + [n for n, _ in GOAL_METHODS]]
-        for other in ["none"] + [n for n, _ in GOAL_METHODS[1:]]:
-            common = sorted(set(rows["crf_structural"]) & set(rows[other]))
-            diffs = [100 * (rows["crf_structural"][seed] - rows[other][seed]) for seed in common]
-            cells.append(f"{statistics.mean(diffs):+.2f} ({len(diffs)}; lower on {sum(d < 0 for d in diffs)})"
-                         if diffs else "-")
+        cells += [_paired_difference(rows["crf_structural"], rows[other])
+                  for other in ["none"] + [n for n, _ in GOAL_METHODS[1:]]]
         lines.append("| " + " | ".join(cells) + " |")
     return lines if len(lines) > 2 else []
+
+
+def _per_seed(all_runs: Dict[str, List[dict]], suite: str, run: str, key: str = "test") -> Dict[int, float]:
+    """{seed: score} of one student row, the current teacher's students only."""
+    return {r["seed"]: r[key]["main"] for r in all_runs.get(suite, []) if r.get("role") == "student"
+            and r.get("run") == run and not r.get("earlier_teacher") and r.get(key)}
+
+
+def _paired_difference(a: Dict[int, float], b: Dict[int, float]) -> str:
+    """a minus b over the seeds both have, in F1 points: mean (seeds; on how many a is lower)."""
+    diffs = [100 * (a[seed] - b[seed]) for seed in sorted(set(a) & set(b))]
+    return f"{statistics.mean(diffs):+.2f} ({len(diffs)}; lower on {sum(d < 0 for d in diffs)})" if diffs else "-"
+
+
+# all gold data: the curve's plain and structural-KD students against the cross-fitted ones (each half of the gold
+# sentences taught by a teacher trained on the other half)
+CROSSFIT = (("CoNLL-03 en", "curve_en", "crossfit_en"), ("CoNLL-02 nl", "curve_nl", "crossfit_nl"))
+
+
+def crossfit_table(all_runs: Dict[str, List[dict]]) -> List[str]:
+    """Per language and kept weights: the teachers (all gold; the two halves'), plain training, structural KD and
+    cross-fitted structural KD (mean ± sd, seeds), and the cross-fitted student minus each over paired seeds."""
+    header = ["language", "weights", "teacher (2,000) / halves' teachers", "no KD", "structural KD",
+              "structural KD, cross-fitted", "cross-fitted - no KD", "cross-fitted - structural KD"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for language, curve, crossed in CROSSFIT:
+        teachers = [_current_teacher_score(all_runs, SUITES[curve].teacher_from if curve in SUITES else curve)]
+        teachers += [_current_teacher_score(all_runs, owner) for owner in sorted(
+            (SUITES[crossed].routes or {}).values() if crossed in SUITES else [])]
+        for key, weights in (("test", "best dev epoch"), ("test_final", "last")):
+            plain, structural = (_per_seed(all_runs, curve, run, key) for run in ("crf_none", "u0_crf_structural"))
+            crossfit = _per_seed(all_runs, crossed, "u0_crf_structural", key)
+            if not crossfit:
+                continue
+            cells = [language, weights, " / ".join("-" if t is None else f"{100 * t:.2f}" for t in teachers)]
+            cells += [_fmt(list(rows.values())) + f" ({len(rows)})" if rows else "-"
+                      for rows in (plain, structural, crossfit)]
+            cells += [_paired_difference(crossfit, plain), _paired_difference(crossfit, structural)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
+def _current_teacher_score(all_runs: Dict[str, List[dict]], owner: str):
+    return next((r["test"]["main"] for r in all_runs.get(owner, []) if r.get("role") == "teacher"
+                 and not r.get("earlier_teacher")), None)
 
 
 def paired_seeds_table(all_runs: Dict[str, List[dict]], paired=PAIRED, head=None) -> List[str]:
@@ -711,6 +752,14 @@ def main():
                   "Best dev epoch's weights:", ""] + goal + [
                   "", "The last weights (the library's default since 2026-12-05; runs recorded before it have none):",
                   ""] + goal_table(all_runs, "test_final") + [""]
+    crossfit = crossfit_table(all_runs)
+    if crossfit:
+        lines += ["## All gold data, cross-fitted teachers", "",
+                  "Each half of the 2,000 gold sentences taught by a teacher of the same stack trained on the other "
+                  "half only (`crossfit_en`, `crossfit_nl`; the library's `kd.cross_fit`), against the curve's "
+                  "students of the same data, trainer and seeds: test F1, mean ± sd (seeds); differences over "
+                  "the seeds both have (mean; seeds; on how many the cross-fitted student is lower).", ""
+                  ] + crossfit + [""]
     lines += paired_seeds_table(all_runs)
     if any(r.get("run", "").endswith("_kd_on_text") for r in all_runs.get("curve_en", [])):
         lines += paired_seeds_table(all_runs, TEXT_ONLY, TEXT_ONLY_HEAD)

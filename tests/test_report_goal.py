@@ -35,3 +35,24 @@ def test_goal_table_pairs_seeds_and_leaves_out_an_earlier_teachers_students(tmp_
     assert row[7:9] == ["+1.00 (2; lower on 1)", "+1.00 (1; lower on 0)"]  # seeds 1-2; seed 2
     last = [c.strip() for c in report.goal_table(runs, "test_final")[2].strip("|").split("|")]
     assert last[1:3] == ["81.00 (1)", "80.00 (1)"] and last[7] == "-1.00 (1; lower on 1)"
+
+
+def test_crossfit_table_pairs_the_cross_fitted_student_with_the_curves_students():
+    from experiments import report
+
+    def teacher(suite, score):
+        return {"suite": suite, "run": "teacher", "role": "teacher", "test": {"main": score}}
+
+    runs = {"ner_en": [teacher("ner_en", 0.88)], "teacher_en_fold1": [teacher("teacher_en_fold1", 0.86)],
+            "teacher_en_fold2": [teacher("teacher_en_fold2", 0.85)],
+            "curve_en": [_student("crf_none", 1, 0.86, final=0.87), _student("crf_none", 2, 0.85),
+                         _student("u0_crf_structural", 1, 0.85), _student("u0_crf_structural", 2, 0.84),
+                         _student("u0_crf_structural", 3, 0.99, fingerprint="before") | {"earlier_teacher": True}],
+            "crossfit_en": [_student("u0_crf_structural", 1, 0.87, final=0.86),
+                            _student("u0_crf_structural", 2, 0.84)]}
+    table = report.crossfit_table(runs)
+    best, last = ([c.strip() for c in line.strip("|").split("|")] for line in table[2:4])
+    assert best == ["CoNLL-03 en", "best dev epoch", "88.00 / 86.00 / 85.00", "85.50 ± 0.71 (2)", "84.50 ± 0.71 (2)",
+                    "85.50 ± 2.12 (2)", "+0.00 (2; lower on 1)", "+1.00 (2; lower on 0)"]
+    assert last[1:] == ["last", "88.00 / 86.00 / 85.00", "87.00 (1)", "-", "86.00 (1)", "-1.00 (1; lower on 1)", "-"]
+    assert len(table) == 4  # no Dutch cross-fitted student yet: no Dutch rows
