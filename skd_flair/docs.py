@@ -44,6 +44,8 @@ _CORPUS_COMMON = {
     "sample_dev": "keep only the first k dev sentences (0 drops the split)",
     "sample_test": "keep only the first k test sentences (0 drops the split)",
     "seed": "seed of the random split when a dev or test split is sampled, so a corpus is always the same",
+    "leave_out_fold": "`{folds: K, fold: i}`: train on every fold but i (documents dealt to the folds in turn, "
+                      "or sentences where there are no document boundaries), e.g. cross-fitted teachers",
     "column_delimiter": "regular expression separating the columns of a line",
     "comment_symbol": "lines starting with it are skipped (off by default: Flair's `\"# \"` drops `#` tokens)",
     "encoding": "text encoding of the files (an undecodable line is an error naming file and line)",

@@ -188,6 +188,29 @@ def test_docstart_dropped_and_documents_unlinked(tmp_path):
     assert kept[0].is_document_boundary and kept[3].is_document_boundary
 
 
+def test_leave_out_fold_deals_whole_documents_or_single_sentences(tmp_path):
+    docs = "".join(f"-DOCSTART- -X- O\n\n" + "".join(f"W{d}s{i} NNP B-PER\n\n" for i in range(d + 1))
+                   for d in range(5))  # document d holds d + 1 sentences
+    write(tmp_path / "c" / "train.txt", docs)
+    spec = {"type": "column", "data_folder": str(tmp_path / "c"), "column_format": {0: "text", 1: "pos", 2: "ner"},
+            "sample_missing_splits": False}
+    texts = {fold: [s.to_tokenized_string() for s in sentences(load_corpus(
+        {**spec, "leave_out_fold": {"folds": 2, "fold": fold}}).train)] for fold in (0, 1)}
+    assert texts[1] == ["W0s0", "W2s0", "W2s1", "W2s2", "W4s0", "W4s1", "W4s2", "W4s3", "W4s4"]  # documents 0, 2, 4
+    assert texts[0] == ["W1s0", "W1s1", "W3s0", "W3s1", "W3s2", "W3s3"]
+    # no document boundaries: single sentences dealt in turn, after sampling
+    flat = {**spec, "drop_docstart": False, "docstart": None, "sample_train": 7}
+    kept = [s.to_tokenized_string() for s in sentences(load_corpus({**flat, "leave_out_fold": {"folds": 3,
+                                                                                               "fold": 1}}).train)]
+    everything = [s.to_tokenized_string() for s in sentences(load_corpus(flat).train)]
+    assert kept == [t for i, t in enumerate(everything) if i % 3 != 1] and len(everything) == 7
+    for bad, message in (({"folds": 1, "fold": 0}, "folds must be an integer >= 2"),
+                         ({"folds": 2, "fold": 2}, "fold must be an integer from 0 to 1"),
+                         ({"folds": 2}, r"leave_out_fold must be a mapping \{folds: K, fold: i\}")):
+        with pytest.raises(ConfigError, match=message):
+            load_corpus({**spec, "leave_out_fold": bad})
+
+
 def test_bom_and_zero_width_lines_of_a_column_file_are_blank_lines(tmp_path, caplog):
     text = "EU B-ORG\nrejects O\n\ufeff\nPeter B-PER\n\u200b \n\nBonn B-LOC\n\ufeff\n"
     source = write(tmp_path / "c" / "train.txt", text)

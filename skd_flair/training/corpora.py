@@ -131,17 +131,44 @@ def _skip(dataset: Optional[Dataset], k: Optional[int]) -> Optional[Dataset]:
     return Subset(dataset, list(range(min(k, len(dataset)), len(dataset))))
 
 
+def _leave_out_fold(dataset: Optional[Dataset], spec: Optional[Mapping[str, Any]], where: str) -> Optional[Dataset]:
+    """The training sentences outside fold ``spec["fold"]`` of ``spec["folds"]``: whole documents are dealt to
+    the folds in turn (a document: a run of sentences Flair links as neighbours, as it does between CoNLL
+    ``-DOCSTART-`` lines), single sentences where the split has no document boundaries. A teacher trained on all
+    but fold i annotates fold i without having seen its labels (cross-fitting, ``kd.cross_fit``)."""
+    if dataset is None or spec is None:
+        return dataset
+    if not isinstance(spec, Mapping) or set(spec) != {"folds", "fold"}:
+        raise ConfigError(f"{where}: leave_out_fold must be a mapping {{folds: K, fold: i}}, got {spec!r}")
+    folds, fold = spec["folds"], spec["fold"]
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ConfigError(f"{where}: leave_out_fold.folds must be an integer >= 2, got {folds!r}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ConfigError(f"{where}: leave_out_fold.fold must be an integer from 0 to {folds - 1}, got {fold!r}")
+    sentences = [dataset[i] for i in range(len(dataset))]
+    starts = [i == 0 or sentences[i]._previous_sentence is not sentences[i - 1] for i in range(len(sentences))]
+    documents = sum(starts) > 1
+    unit, keep = -1, []
+    for i, start in enumerate(starts):
+        unit += 1 if start or not documents else 0
+        if unit % folds != fold:
+            keep.append(i)
+    return Subset(dataset, keep)
+
+
 def _sampling(skip_train: Optional[int] = None, sample_train: Optional[int] = None, sample_dev: Optional[int] = None,
-              sample_test: Optional[int] = None, seed: Optional[int] = DEFAULT_SEED):
+              sample_test: Optional[int] = None, seed: Optional[int] = DEFAULT_SEED,
+              leave_out_fold: Optional[Dict[str, int]] = None):
     """The sampling keys every corpus type takes (see `_finish`)."""
 
 
 def _finish(where: str, train: Optional[Dataset], dev: Optional[Dataset], test: Optional[Dataset], name: str,
             sample_missing_splits: Union[bool, str], seed: Optional[int] = DEFAULT_SEED,
             skip_train: Optional[int] = None, sample_train: Optional[int] = None, sample_dev: Optional[int] = None,
-            sample_test: Optional[int] = None) -> Corpus:
+            sample_test: Optional[int] = None, leave_out_fold: Optional[Dict[str, int]] = None) -> Corpus:
     """Sample missing splits (seeded), drop the first `skip_train` training sentences (e.g. those another
-    configuration uses as labelled data), then keep the first k sentences of each split."""
+    configuration uses as labelled data), then keep the first k sentences of each split, then leave out one fold
+    of the training sentences (`leave_out_fold`)."""
     train = _skip(train, _check_sample(skip_train, "skip_train", where))
     ks = [_check_sample(v, f"sample_{s}", where) for v, s in zip((sample_train, sample_dev, sample_test), SPLITS)]
     splits = [d if d is not None and len(d) > 0 else None for d in (train, dev, test)]
@@ -149,6 +176,7 @@ def _finish(where: str, train: Optional[Dataset], dev: Optional[Dataset], test: 
         raise ConfigError(f"{where}: the corpus '{name}' has no sentences")
     corpus = Corpus(*splits, name=name, sample_missing_splits=sample_missing_splits, random_seed=seed)
     splits = [_first(d, k) for d, k in zip((corpus.train, corpus.dev, corpus.test), ks)]
+    splits[0] = _leave_out_fold(splits[0], leave_out_fold, where)
     if not any(d is not None and len(d) > 0 for d in splits):
         raise ConfigError(f"{where}: sampling left the corpus '{name}' with no sentences")
     return Corpus(*splits, name=name, sample_missing_splits=False)
