@@ -75,7 +75,6 @@ def check_unlabelled(teacher, sentences, allow_leak: bool = False) -> Optional[i
     return shared
 
 
-
 def cross_fit_shares(taught: List[Optional[Set[str]]], sentences) -> List[list]:
     """The sentences each teacher annotates when cross-fitting: those it was not trained on (``taught``: each
     teacher's training-sentence keys, ``teacher_training_keys``), so a gold sentence's targets say what a teacher
@@ -92,8 +91,8 @@ def cross_fit_shares(taught: List[Optional[Set[str]]], sentences) -> List[list]:
     untaught = sum(key in everyone for key in keys)
     if untaught > LEAK_SHARE * len(keys):
         raise ConfigError(f"kd.cross_fit: {untaught} of the {len(keys)} training sentences were in every teacher's "
-                          "training data; train the teachers on different parts of the gold data (e.g. one on each "
-                          "half)")
+                          "training data; train the teachers on different parts of the gold data (corpus.leave_out_fold: "
+                          "{folds: K, fold: i} for teacher i)")
     if untaught:
         log.info(f"cross-fitting: {untaught} of {len(keys)} training sentences were in every teacher's training data "
                  "(repeats); every teacher annotates those")
