@@ -351,7 +351,7 @@ CROSSFIT = (("CoNLL-03 en", "curve_en", "crossfit_en"), ("CoNLL-02 nl", "curve_n
 def crossfit_table(all_runs: Dict[str, List[dict]]) -> List[str]:
     """Per language and kept weights: the teachers (all gold; the two halves'), plain training, structural KD and
     cross-fitted structural KD (mean ± sd, seeds), and the cross-fitted student minus each over paired seeds."""
-    header = ["language", "weights", "teacher (2,000) / halves' teachers", "no KD", "structural KD",
+    header = ["language", "weights", "teacher (2,000) / fold teachers", "no KD", "structural KD",
               "structural KD, cross-fitted", "cross-fitted - no KD", "cross-fitted - structural KD"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for language, curve, crossed in CROSSFIT:
@@ -755,8 +755,9 @@ def main():
     crossfit = crossfit_table(all_runs)
     if crossfit:
         lines += ["## All gold data, cross-fitted teachers", "",
-                  "Each half of the 2,000 gold sentences taught by a teacher of the same stack trained on the other "
-                  "half only (`crossfit_en`, `crossfit_nl`; the library's `kd.cross_fit`), against the curve's "
+                  "Each of two folds of the 2,000 gold sentences taught by a teacher of the same stack trained on "
+                  "the other fold only (English: whole documents dealt to the folds in turn; Dutch: the two halves; "
+                  "`crossfit_en`, `crossfit_nl`; the library's `kd.cross_fit`), against the curve's "
                   "students of the same data, trainer and seeds: test F1, mean ± sd (seeds); differences over "
                   "the seeds both have (mean; seeds; on how many the cross-fitted student is lower).", ""
                   ] + crossfit + [""]
