@@ -457,9 +457,14 @@ def confidence_table() -> List[str]:
     rows = []
     for path in sorted(RESULTS.glob("*/teacher_confidence.json")):
         data = json.loads(path.read_text())
+        # a routed suite (cross-fitting) measures its training sentences only, each part with its own teacher
+        teacher = data["suite"] + (" (routed: " + ", ".join(f"{part} by {owner}" for part, owner in
+                                                            data["teachers"].items()) + ")" if "teachers" in data else "")
         for split in ("train", "dev", "test"):
-            m = data[split]
-            rows.append(f"| {data['suite']} | {split} | {m['tokens']} | {m['entropy_t1']:.3f} | "
+            m = data.get(split)
+            if not m:
+                continue
+            rows.append(f"| {teacher} | {split} | {m['tokens']} | {m['entropy_t1']:.3f} | "
                         f"{m['entropy_t2_local']:.3f} | {100 * m['correct']:.1f} | {m['gold_prob']:.3f} |")
     if not rows:
         return []

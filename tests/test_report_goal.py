@@ -56,3 +56,18 @@ def test_crossfit_table_pairs_the_cross_fitted_student_with_the_curves_students(
                     "85.50 ± 2.12 (2)", "+0.00 (2; lower on 1)", "+1.00 (2; lower on 0)"]
     assert last[1:] == ["last", "88.00 / 86.00 / 85.00", "87.00 (1)", "-", "86.00 (1)", "-1.00 (1; lower on 1)", "-"]
     assert len(table) == 4  # no Dutch cross-fitted student yet: no Dutch rows
+
+
+def test_confidence_table_shows_a_routed_suites_training_split_only(tmp_path, monkeypatch):
+    from experiments import report
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    split = {"tokens": 10, "entropy_t1": 0.05, "entropy_t2_local": 0.2, "correct": 0.97, "gold_prob": 0.96}
+    for suite, record in (("ner_x", {"suite": "ner_x", **{s: split for s in ("train", "dev", "test")}}),
+                          ("crossfit_x", {"suite": "crossfit_x", "teachers": {"fold0": "t2", "fold1": "t1"},
+                                          "train": split})):
+        (tmp_path / suite).mkdir()
+        (tmp_path / suite / "teacher_confidence.json").write_text(json.dumps(record))
+    rows = [line for line in report.confidence_table() if line.startswith("| crossfit_x") or line.startswith("| ner_x")]
+    assert rows[0] == "| crossfit_x (routed: fold0 by t2, fold1 by t1) | train | 10 | 0.050 | 0.200 | 97.0 | 0.960 |"
+    assert [r.split("|")[2].strip() for r in rows[1:]] == ["train", "dev", "test"]
