@@ -664,7 +664,7 @@ _add(Suite(
 # so batches are shuffled from another order). English folds are whole documents dealt in turn (`leave_out_fold`):
 # the first and second 1,000 sentences are not alike (teachers on them: teacher_en_half1/2, 86.79 and 70.14
 # test F1). Flair reads CoNLL-02 Dutch as one document (its -DOCSTART- lines start a sentence instead of standing
-# alone), so the Dutch folds are the two halves, each of whole documents. The library's own path to the same
+# alone), so the Dutch folds are the two halves. The library's own path to the same
 # targets is `kd.cross_fit` (by the teachers' training-sentence lists).
 _HALF = 1000
 for _i in (1, 2):
