@@ -355,9 +355,8 @@ def crossfit_table(all_runs: Dict[str, List[dict]]) -> List[str]:
               "structural KD, cross-fitted", "cross-fitted - no KD", "cross-fitted - structural KD"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for language, curve, crossed in CROSSFIT:
-        teachers = [_current_teacher_score(all_runs, SUITES[curve].teacher_from if curve in SUITES else curve)]
-        teachers += [_current_teacher_score(all_runs, owner) for owner in sorted(
-            (SUITES[crossed].routes or {}).values() if crossed in SUITES else [])]
+        teachers = [_current_teacher_score(all_runs, owner)
+                    for owner in [SUITES[curve].teacher_from, *sorted(SUITES[crossed].routes.values())]]
         for key, weights in (("test", "best dev epoch"), ("test_final", "last")):
             plain, structural = (_per_seed(all_runs, curve, run, key) for run in ("crf_none", "u0_crf_structural"))
             crossfit = _per_seed(all_runs, crossed, "u0_crf_structural", key)

@@ -667,9 +667,14 @@ _add(Suite(
 # alone), so the Dutch folds are the two halves. The library's own path to the same
 # targets is `kd.cross_fit` (by the teachers' training-sentence lists).
 _HALF = 1000
-for _i in (1, 2):
-    _corpus = {**CONLL03, "skip_train": (_i - 1) * _HALF, "sample_train": _HALF} if _i == 2 else \
-        {**CONLL03, "sample_train": _HALF}
+
+
+def _halves(corpus: Dict) -> List[Dict]:
+    """The first and the second 1,000 of the 2,000 gold training sentences."""
+    return [{**corpus, "sample_train": _HALF}, {**corpus, "skip_train": _HALF, "sample_train": _HALF}]
+
+
+for _i, _corpus in enumerate(_halves(CONLL03), 1):
     _add(Suite(name=f"teacher_en_half{_i}", title=f"CoNLL-2003 English NER: a teacher (ner_en's stack) on gold "
                                                   f"sentences {(_i - 1) * _HALF:,}..{_i * _HALF:,} only",
                metric="f1", corpus=_corpus, teacher=SUITES["ner_en"].teacher, teacher_trainer=TEACHER_TRAINER,
@@ -680,7 +685,7 @@ def _fold_corpora(lang: str, corpus: Dict) -> List[Dict]:
     """The training sentences of fold 0 and fold 1 of the language's 2,000 gold sentences."""
     if lang == "en":
         return [{**corpus, "leave_out_fold": {"folds": 2, "fold": 1 - k}} for k in (0, 1)]
-    return [{**corpus, "sample_train": _HALF}, {**corpus, "skip_train": _HALF, "sample_train": _HALF}]
+    return _halves(corpus)
 
 
 for _lang, _owner in (("en", "ner_en"), ("nl", "ner_nl")):
