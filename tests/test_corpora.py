@@ -189,7 +189,7 @@ def test_docstart_dropped_and_documents_unlinked(tmp_path):
 
 
 def test_leave_out_fold_deals_whole_documents_or_single_sentences(tmp_path):
-    docs = "".join(f"-DOCSTART- -X- O\n\n" + "".join(f"W{d}s{i} NNP B-PER\n\n" for i in range(d + 1))
+    docs = "".join("-DOCSTART- -X- O\n\n" + "".join(f"W{d}s{i} NNP B-PER\n\n" for i in range(d + 1))
                    for d in range(5))  # document d holds d + 1 sentences
     write(tmp_path / "c" / "train.txt", docs)
     spec = {"type": "column", "data_folder": str(tmp_path / "c"), "column_format": {0: "text", 1: "pos", 2: "ner"},
