@@ -619,15 +619,15 @@ def speed_plot(plt, all_runs: Dict[str, List[dict]]) -> List[str]:
     """One colour per suite: its teacher (square) joined to each student kind (circle), at the kind's median
     speed and its best method's mean score; a legend instead of labels on the points."""
     # a suite with no timed student (fold teachers alone, routed students) draws no line: left out
-    suites = [n for n, runs in all_runs.items()
-              if n not in UNTIMED and set(_best_student(runs + borrowed_teacher(n, all_runs))) - {"teacher"}]
+    best = {n: _best_student(runs + borrowed_teacher(n, all_runs)) for n, runs in all_runs.items() if n not in UNTIMED}
+    suites = [n for n, points in best.items() if set(points) - {"teacher"}]
     if not suites:
         return []
     fig, ax = plt.subplots(figsize=(8, 4.8))
     palette = list(plt.cm.tab20.colors) + list(plt.cm.tab20b.colors)  # tab20 alone repeats its last colour
     colours = [palette[i % len(palette)] for i in range(len(suites))]
     for colour, name in zip(colours, suites):
-        points = _best_student(all_runs[name] + borrowed_teacher(name, all_runs))
+        points = best[name]
         teacher = points.pop("teacher", None)
         for kind, (speed, score) in points.items():
             ax.scatter(speed, score, marker="o" if kind.startswith("CRF") else "^", color=colour, s=30)
