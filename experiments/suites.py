@@ -618,6 +618,23 @@ _add(Suite(
     student_trainer=CURVE_TRAINER, prepare=_prepare_vectors_nl))
 
 
+# The same suspect with a table learnt on far more text: the teacher's own transformer's input piece table
+# (multilingual-e5-small, 65,239 pieces x 384, read without its layers: embedding type 'pieces'), added to the
+# Dutch student's inputs. The pair compares with curve_nl's crf_none and u0_crf_structural (same teacher, data,
+# trainer and seeds) and with glove_nl (the same question answered with the English GloVe table).
+_PIECES = {"type": "pieces", "model": _shared("models", "multilingual-e5-small-trimmed"), "name": "pieces-e5-small"}
+_PIECES_NL_CRF = _tagger([_PIECES, *_lang_student("nl")], True)
+_add(Suite(
+    name="pieces_nl", title="CoNLL-2002 Dutch NER: the teacher transformer's input piece table + Dutch fastText + "
+                            "characters for the student, trained to convergence",
+    metric="f1", corpus=SUITES["ner_nl"].corpus, teacher=SUITES["ner_nl"].teacher, teacher_trainer=TEACHER_TRAINER,
+    teacher_from="ner_nl",
+    students=[Student("crf_none", _PIECES_NL_CRF, None, method="none", case="1a"),
+              Student("crf_structural", _PIECES_NL_CRF, {"type": "structural"}, method="structural", case="1a",
+                      mix=dict(DEFAULT_MIX))],
+    student_trainer=CURVE_TRAINER))
+
+
 # Where does the two-language student's Dutch gain come from (multi_ennl: about 75 F1 on Dutch against curve_nl's
 # 60-61)? Its Dutch sentences meet the English GloVe table (many names are in it) as well as English training
 # sentences. These Dutch-only students have multi_ennl's inputs exactly (GloVe, the Dutch 100-d fastText vectors,

@@ -102,6 +102,11 @@ MEANINGS: Dict[str, Dict[str, str]] = {
         "transformers_config_kwargs": "extra arguments of the Hugging Face model configuration",
         "transformers_model_kwargs": "extra arguments of the Hugging Face model",
     },
+    "embeddings.pieces": {
+        "model": "hub id or local transformers model folder whose tokenizer and input piece table are read "
+                 "(its layers never run)",
+        "pooling": "how a word's pieces become one vector: `mean` or `first`",
+    },
     "embeddings.flair": {
         "model": "Flair character-LM name (`news-forward`, `de-backward`, ...) or a local `.pt` file",
         "chars_per_chunk": "characters per LM batch (memory against speed)",

