@@ -597,6 +597,18 @@ _add(Suite(
 
 
 # --------------------------------------------------------------------------------------------- student inputs
+def _dutch_inputs(name, title, inputs, methods=("structural",), suffix="", **keys):
+    """A suite of Dutch CRF students on other inputs, beside curve_nl's (its data, teacher, trainer and seeds): plain
+    training and KD by each of `methods` with the default mix."""
+    model = _tagger(inputs, True)
+    students = [Student(f"crf_none{suffix}", model, None, method="none", case="1a")] + [
+        Student(f"crf_{method}{suffix}", model, {"type": method}, method=method, case="1a", mix=dict(DEFAULT_MIX))
+        for method in methods]
+    _add(Suite(name=name, title=title, metric="f1", corpus=SUITES["ner_nl"].corpus, teacher=SUITES["ner_nl"].teacher,
+               teacher_trainer=TEACHER_TRAINER, teacher_from="ner_nl", students=students,
+               student_trainer=CURVE_TRAINER, **keys))
+
+
 # The stalling-students issue's capacity suspect: does a larger word table (300-d fastText vectors on the same
 # Dutch text instead of 100-d) change what KD buys? The pair compares with curve_nl's crf_none and
 # u0_crf_structural (100-d, the same teacher, data and trainer).
@@ -607,15 +619,8 @@ def _prepare_vectors_nl():
 
 
 _NL300 = [{"type": "fasttext", "embeddings": resource_path("nl", "fasttext300"), "name": "fasttext-nl-300d"}, CHAR]
-_add(Suite(
-    name="vectors_nl", title="CoNLL-2002 Dutch NER: 300-d fastText vectors for the student (curve_nl's rows have "
-                             "100-d), trained to convergence",
-    metric="f1", corpus=SUITES["ner_nl"].corpus, teacher=SUITES["ner_nl"].teacher, teacher_trainer=TEACHER_TRAINER,
-    teacher_from="ner_nl",
-    students=[Student("crf_none_300d", _tagger(_NL300, True), None, method="none", case="1a"),
-              Student("crf_structural_300d", _tagger(_NL300, True), {"type": "structural"}, method="structural",
-                      case="1a", mix=dict(DEFAULT_MIX))],
-    student_trainer=CURVE_TRAINER, prepare=_prepare_vectors_nl))
+_dutch_inputs("vectors_nl", "CoNLL-2002 Dutch NER: 300-d fastText vectors for the student (curve_nl's rows have "
+                            "100-d), trained to convergence", _NL300, suffix="_300d", prepare=_prepare_vectors_nl)
 
 
 # The same suspect with a table learnt on far more text: the teacher's own transformer's input piece table
@@ -623,34 +628,17 @@ _add(Suite(
 # Dutch student's inputs. The pair compares with curve_nl's crf_none and u0_crf_structural (same teacher, data,
 # trainer and seeds) and with glove_nl (the same question answered with the English GloVe table).
 _PIECES = {"type": "pieces", "model": _shared("models", "multilingual-e5-small-trimmed"), "name": "pieces-e5-small"}
-_PIECES_NL_CRF = _tagger([_PIECES, *_lang_student("nl")], True)
-_add(Suite(
-    name="pieces_nl", title="CoNLL-2002 Dutch NER: the teacher transformer's input piece table + Dutch fastText + "
-                            "characters for the student, trained to convergence",
-    metric="f1", corpus=SUITES["ner_nl"].corpus, teacher=SUITES["ner_nl"].teacher, teacher_trainer=TEACHER_TRAINER,
-    teacher_from="ner_nl",
-    students=[Student("crf_none", _PIECES_NL_CRF, None, method="none", case="1a"),
-              Student("crf_structural", _PIECES_NL_CRF, {"type": "structural"}, method="structural", case="1a",
-                      mix=dict(DEFAULT_MIX))],
-    student_trainer=CURVE_TRAINER))
+_dutch_inputs("pieces_nl", "CoNLL-2002 Dutch NER: the teacher transformer's input piece table + Dutch fastText + "
+                           "characters for the student, trained to convergence", [_PIECES, *_lang_student("nl")])
 
 
 # Where does the two-language student's Dutch gain come from (multi_ennl: about 75 F1 on Dutch against curve_nl's
 # 60-61)? Its Dutch sentences meet the English GloVe table (many names are in it) as well as English training
 # sentences. These Dutch-only students have multi_ennl's inputs exactly (GloVe, the Dutch 100-d fastText vectors,
 # characters) and curve_nl's data, teacher and trainer: the table's share against the English sentences' share.
-_GLOVE_NL_CRF = _tagger([GLOVE, *_lang_student("nl")], True)
-_add(Suite(
-    name="glove_nl", title="CoNLL-2002 Dutch NER: the two-language student's inputs (GloVe + Dutch fastText + "
-                           "characters) on Dutch data only, trained to convergence",
-    metric="f1", corpus=SUITES["ner_nl"].corpus, teacher=SUITES["ner_nl"].teacher, teacher_trainer=TEACHER_TRAINER,
-    teacher_from="ner_nl",
-    students=[Student("crf_none", _GLOVE_NL_CRF, None, method="none", case="1a"),
-              Student("crf_structural", _GLOVE_NL_CRF, {"type": "structural"}, method="structural", case="1a",
-                      mix=dict(DEFAULT_MIX)),
-              Student("crf_posterior", _GLOVE_NL_CRF, {"type": "posterior"}, method="posterior", case="1a",
-                      mix=dict(DEFAULT_MIX))],
-    student_trainer=CURVE_TRAINER))
+_dutch_inputs("glove_nl", "CoNLL-2002 Dutch NER: the two-language student's inputs (GloVe + Dutch fastText + "
+                          "characters) on Dutch data only, trained to convergence", [GLOVE, *_lang_student("nl")],
+              methods=("structural", "posterior"))
 
 
 # An ensemble: three English teachers of different embedding stacks, each trained on ner_en's 2,000 gold

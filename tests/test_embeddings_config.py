@@ -24,6 +24,7 @@ from skd_flair import training  # noqa: E402
 from skd_flair.registry import ConfigError  # noqa: E402
 from skd_flair.training import embeddings as emb_mod  # noqa: E402
 from skd_flair.training.corpora import load_corpus  # noqa: E402
+from tests.tiny_bert import save_tiny_bert  # noqa: E402
 from skd_flair.training.embeddings import (  # noqa: E402
     EMBEDDINGS,
     FastTextSubwordEmbeddings,
@@ -61,24 +62,12 @@ def corpus():
 def artefacts(tmp_path_factory):
     """Tiny BERT, tiny Flair char LM, gensim fastText (three formats), plain word vectors (four formats)."""
     from flair.models import LanguageModel
-    from transformers import BertConfig, BertModel, BertTokenizerFast
 
     root = tmp_path_factory.mktemp("artefacts")
     out = {}
 
     # a tiny BERT with a word-piece vocabulary of the test words and their characters
-    bert = root / "tiny-bert"
-    bert.mkdir()
-    chars = sorted({c for w in WORDS for c in w.lower() + w})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + chars + [f"##{c}" for c in chars]
-    (root / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=False)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(bert)
-    tokenizer.save_pretrained(bert)
-    out["bert"] = bert
+    out["bert"] = save_tiny_bert(root / "tiny-bert", WORDS)
 
     # a tiny (untrained) Flair character language model
     char_dict = Dictionary(add_unk=True)

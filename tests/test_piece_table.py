@@ -15,6 +15,7 @@ torch.set_num_threads(1)
 
 from flair.data import Sentence  # noqa: E402
 
+from tests.tiny_bert import save_tiny_bert  # noqa: E402
 from skd_flair.models import DistillableTagger, PieceTableEmbeddings  # noqa: E402
 from skd_flair.registry import ConfigError  # noqa: E402
 from skd_flair.training.corpora import load_corpus  # noqa: E402
@@ -27,20 +28,7 @@ TEXT = "the cat Katzenstadt sat in Berlin ."  # in-vocabulary words, a word of s
 
 
 def tiny_bert(folder: Path, dtype=torch.float32) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder.mkdir(parents=True)
-    chars = sorted(set("".join(WORDS) + TEXT.replace(" ", "") + "ka"))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + chars + [f"##{c}" for c in chars]
-    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=False)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=16, max_position_embeddings=32)
-    torch.manual_seed(0)
-    BertModel(config).to(dtype).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "vocab.txt").unlink()  # the fast tokenizer's tokenizer.json is all a piece table needs
-    return folder
+    return save_tiny_bert(folder, WORDS, more_chars=TEXT, hidden=8, layers=1, positions=32, dtype=dtype)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,8 @@ from flair.data import Sentence
 from flair.embeddings import TokenEmbeddings
 from flair.embeddings.base import register_embeddings
 
+from .cpu_table import CpuTable
+
 __all__ = ["FastTextSubwordEmbeddings", "load_fasttext_vectors"]
 
 
@@ -43,7 +45,7 @@ def _ngram_hashes(word: str, min_n: int, max_n: int, bucket: int) -> List[int]:
 
 
 @register_embeddings
-class FastTextSubwordEmbeddings(TokenEmbeddings):
+class FastTextSubwordEmbeddings(CpuTable, TokenEmbeddings):
     """Static fastText vectors with subword (character n-gram) vectors for out-of-vocabulary words.
 
     In-vocabulary words get their fastText vector; any other word gets the mean of its hashed n-gram vectors
@@ -153,15 +155,6 @@ class FastTextSubwordEmbeddings(TokenEmbeddings):
         for token, vector in zip(tokens, out):
             token.set_embedding(self.name, vector)
         return sentences
-
-    # keep the (possibly multi-GB) matrices on the CPU, like Flair's WordEmbeddings(force_cpu=True)
-    def _apply(self, fn, *args, **kwargs):
-        if getattr(self, "force_cpu", False) and getattr(fn, "__name__", "") == "convert":
-            return self
-        return super()._apply(fn, *args, **kwargs)
-
-    def __str__(self) -> str:
-        return self.name
 
     def extra_repr(self) -> str:
         return (f"vocab={len(self.vocab)}, dim={self.embedding_length}, bucket={self.bucket}, "

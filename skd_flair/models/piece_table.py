@@ -24,6 +24,8 @@ from flair.data import Sentence
 from flair.embeddings import TokenEmbeddings
 from flair.embeddings.base import register_embeddings
 
+from .cpu_table import CpuTable
+
 __all__ = ["PieceTableEmbeddings", "POOLINGS"]
 
 POOLINGS = ("mean", "first")
@@ -40,7 +42,7 @@ def _tokenizer(tokenizer_json: str):
 
 
 @register_embeddings
-class PieceTableEmbeddings(TokenEmbeddings):
+class PieceTableEmbeddings(CpuTable, TokenEmbeddings):
     """Static word vectors pooled from a transformer's input piece embeddings (see the module docstring).
 
     Build one with :meth:`from_pretrained` (a local folder or a hub id). A word the tokenizer turns into no
@@ -145,16 +147,6 @@ class PieceTableEmbeddings(TokenEmbeddings):
         for token, vector in zip(tokens, out):
             token.set_embedding(self.name, vector)
         return sentences
-
-    # keep the table on the CPU (as FastTextSubwordEmbeddings and Flair's WordEmbeddings(force_cpu=True)) and in
-    # its stored precision when the model around it moves or changes dtype
-    def _apply(self, fn, *args, **kwargs):
-        if getattr(self, "force_cpu", False) and getattr(fn, "__name__", "") == "convert":
-            return self
-        return super()._apply(fn, *args, **kwargs)
-
-    def __str__(self) -> str:
-        return self.name
 
     def extra_repr(self) -> str:
         return f"rows={self.rows}, dim={self.embedding_length}, pooling={self.pooling}, dtype={self.dtype}"
