@@ -20,6 +20,7 @@ from skd_flair.models import DistillableTagger, PieceTableEmbeddings  # noqa: E4
 from skd_flair.registry import ConfigError  # noqa: E402
 from skd_flair.training.corpora import load_corpus  # noqa: E402
 from skd_flair.training.embeddings import build_embeddings  # noqa: E402
+from skd_flair.training.export import export_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WIKIANN = REPO / "resources" / "data" / "wikiann_en"
@@ -94,6 +95,16 @@ def test_a_tagger_saves_and_loads_without_the_transformer_folder_in_its_stored_p
     tagger.predict(one, return_probabilities_for_all_classes=True)
     loaded.predict(two, return_probabilities_for_all_classes=True)
     assert [t.get_label("ner").score for t in one] == pytest.approx([t.get_label("ner").score for t in two])
+
+    # skd-flair export passes the table through (it trims word tables only), in its precision with --half too
+    (tmp_path / "vocab.txt").write_text("the\ncat\n", encoding="utf-8")
+    export_model(tmp_path / "tagger.pt", tmp_path / "half.pt", vocab=tmp_path / "vocab.txt", half=True)
+    exported = DistillableTagger.load(tmp_path / "half.pt")
+    assert torch.equal(exported.embeddings.embeddings[0].vectors, table.vectors)
+    three = Sentence(TEXT)
+    exported.predict(three, return_probabilities_for_all_classes=True)
+    assert [t.get_label("ner").score for t in three] == pytest.approx([t.get_label("ner").score for t in one],
+                                                                       abs=0.01)
 
 
 def test_the_table_stays_on_the_cpu_in_its_precision_when_the_model_moves(bert):
