@@ -286,6 +286,23 @@ PAIRED = (("curve_en", "crf_none", "no KD"), ("onehot_en", "u0_crf_gold", "KD on
           ("crossfit_en", "u0_crf_structural", "KD on cross-fitted teachers' marginals"))
 
 
+# The stalling-students issue's capacity suspect in Dutch: the same data, teacher, trainer and seeds, other word
+# tables for the student (curve_nl: 100-d fastText trained here; vectors_nl: 300-d on the same text; pieces_nl: the
+# teacher transformer's input piece table added; glove_nl: the English GloVe table added)
+INPUTS_NL = (("curve_nl", "crf_none", "no KD, 100-d fastText + chars"),
+             ("curve_nl", "u0_crf_structural", "structural KD, 100-d fastText + chars"),
+             ("vectors_nl", "crf_none_300d", "no KD, 300-d fastText + chars"),
+             ("vectors_nl", "crf_structural_300d", "structural KD, 300-d fastText + chars"),
+             ("pieces_nl", "crf_none", "no KD, + e5 piece table"),
+             ("pieces_nl", "crf_structural", "structural KD, + e5 piece table"),
+             ("glove_nl", "crf_none", "no KD, + GloVe"),
+             ("glove_nl", "crf_structural", "structural KD, + GloVe"))
+INPUTS_NL_HEAD = ("## Dutch student inputs, by seed: what a larger word table buys, with and without KD",
+                  "CoNLL-02 Dutch, 2,000 gold sentences, the same teacher (its current training; KD rows of an "
+                  "earlier one are left out), trainer and seeds, trained to convergence: test F1 (best dev F1 in "
+                  "brackets) per seed; the last rows compare each student with the first over the seeds both have.")
+
+
 # With unlabelled text: the teacher on every sentence (KD and gold 0.5 each on the gold ones) against the teacher on
 # the unlabelled text only (gold sentences learn from gold alone), beside plain training
 TEXT_ONLY_U = 2000
@@ -389,7 +406,7 @@ def paired_seeds_table(all_runs: Dict[str, List[dict]], paired=PAIRED, head=None
                             "brackets) per seed; the last rows compare each student with the first over the seeds both "
                             "have.")
     lines = [title, "", intro, "",
-             "| seed | " + " | ".join(f"{label} (`{run}`)" for (_, run), label in columns) + " |",
+             "| seed | " + " | ".join(f"{label} (`{suite}` `{run}`)" for (suite, run), label in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for seed in seeds:
         cells = []
@@ -770,6 +787,7 @@ def main():
     lines += paired_seeds_table(all_runs)
     if any(r.get("run", "").endswith("_kd_on_text") for r in all_runs.get("curve_en", [])):
         lines += paired_seeds_table(all_runs, TEXT_ONLY, TEXT_ONLY_HEAD)
+    lines += paired_seeds_table(all_runs, INPUTS_NL, INPUTS_NL_HEAD)
     lines += selection_table(all_runs)
     lines += ["## Speed and size", ""] + speed_table(all_runs) + [""]
     lines += confidence_table()
