@@ -295,12 +295,24 @@ INPUTS_NL = (("curve_nl", "crf_none", "no KD, 100-d fastText + chars"),
              ("vectors_nl", "crf_structural_300d", "structural KD, 300-d fastText + chars"),
              ("pieces_nl", "crf_none", "no KD, + e5 piece table"),
              ("pieces_nl", "crf_structural", "structural KD, + e5 piece table"),
+             ("pieces_nl", "crf_posterior", "posterior KD, + e5 piece table"),
+             ("pieces_nl", "crf_topk", "Top-K KD, + e5 piece table"),
              ("glove_nl", "crf_none", "no KD, + GloVe"),
              ("glove_nl", "crf_structural", "structural KD, + GloVe"))
 INPUTS_NL_HEAD = ("## Dutch student inputs, by seed: what a larger word table buys, with and without KD",
                   "CoNLL-02 Dutch, 2,000 gold sentences, the same teacher (its current training; KD rows of an "
                   "earlier one are left out), trainer and seeds, trained to convergence: test F1 (best dev F1 in "
                   "brackets) per seed; the last rows compare each student with the first over the seeds both have.")
+
+# The same question in English (curve_en: GloVe + chars; pieces_en: the e5 piece table added)
+INPUTS_EN = (("curve_en", "crf_none", "no KD, GloVe + chars"),
+             ("curve_en", "u0_crf_structural", "structural KD, GloVe + chars"),
+             ("pieces_en", "crf_none", "no KD, + e5 piece table"),
+             ("pieces_en", "crf_structural", "structural KD, + e5 piece table"))
+INPUTS_EN_HEAD = ("## English student inputs, by seed: what a larger word table buys, with and without KD",
+                  "CoNLL-03 English, 2,000 gold sentences, the same teacher, trainer and seeds, trained to "
+                  "convergence: test F1 (best dev F1 in brackets) per seed; the last rows compare each student with "
+                  "the first over the seeds both have.")
 
 
 # With unlabelled text: the teacher on every sentence (KD and gold 0.5 each on the gold ones) against the teacher on
@@ -788,6 +800,7 @@ def main():
     if any(r.get("run", "").endswith("_kd_on_text") for r in all_runs.get("curve_en", [])):
         lines += paired_seeds_table(all_runs, TEXT_ONLY, TEXT_ONLY_HEAD)
     lines += paired_seeds_table(all_runs, INPUTS_NL, INPUTS_NL_HEAD)
+    lines += paired_seeds_table(all_runs, INPUTS_EN, INPUTS_EN_HEAD)
     lines += selection_table(all_runs)
     lines += ["## Speed and size", ""] + speed_table(all_runs) + [""]
     lines += confidence_table()
