@@ -596,7 +596,11 @@ def plots(all_runs: Dict[str, List[dict]]) -> List[str]:
             labels.append(run_name)
             means.append(statistics.mean(values))
             errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(labels)), 4))
+        counts = [len(group) for _, group in groups]
+        if len(set(counts)) > 1:  # a bar of one seed has no error bar: say how many seeds each bar is
+            labels = [f"{label} ({n} seed{'s' if n > 1 else ''})" for label, n in zip(labels, counts)]
+        # rotated labels take height from the bars: grow the figure with the longest one
+        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(labels)), max(4.0, 2.5 + 0.075 * max(map(len, labels)))))
         ax.bar(range(len(labels)), means, yerr=errors, capsize=3,
                color=["#555555" if lab.startswith("teacher") else "#4477aa" for lab in labels])
         ax.set_xticks(range(len(labels)))
