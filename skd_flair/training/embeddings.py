@@ -343,7 +343,9 @@ def pieces(
     name: Optional[str] = None,
 ) -> PieceTableEmbeddings:
     """A transformer's input piece embeddings as static word vectors (:class:`PieceTableEmbeddings`): each word
-    split by the model's own tokenizer, its pieces' rows pooled; no transformer layer runs."""
+    split by the model's own tokenizer, its pieces' rows pooled; no transformer layer runs. For a student whose
+    teacher embeds with a transformer, give it that transformer's table: it is part of the distillation recipe (README,
+    "Default recipe")."""
     where = "embedding type 'pieces'"
     if pooling not in POOLINGS:
         raise ConfigError(f"{where}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
