@@ -308,7 +308,9 @@ INPUTS_NL_HEAD = ("## Dutch student inputs, by seed: what a larger word table bu
 INPUTS_EN = (("curve_en", "crf_none", "no KD, GloVe + chars"),
              ("curve_en", "u0_crf_structural", "structural KD, GloVe + chars"),
              ("pieces_en", "crf_none", "no KD, + e5 piece table"),
-             ("pieces_en", "crf_structural", "structural KD, + e5 piece table"))
+             ("pieces_en", "crf_structural", "structural KD, + e5 piece table"),
+             ("pieces_en", "crf_posterior", "posterior KD, + e5 piece table"),
+             ("pieces_en", "crf_topk", "Top-K KD, + e5 piece table"))
 INPUTS_EN_HEAD = ("## English student inputs, by seed: what a larger word table buys, with and without KD",
                   "CoNLL-03 English, 2,000 gold sentences, the same teacher, trainer and seeds, trained to "
                   "convergence: test F1 (best dev F1 in brackets) per seed; the last rows compare each student with "

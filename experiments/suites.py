@@ -641,7 +641,7 @@ _student_inputs("pieces_nl", "CoNLL-2002 Dutch NER: the teacher transformer's in
 # compares with curve_en's crf_none and u0_crf_structural.
 _student_inputs("pieces_en", "CoNLL-2003 English NER: the teacher transformer's input piece table + GloVe + "
                              "characters for the student, trained to convergence", [_PIECES, *EN_STUDENT],
-                owner="ner_en")
+                methods=("structural", "posterior", "topk"), owner="ner_en")
 
 
 # Where does the two-language student's Dutch gain come from (multi_ennl: about 75 F1 on Dutch against curve_nl's
