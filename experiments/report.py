@@ -289,32 +289,34 @@ PAIRED = (("curve_en", "crf_none", "no KD"), ("onehot_en", "u0_crf_gold", "KD on
 # The stalling-students issue's capacity suspect in Dutch: the same data, teacher, trainer and seeds, other word
 # tables for the student (curve_nl: 100-d fastText trained here; vectors_nl: 300-d on the same text; pieces_nl: the
 # teacher transformer's input piece table added; glove_nl: the English GloVe table added)
-INPUTS_NL = (("curve_nl", "crf_none", "no KD, 100-d fastText + chars"),
-             ("curve_nl", "u0_crf_structural", "structural KD, 100-d fastText + chars"),
+_PIECE_METHODS = (("crf_none", "no KD"), ("crf_structural", "structural KD"), ("crf_posterior", "posterior KD"),
+                  ("crf_topk", "Top-K KD"))
+
+
+def _inputs_rows(curve: str, inputs: str, suite: str) -> tuple:
+    """The curve's U=0 pair on its own inputs, then the piece-table suite's students."""
+    return ((curve, "crf_none", f"no KD, {inputs}"), (curve, "u0_crf_structural", f"structural KD, {inputs}"),
+            *((suite, run, f"{label}, + e5 piece table") for run, label in _PIECE_METHODS))
+
+
+def _inputs_head(language: str, corpus: str, teacher: str = "") -> tuple:
+    return (f"## {language} student inputs, by seed: what a larger word table buys, with and without KD",
+            f"{corpus}, 2,000 gold sentences, the same teacher{teacher}, trainer and seeds, trained to convergence: "
+            "test F1 (best dev F1 in brackets) per seed; the last rows compare each student with the first over the "
+            "seeds both have.")
+
+
+INPUTS_NL = (*_inputs_rows("curve_nl", "100-d fastText + chars", "pieces_nl"),
              ("vectors_nl", "crf_none_300d", "no KD, 300-d fastText + chars"),
              ("vectors_nl", "crf_structural_300d", "structural KD, 300-d fastText + chars"),
-             ("pieces_nl", "crf_none", "no KD, + e5 piece table"),
-             ("pieces_nl", "crf_structural", "structural KD, + e5 piece table"),
-             ("pieces_nl", "crf_posterior", "posterior KD, + e5 piece table"),
-             ("pieces_nl", "crf_topk", "Top-K KD, + e5 piece table"),
              ("glove_nl", "crf_none", "no KD, + GloVe"),
              ("glove_nl", "crf_structural", "structural KD, + GloVe"))
-INPUTS_NL_HEAD = ("## Dutch student inputs, by seed: what a larger word table buys, with and without KD",
-                  "CoNLL-02 Dutch, 2,000 gold sentences, the same teacher (its current training; KD rows of an "
-                  "earlier one are left out), trainer and seeds, trained to convergence: test F1 (best dev F1 in "
-                  "brackets) per seed; the last rows compare each student with the first over the seeds both have.")
+INPUTS_NL_HEAD = _inputs_head("Dutch", "CoNLL-02 Dutch", " (its current training; KD rows of an earlier one are left "
+                                                         "out)")
 
 # The same question in English (curve_en: GloVe + chars; pieces_en: the e5 piece table added)
-INPUTS_EN = (("curve_en", "crf_none", "no KD, GloVe + chars"),
-             ("curve_en", "u0_crf_structural", "structural KD, GloVe + chars"),
-             ("pieces_en", "crf_none", "no KD, + e5 piece table"),
-             ("pieces_en", "crf_structural", "structural KD, + e5 piece table"),
-             ("pieces_en", "crf_posterior", "posterior KD, + e5 piece table"),
-             ("pieces_en", "crf_topk", "Top-K KD, + e5 piece table"))
-INPUTS_EN_HEAD = ("## English student inputs, by seed: what a larger word table buys, with and without KD",
-                  "CoNLL-03 English, 2,000 gold sentences, the same teacher, trainer and seeds, trained to "
-                  "convergence: test F1 (best dev F1 in brackets) per seed; the last rows compare each student with "
-                  "the first over the seeds both have.")
+INPUTS_EN = _inputs_rows("curve_en", "GloVe + chars", "pieces_en")
+INPUTS_EN_HEAD = _inputs_head("English", "CoNLL-03 English")
 
 
 # With unlabelled text: the teacher on every sentence (KD and gold 0.5 each on the gold ones) against the teacher on
