@@ -623,22 +623,22 @@ def _prepare_vectors_nl():
 
 _NL300 = [{"type": "fasttext", "embeddings": resource_path("nl", "fasttext300"), "name": "fasttext-nl-300d"}, CHAR]
 _student_inputs("vectors_nl", "CoNLL-2002 Dutch NER: 300-d fastText vectors for the student (curve_nl's rows have "
-                            "100-d), trained to convergence", _NL300, suffix="_300d", prepare=_prepare_vectors_nl)
+                              "100-d), trained to convergence", _NL300, suffix="_300d", prepare=_prepare_vectors_nl)
 
 
 # The same suspect with a table learnt on far more text: the teacher's own transformer's input piece table
 # (multilingual-e5-small, 65,239 pieces x 384, read without its layers: embedding type 'pieces'), added to the
-# Dutch student's inputs. The pair compares with curve_nl's crf_none and u0_crf_structural (same teacher, data,
-# trainer and seeds) and with glove_nl (the same question answered with the English GloVe table).
+# Dutch student's inputs. Its rows compare with curve_nl's crf_none and U=0 KD rows (same teacher, data, trainer
+# and seeds) and with glove_nl (the same question answered with the English GloVe table).
 _PIECES = {"type": "pieces", "model": _shared("models", "multilingual-e5-small-trimmed"), "name": "pieces-e5-small"}
-_student_inputs("pieces_nl", "CoNLL-2002 Dutch NER: the teacher transformer's input piece table + Dutch fastText + "
-                           "characters for the student, trained to convergence", [_PIECES, *_lang_student("nl")],
+_student_inputs("pieces_nl", "CoNLL-2002 Dutch NER: the teacher transformer's input piece table + Dutch fastText "
+                             "+ characters for the student, trained to convergence", [_PIECES, *_lang_student("nl")],
                 methods=("structural", "posterior", "topk"))
 
 
 # The same table for the English student (GloVe + characters in curve_en): with all gold data structural KD trails
-# plain training there by 0.69 on six seeds; does a student nearer its teacher's inputs change that? The pair
-# compares with curve_en's crf_none and u0_crf_structural.
+# plain training there by 0.69 on six seeds; does a student nearer its teacher's inputs change that? Its rows
+# compare with curve_en's crf_none and U=0 KD rows.
 _student_inputs("pieces_en", "CoNLL-2003 English NER: the teacher transformer's input piece table + GloVe + "
                              "characters for the student, trained to convergence", [_PIECES, *EN_STUDENT],
                 methods=("structural", "posterior", "topk"), owner="ner_en")
@@ -649,8 +649,8 @@ _student_inputs("pieces_en", "CoNLL-2003 English NER: the teacher transformer's 
 # sentences. These Dutch-only students have multi_ennl's inputs exactly (GloVe, the Dutch 100-d fastText vectors,
 # characters) and curve_nl's data, teacher and trainer: the table's share against the English sentences' share.
 _student_inputs("glove_nl", "CoNLL-2002 Dutch NER: the two-language student's inputs (GloVe + Dutch fastText + "
-                          "characters) on Dutch data only, trained to convergence", [GLOVE, *_lang_student("nl")],
-              methods=("structural", "posterior"))
+                            "characters) on Dutch data only, trained to convergence", [GLOVE, *_lang_student("nl")],
+                methods=("structural", "posterior"))
 
 
 # An ensemble: three English teachers of different embedding stacks, each trained on ner_en's 2,000 gold
