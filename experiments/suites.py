@@ -416,15 +416,20 @@ CURVE_TRAINER = {**TAGGER_TRAINER, "max_epochs": 100, "min_learning_rate": 1e-3}
 TEXT_ONLY_MIX = {"type": "constant", "weight": 0.0}  # gold sentences: gold loss only; unlabelled: KD only
 
 
+# The recipe's objective per KD method (T=1 throughout; Top-K keeps the 10 best paths)
+RECIPE_OBJECTIVES = {"structural": {"type": "structural"}, "posterior": {"type": "posterior"},
+                     "topk": {"type": "topk", "k": 10}, "token": {"type": "token"}}
+
+
 def _recipe_methods(embeddings):
     """(name, model, objective, method, case) of every KD method under the default recipe (README, "Default
     recipe": T=1, KD and gold 0.5 each on the gold sentences)."""
     crf, maxent = _tagger(embeddings, True), _tagger(embeddings, False)
-    return (("crf_structural", crf, {"type": "structural"}, "structural", "1a"),
-            ("crf_posterior", crf, {"type": "posterior"}, "posterior", "1a"),
-            ("crf_topk", crf, {"type": "topk", "k": 10}, "topk", "1a"),
-            ("maxent_structural", maxent, {"type": "structural"}, "structural", "2a"),
-            ("maxent_token", maxent, {"type": "token"}, "token", "2a"))
+    return (("crf_structural", crf, dict(RECIPE_OBJECTIVES["structural"]), "structural", "1a"),
+            ("crf_posterior", crf, dict(RECIPE_OBJECTIVES["posterior"]), "posterior", "1a"),
+            ("crf_topk", crf, dict(RECIPE_OBJECTIVES["topk"]), "topk", "1a"),
+            ("maxent_structural", maxent, dict(RECIPE_OBJECTIVES["structural"]), "structural", "2a"),
+            ("maxent_token", maxent, dict(RECIPE_OBJECTIVES["token"]), "token", "2a"))
 
 
 # A lighter CRF student for shipping: the word BiLSTM is most of a student's arithmetic at batch 32 (2 x 256 over
@@ -597,15 +602,12 @@ _add(Suite(
 
 
 # --------------------------------------------------------------------------------------------- student inputs
-_CRF_OBJECTIVES = {method: objective for name, _, objective, method, case in _recipe_methods([CHAR]) if case == "1a"}
-
-
 def _student_inputs(name, title, inputs, methods=("structural",), suffix="", owner="ner_nl", **keys):
     """A suite of CRF students on other inputs, beside the curve of `owner`'s language (its data, teacher, trainer
     and seeds): plain training and KD by each of `methods` with the default mix."""
     model = _tagger(inputs, True)
     students = [Student(f"crf_none{suffix}", model, None, method="none", case="1a")] + [
-        Student(f"crf_{method}{suffix}", model, dict(_CRF_OBJECTIVES[method]), method=method, case="1a",
+        Student(f"crf_{method}{suffix}", model, dict(RECIPE_OBJECTIVES[method]), method=method, case="1a",
                 mix=dict(DEFAULT_MIX)) for method in methods]
     _add(Suite(name=name, title=title, metric="f1", corpus=SUITES[owner].corpus, teacher=SUITES[owner].teacher,
                teacher_trainer=TEACHER_TRAINER, teacher_from=owner, students=students,
