@@ -646,6 +646,13 @@ _student_inputs("pieces_en", "CoNLL-2003 English NER: the teacher transformer's 
                 methods=("structural", "posterior", "topk"), owner="ner_en")
 
 
+# And for the German student (WikiANN, the language where KD was ahead of plain training without the table): its
+# rows compare with converge_de's (the same data and trainer; the teacher is ner_de's, retrained where absent).
+_student_inputs("pieces_de", "WikiANN German NER: the teacher transformer's input piece table + German fastText + "
+                             "characters for the student, trained to convergence", [_PIECES, *_lang_student("de")],
+                methods=("structural", "posterior", "topk"), owner="ner_de")
+
+
 # Where does the two-language student's Dutch gain come from (multi_ennl: about 75 F1 on Dutch against curve_nl's
 # 60-61)? Its Dutch sentences meet the English GloVe table (many names are in it) as well as English training
 # sentences. These Dutch-only students have multi_ennl's inputs exactly (GloVe, the Dutch 100-d fastText vectors,
