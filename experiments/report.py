@@ -337,7 +337,10 @@ TEXT_ONLY_HEAD = ("## The teacher on every sentence or on unlabelled text only",
 
 # The stalling-students issue's goal, all gold data, the default recipe, trained to convergence: per language, plain
 # training against every KD method, and structural KD against each of the others over the seeds both have
-GOAL = (("CoNLL-03 en", "curve_en", "u0_"), ("CoNLL-02 nl", "curve_nl", "u0_"), ("WikiANN de", "converge_de", ""))
+GOAL = (("CoNLL-03 en", "curve_en", "u0_"), ("CoNLL-02 nl", "curve_nl", "u0_"), ("WikiANN de", "converge_de", ""),
+        # the same methods on students that also read the teacher transformer's input piece table
+        ("CoNLL-03 en, + piece table", "pieces_en", ""), ("CoNLL-02 nl, + piece table", "pieces_nl", ""),
+        ("WikiANN de, + piece table", "pieces_de", ""))
 GOAL_METHODS = (("crf_structural", "structural"), ("crf_posterior", "posterior"), ("crf_topk", "Top-K"),
                 ("maxent_structural", "MaxEnt structural"), ("maxent_token", "MaxEnt token-level"))
 
