@@ -86,6 +86,13 @@ def _facts(model, model_file: Path, kind: str, corpus) -> Dict:
 LOSS_RTOL = 1e-5
 
 
+def _teacher_run_hash(suite: Suite, trainer: Dict, dropout_as_before: bool) -> str:
+    """The hash a teacher's unfinished run resumes under; a training with the old frozen-transformer dropout hashes
+    apart, so a killed ``--reproduce`` never resumes as an ordinary training, nor the other way round."""
+    parts = [suite.corpus, suite.teacher, trainer]
+    return config_hash(parts + [{"frozen_transformer_dropout": True}] if dropout_as_before else parts)
+
+
 def _reproduces(scores: Dict, recorded: Dict) -> bool:
     """Every test number of the record that counts predictions (F1, precision, recall, accuracy) to the last digit,
     so the same predictions on every test sentence, and the mean loss to LOSS_RTOL."""
@@ -154,8 +161,9 @@ class SuiteRunner:
         trainer = {**self.suite.teacher_trainer, "base_path": str(base)}
         as_before = self.reproduce and _dropout_as_before(earlier)
         with frozen_dropout_as_before() if as_before else nullcontext():
+            # the dropout mode is part of the training: a checkpoint of one mode must not resume in the other
             out = run_trainer(model, corpus, {**trainer, **KEEP_BEST_DEV_EPOCH}, plugins=[], overwrite=True,
-                              run_hash=config_hash([self.suite.corpus, self.suite.teacher, trainer]))
+                              run_hash=_teacher_run_hash(self.suite, trainer, as_before))
         scores = _scores(model, corpus, self.suite.metric)
         if self.reproduce:
             return self._adopt_reproduction(owner, model, earlier, scores, out, base, record, as_before)

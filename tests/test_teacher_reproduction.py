@@ -100,3 +100,18 @@ def test_a_teacher_is_reproduced_with_the_dropout_its_training_had(tmp_path, run
     _lose_the_model(tmp_path)
     runner.main(["smoke", "--teacher-only", "--reproduce"])
     assert entered == [True] and json.loads(record.read_text())["frozen_transformer_dropout"] is True
+
+
+def test_a_killed_reproduction_never_resumes_as_an_ordinary_training():
+    """A teacher's checkpoint resumes under its run hash: a `--reproduce` run (frozen transformers' dropout on)
+    killed half way must not be taken up by a plain `--teacher-only` (dropout off), as happened to ner_de once."""
+    from experiments.run import _teacher_run_hash
+    from experiments.suites import SUITES
+    from skd_flair.training.resume import config_hash
+
+    suite = SUITES["smoke"]
+    trainer = {**suite.teacher_trainer, "base_path": "somewhere"}
+    plain, as_before = _teacher_run_hash(suite, trainer, False), _teacher_run_hash(suite, trainer, True)
+    assert plain != as_before
+    # the ordinary training's hash is the one its checkpoints were written under before the mode counted
+    assert plain == config_hash([suite.corpus, suite.teacher, trainer])
