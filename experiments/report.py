@@ -352,13 +352,15 @@ def goal_table(all_runs: Dict[str, List[dict]], key: str = "test") -> List[str]:
     header = ["language (suite)", "no KD"] + [label for _, label in GOAL_METHODS] + [
         f"structural - {label}" for label in ["no KD"] + [label for _, label in GOAL_METHODS[1:]]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for language, suite, prefix in GOAL:
-        def per_seed(run):
-            return _per_seed(all_runs, suite, run, key)
-        rows = {"none": per_seed("crf_none"), **{name: per_seed(prefix + name) for name, _ in GOAL_METHODS}}
+    for language, suite, prefix, training in _goal_rows(all_runs):
+        def per_seed(run, kd=True):
+            return _per_seed(all_runs, suite, run, key, training if kd else 0)
+        rows = {"none": per_seed("crf_none", kd=False),
+                **{name: per_seed(prefix + name) for name, _ in GOAL_METHODS}}
         if not rows["crf_structural"]:
             continue
-        cells = [f"{language} (`{suite}`)"] + [
+        teacher = f"; {EARLIER_TRAINING[len('teacher, '):]}{_nth(training)} of its teacher" if training else ""
+        cells = [f"{language} (`{suite}`{teacher})"] + [
             _fmt(list(rows[name].values())) + (f" ({len(rows[name])})" if rows[name] else "")
             for name in ["none"] + [n for n, _ in GOAL_METHODS]]
         cells += [_paired_difference(rows["crf_structural"], rows[other])
@@ -367,10 +369,26 @@ def goal_table(all_runs: Dict[str, List[dict]], key: str = "test") -> List[str]:
     return lines if len(lines) > 2 else []
 
 
-def _per_seed(all_runs: Dict[str, List[dict]], suite: str, run: str, key: str = "test") -> Dict[int, float]:
-    """{seed: score} of one student row, the current teacher's students only."""
+def _goal_rows(all_runs: Dict[str, List[dict]]):
+    """(language, suite, prefix, training) per goal row: the current teacher's students of every GOAL suite, then
+    those of each earlier training of its teacher that taught a structural-KD student (a teacher retrained after its
+    students ran: their rows stay readable, against plain training, which no teacher touches)."""
+    for language, suite, prefix in GOAL:
+        yield language, suite, prefix, 0
+        trainings = {max(r["teacher_trainings"].values()) for r in all_runs.get(suite, [])
+                     if r.get("earlier_teacher") and r.get("role") == "student"
+                     and r["run"].startswith(prefix + "crf_structural" + EARLIER_TEACHER[:-1])}
+        yield from ((language, suite, prefix, k) for k in sorted(trainings))
+
+
+def _per_seed(all_runs: Dict[str, List[dict]], suite: str, run: str, key: str = "test",
+              training: int = 0) -> Dict[int, float]:
+    """{seed: score} of one student row: the current teacher's students, or with ``training`` k > 0 those of the
+    k-th earlier training of their teacher."""
+    if training:
+        run = run + EARLIER_TEACHER[:-1] + _nth(training) + ")"
     return {r["seed"]: r[key]["main"] for r in all_runs.get(suite, []) if r.get("role") == "student"
-            and r.get("run") == run and not r.get("earlier_teacher") and r.get(key)}
+            and r.get("run") == run and bool(r.get("earlier_teacher")) == bool(training) and r.get(key)}
 
 
 def _paired_difference(a: Dict[int, float], b: Dict[int, float]) -> str:

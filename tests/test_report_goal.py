@@ -33,6 +33,9 @@ def test_goal_table_pairs_seeds_and_leaves_out_an_earlier_teachers_students(tmp_
     row = [c.strip() for c in report.goal_table(runs)[2].strip("|").split("|")]
     assert row[1:4] == ["77.33 ± 6.43 (3)", "82.00 ± 1.41 (2)", "80.00 (1)"]  # seed 4 is the earlier teacher's
     assert row[7:9] == ["+1.00 (2; lower on 1)", "+1.00 (1; lower on 0)"]  # seeds 1-2; seed 2
+    earlier = [c.strip() for c in report.goal_table(runs)[3].strip("|").split("|")]  # its own row, not mixed in
+    assert earlier[0] == "Toy (`toy`; earlier training of its teacher)"
+    assert earlier[1:4] == ["77.33 ± 6.43 (3)", "99.00 (1)", "-"] and earlier[7] == "-"  # no plain seed 4
     last = [c.strip() for c in report.goal_table(runs, "test_final")[2].strip("|").split("|")]
     assert last[1:3] == ["81.00 (1)", "80.00 (1)"] and last[7] == "-1.00 (1; lower on 1)"
 
