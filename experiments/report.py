@@ -347,8 +347,9 @@ GOAL_METHODS = (("crf_structural", "structural"), ("crf_posterior", "posterior")
 
 def goal_table(all_runs: Dict[str, List[dict]], key: str = "test") -> List[str]:
     """Test F1 (``key``: ``test``, the best dev epoch's weights, or ``test_final``, the last weights) of plain
-    training and every KD method per language (the current teacher's students only), and structural KD minus each
-    other row over the seeds both have: mean difference, on how many seeds structural KD is lower."""
+    training and every KD method per language (a row per teacher training: the current one's students, then each
+    earlier one's), and structural KD minus each other row over the seeds both have: mean difference, on how many
+    seeds structural KD is lower."""
     header = ["language (suite)", "no KD"] + [label for _, label in GOAL_METHODS] + [
         f"structural - {label}" for label in ["no KD"] + [label for _, label in GOAL_METHODS[1:]]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -646,8 +646,9 @@ _student_inputs("pieces_en", "CoNLL-2003 English NER: the teacher transformer's 
                 methods=("structural", "posterior", "topk"), owner="ner_en")
 
 
-# And for the German student (WikiANN, the language where KD was ahead of plain training without the table): its
-# rows compare with converge_de's (the same data and trainer; the teacher is ner_de's, retrained where absent).
+# And for the German student (WikiANN, the language where KD was ahead of plain training without the table): the
+# same data and trainer as converge_de, whose KD rows were taught by an earlier training of ner_de's teacher, so
+# the suite carries its own plain row and is read on its own.
 _student_inputs("pieces_de", "WikiANN German NER: the teacher transformer's input piece table + German fastText + "
                              "characters for the student, trained to convergence", [_PIECES, *_lang_student("de")],
                 methods=("structural", "posterior", "topk"), owner="ner_de")

@@ -1,5 +1,5 @@
-"""The all-gold goal table: every method per language, the current teacher's students only, and structural KD
-against each other row over the seeds both have."""
+"""The all-gold goal table: every method per language, each teacher training's students in rows of their own, and
+structural KD against each other row over the seeds both have."""
 import json
 
 
@@ -10,7 +10,7 @@ def _student(run, seed, score, final=None, fingerprint="now"):
             **({"test_final": {"main": final}} if final is not None else {})}
 
 
-def test_goal_table_pairs_seeds_and_leaves_out_an_earlier_teachers_students(tmp_path, monkeypatch):
+def test_goal_table_pairs_seeds_and_keeps_an_earlier_teachers_students_apart(tmp_path, monkeypatch):
     from experiments import report
 
     monkeypatch.setattr(report, "RESULTS", tmp_path)
