@@ -61,12 +61,17 @@ def separate_teacher_trainings(runs: Dict[str, List[dict]]) -> Dict[str, List[di
                 r["teacher_trainings"] = _trainings_of(r, name, teachers)
                 k = max(r["teacher_trainings"].values(), default=0)
                 if k:
-                    r.update(run=r["run"] + EARLIER_TEACHER[:-1] + _nth(k) + ")", earlier_teacher=True)
+                    r.update(run=_earlier_run(r["run"], k), earlier_teacher=True)
     return runs
 
 
 def _nth(k: int) -> str:
     return "" if k == 1 else f" {k}"
+
+
+def _earlier_run(run: str, k: int) -> str:
+    """The row name of a student run taught by the k-th earlier training of its teacher."""
+    return run + EARLIER_TEACHER[:-1] + _nth(k) + ")"
 
 
 def earlier_trainings(teacher: dict) -> List[dict]:
@@ -360,7 +365,7 @@ def goal_table(all_runs: Dict[str, List[dict]], key: str = "test") -> List[str]:
                 **{name: per_seed(prefix + name) for name, _ in GOAL_METHODS}}
         if not rows["crf_structural"]:
             continue
-        teacher = f"; {EARLIER_TRAINING[len('teacher, '):]}{_nth(training)} of its teacher" if training else ""
+        teacher = f"; earlier training{_nth(training)} of its teacher" if training else ""
         cells = [f"{language} (`{suite}`{teacher})"] + [
             _fmt(list(rows[name].values())) + (f" ({len(rows[name])})" if rows[name] else "")
             for name in ["none"] + [n for n, _ in GOAL_METHODS]]
@@ -376,9 +381,9 @@ def _goal_rows(all_runs: Dict[str, List[dict]]):
     students ran: their rows stay readable, against plain training, which no teacher touches)."""
     for language, suite, prefix in GOAL:
         yield language, suite, prefix, 0
-        trainings = {max(r["teacher_trainings"].values()) for r in all_runs.get(suite, [])
-                     if r.get("earlier_teacher") and r.get("role") == "student"
-                     and r["run"].startswith(prefix + "crf_structural" + EARLIER_TEACHER[:-1])}
+        trainings = {k for r in all_runs.get(suite, []) if r.get("earlier_teacher") and r.get("role") == "student"
+                     for k in [max(r["teacher_trainings"].values())]
+                     if r["run"] == _earlier_run(prefix + "crf_structural", k)}
         yield from ((language, suite, prefix, k) for k in sorted(trainings))
 
 
@@ -387,7 +392,7 @@ def _per_seed(all_runs: Dict[str, List[dict]], suite: str, run: str, key: str = 
     """{seed: score} of one student row: the current teacher's students, or with ``training`` k > 0 those of the
     k-th earlier training of their teacher."""
     if training:
-        run = run + EARLIER_TEACHER[:-1] + _nth(training) + ")"
+        run = _earlier_run(run, training)
     return {r["seed"]: r[key]["main"] for r in all_runs.get(suite, []) if r.get("role") == "student"
             and r.get("run") == run and bool(r.get("earlier_teacher")) == bool(training) and r.get(key)}
 
